@@ -1,0 +1,24 @@
+//! Domain types shared by the configuration parser, the CRM, the LRM, the
+//! simulator and the daemon: resource identifiers, node names, requested
+//! states, resource/group/rule configuration, datacenter options and the
+//! timing profiles.
+
+pub mod datacenter;
+pub mod error;
+pub mod group;
+pub mod node;
+pub mod requested_state;
+pub mod resource;
+pub mod rule;
+pub mod sid;
+pub mod timing;
+
+pub use datacenter::{DatacenterOptions, ShutdownPolicy};
+pub use error::DomainError;
+pub use group::{GroupConfig, GroupNode};
+pub use node::NodeName;
+pub use requested_state::RequestedState;
+pub use resource::ResourceConfig;
+pub use rule::NodeAffinityRule;
+pub use sid::Sid;
+pub use timing::TimingProfile;
