@@ -28,7 +28,9 @@ pub enum DomainError {
 pub fn validate_config_id(id: &str) -> Result<(), DomainError> {
     let mut chars = id.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
-    let rest_ok = id.len() >= 2
+    // `first_ok` first: it makes byte 1 a char boundary for the slice.
+    let rest_ok = first_ok
+        && id.len() >= 2
         && id[1..]
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
@@ -50,5 +52,7 @@ mod tests {
         assert!(validate_config_id("a").is_err());
         assert!(validate_config_id("1ab").is_err());
         assert!(validate_config_id("a b").is_err());
+        assert!(validate_config_id("éa").is_err());
+        assert!(validate_config_id("aé").is_err());
     }
 }

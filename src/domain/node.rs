@@ -26,7 +26,9 @@ impl FromStr for NodeName {
         let edge_ok = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
         let ok = edge_ok(bytes.first())
             && edge_ok(bytes.last())
-            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-');
         if ok {
             Ok(NodeName(s.to_string()))
         } else {

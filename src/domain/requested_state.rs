@@ -78,7 +78,10 @@ mod tests {
 
     #[test]
     fn enabled_is_started() {
-        assert_eq!("enabled".parse::<RequestedState>().unwrap(), RequestedState::Started);
+        assert_eq!(
+            "enabled".parse::<RequestedState>().unwrap(),
+            RequestedState::Started
+        );
         assert_eq!(RequestedState::Started.to_string(), "started");
         assert!("running".parse::<RequestedState>().is_err());
     }

@@ -118,9 +118,25 @@ mod tests {
 
     #[test]
     fn numeric_names() {
-        assert!("vm:10".parse::<Sid>().unwrap().validate_numeric_name().is_ok());
-        assert!("vm:1".parse::<Sid>().unwrap().validate_numeric_name().is_err());
-        assert!("vm:0100".parse::<Sid>().unwrap().validate_numeric_name().is_err());
-        assert!("vm:1a".parse::<Sid>().unwrap().validate_numeric_name().is_err());
+        assert!("vm:10"
+            .parse::<Sid>()
+            .unwrap()
+            .validate_numeric_name()
+            .is_ok());
+        assert!("vm:1"
+            .parse::<Sid>()
+            .unwrap()
+            .validate_numeric_name()
+            .is_err());
+        assert!("vm:0100"
+            .parse::<Sid>()
+            .unwrap()
+            .validate_numeric_name()
+            .is_err());
+        assert!("vm:1a"
+            .parse::<Sid>()
+            .unwrap()
+            .validate_numeric_name()
+            .is_err());
     }
 }

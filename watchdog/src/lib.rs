@@ -1,1 +1,24 @@
-//! placeholder, see the crate README
+//! Self-fencing for ha-manager.
+//!
+//! - [`device`]: the Linux watchdog device through its ioctl API.
+//! - [`backend`] and [`test_backend`]: what watchdog-mux keeps alive.
+//! - [`mux`]: the watchdog-mux daemon (binary `watchdog-mux`).
+//! - [`client`]: the blocking client the LRM uses.
+//! - [`protocol`]: the wire format between them.
+//! - [`timing`]: the timing rule the daemon checks at start-up.
+//!
+//! See the crate README for the protocol and how to test.
+
+#![deny(missing_docs)]
+
+pub mod backend;
+pub mod client;
+pub mod device;
+pub mod duration;
+pub mod mux;
+pub mod protocol;
+pub mod test_backend;
+pub mod timing;
+
+pub use client::{ClientError, WatchdogClient};
+pub use timing::{check_timing, feed_window, TimingError};

@@ -1,0 +1,295 @@
+//! The HA options of datacenter.cfg (spec sections 1.7 and 2.5): the
+//! value checks shared by both forms, and the PVE property-string form
+//! (`ha: shutdown_policy=migrate`, `max_workers: 4`). The simulator's JSON
+//! form is in [`super::datacenter_json`].
+//!
+//! CRS beyond `ha=basic` (static/dynamic scheduling, rebalancing) and
+//! hardware fencing are refused as "not supported yet".
+
+use std::collections::BTreeMap;
+
+use super::error::{ConfigError, ConfigErrorKind};
+use super::values::parse_bool;
+use crate::domain::{DatacenterOptions, ShutdownPolicy};
+
+/// Keys of a PVE datacenter.cfg that have nothing to do with HA; they are
+/// accepted and ignored so a real datacenter.cfg can be read as it is.
+pub const IGNORED_PVE_KEYS: [&str; 19] = [
+    "bwlimit",
+    "consent-text",
+    "console",
+    "description",
+    "email_from",
+    "http_proxy",
+    "keyboard",
+    "language",
+    "mac_prefix",
+    "migration",
+    "migration_unsecure",
+    "next-id",
+    "notify",
+    "registered-tags",
+    "replication",
+    "tag-style",
+    "u2f",
+    "user-tag-access",
+    "webauthn",
+];
+
+/// `shutdown_policy` (field named `field` in errors).
+pub fn parse_shutdown_policy(field: &str, text: &str) -> Result<ShutdownPolicy, ConfigErrorKind> {
+    text.parse().map_err(|_| {
+        ConfigErrorKind::invalid(
+            field,
+            format!(
+                "invalid value '{text}': expected one of conditional, freeze, failover, migrate"
+            ),
+        )
+    })
+}
+
+/// `max_workers`: an integer of at least 1.
+pub fn parse_max_workers(field: &str, text: &str) -> Result<u32, ConfigErrorKind> {
+    let workers = super::values::parse_u32(field, Some(text))?;
+    if workers == 0 {
+        return Err(ConfigErrorKind::invalid(
+            field,
+            "must be at least 1, got '0'",
+        ));
+    }
+    Ok(workers)
+}
+
+/// `fencing`: only `watchdog` is implemented.
+pub fn check_fencing(field: &str, text: &str) -> Result<(), ConfigErrorKind> {
+    match text {
+        "watchdog" => Ok(()),
+        "hardware" | "both" => Err(ConfigErrorKind::NotSupported(format!(
+            "field '{field}': fencing mode '{text}' is"
+        ))),
+        _ => Err(ConfigErrorKind::invalid(
+            field,
+            format!("invalid value '{text}': expected one of watchdog, hardware, both"),
+        )),
+    }
+}
+
+/// One key of the `crs` property string. Only `ha=basic` and the
+/// rebalancing switches set to off are accepted.
+pub fn check_crs_option(key: &str, text: &str) -> Result<(), ConfigErrorKind> {
+    let field = format!("crs.{key}");
+    match key {
+        "ha" => match text {
+            "basic" => Ok(()),
+            "static" | "dynamic" => Err(ConfigErrorKind::NotSupported(format!(
+                "field '{field}': CRS scheduler '{text}' is"
+            ))),
+            _ => Err(ConfigErrorKind::invalid(
+                &field,
+                format!("invalid value '{text}': expected one of basic, static, dynamic"),
+            )),
+        },
+        "ha-rebalance-on-start" | "ha-auto-rebalance" => {
+            if parse_bool(&field, Some(text))? {
+                Err(ConfigErrorKind::NotSupported(format!(
+                    "field '{field}': rebalancing is"
+                )))
+            } else {
+                Ok(())
+            }
+        }
+        "ha-auto-rebalance-threshold"
+        | "ha-auto-rebalance-method"
+        | "ha-auto-rebalance-hold-duration"
+        | "ha-auto-rebalance-margin" => Err(ConfigErrorKind::NotSupported(format!(
+            "field '{field}': automatic rebalancing is"
+        ))),
+        _ => Err(ConfigErrorKind::UnknownKey {
+            field,
+            section_type: "crs".to_string(),
+        }),
+    }
+}
+
+/// One key of the `ha` property string.
+pub fn apply_ha_option(
+    options: &mut DatacenterOptions,
+    key: &str,
+    text: &str,
+) -> Result<(), ConfigErrorKind> {
+    match key {
+        "shutdown_policy" => {
+            options.shutdown_policy = parse_shutdown_policy("ha.shutdown_policy", text)?;
+            Ok(())
+        }
+        _ => Err(ConfigErrorKind::UnknownKey {
+            field: format!("ha.{key}"),
+            section_type: "ha".to_string(),
+        }),
+    }
+}
+
+/// Splits a property string `k1=v1,k2=v2` and hands each pair to `each`;
+/// refuses items without `=` and keys given twice.
+fn for_each_property(
+    field: &str,
+    text: &str,
+    mut each: impl FnMut(&str, &str) -> Result<(), ConfigErrorKind>,
+) -> Result<(), ConfigErrorKind> {
+    let mut seen: Vec<&str> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (key, value) = item.split_once('=').ok_or_else(|| {
+            ConfigErrorKind::invalid(
+                field,
+                format!("invalid property '{item}': expected key=value"),
+            )
+        })?;
+        let (key, value) = (key.trim(), value.trim());
+        if seen.contains(&key) {
+            return Err(ConfigErrorKind::invalid(
+                field,
+                format!("property '{key}' given twice"),
+            ));
+        }
+        seen.push(key);
+        each(key, value)?;
+    }
+    Ok(())
+}
+
+/// Parses the PVE form of datacenter.cfg (`key: value` lines, `#`
+/// comments). HA keys are validated, other known PVE keys ignored, unknown
+/// keys refused. Missing keys keep their defaults.
+pub fn parse_datacenter_cfg(text: &str, file: &str) -> Result<DatacenterOptions, ConfigError> {
+    let mut options = DatacenterOptions::default();
+    let mut first_lines: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, raw_line) in text.split('\n').enumerate() {
+        let line_no = index + 1;
+        let line = raw_line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line.split_once(':').ok_or_else(|| {
+            ConfigErrorKind::BadLine {
+                text: line.to_string(),
+                expected: "'<key>: <value>'".to_string(),
+            }
+            .at(file, line_no)
+        })?;
+        let (key, value) = (key.trim_end(), value.trim_start());
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return Err(ConfigErrorKind::BadLine {
+                text: line.to_string(),
+                expected: "'<key>: <value>'".to_string(),
+            }
+            .at(file, line_no));
+        }
+        if let Some(first_line) = first_lines.insert(key, line_no) {
+            return Err(ConfigErrorKind::DuplicateKey {
+                field: key.to_string(),
+                first_line,
+            }
+            .at(file, line_no));
+        }
+        let missing = || ConfigErrorKind::MissingValue {
+            field: key.to_string(),
+        };
+        let ha_key = matches!(key, "ha" | "crs" | "max_workers" | "fencing");
+        let result = match key {
+            _ if ha_key && value.is_empty() => Err(missing()),
+            "ha" => for_each_property(key, value, |k, v| apply_ha_option(&mut options, k, v)),
+            "crs" => for_each_property(key, value, check_crs_option),
+            "max_workers" => parse_max_workers(key, value).map(|n| options.max_workers = n),
+            "fencing" => check_fencing(key, value),
+            _ if IGNORED_PVE_KEYS.contains(&key) => Ok(()),
+            _ => Err(ConfigErrorKind::UnknownKey {
+                field: key.to_string(),
+                section_type: "datacenter".to_string(),
+            }),
+        };
+        result.map_err(|e| e.at(file, line_no))?;
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_pve_datacenter_cfg() {
+        let text = "# cluster notes\nkeyboard: en-us\nha: shutdown_policy=migrate\ncrs: ha=basic,ha-rebalance-on-start=0\nmax_workers: 8\nfencing: watchdog\n";
+        let options = parse_datacenter_cfg(text, "datacenter.cfg").unwrap();
+        assert_eq!(options.shutdown_policy, ShutdownPolicy::Migrate);
+        assert_eq!(options.max_workers, 8);
+        assert_eq!(
+            parse_datacenter_cfg("", "datacenter.cfg").unwrap(),
+            DatacenterOptions::default()
+        );
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let cases: [(&str, usize, &str); 13] = [
+            ("ha:\n", 1, "field 'ha': missing value"),
+            (
+                "keyboard en-us\n",
+                1,
+                "invalid line 'keyboard en-us': expected '<key>: <value>'",
+            ),
+            (
+                "\nha: shutdown_policy=never\n",
+                2,
+                "field 'ha.shutdown_policy': invalid value 'never'",
+            ),
+            ("ha: policy=freeze\n", 1, "field 'ha.policy': unknown key"),
+            (
+                "ha: freeze\n",
+                1,
+                "field 'ha': invalid property 'freeze': expected key=value",
+            ),
+            (
+                "max_workers: 0\n",
+                1,
+                "field 'max_workers': must be at least 1",
+            ),
+            (
+                "max_workers: many\n",
+                1,
+                "field 'max_workers': invalid integer 'many'",
+            ),
+            ("max_workers:\n", 1, "field 'max_workers': missing value"),
+            (
+                "crs: ha=static\n",
+                1,
+                "field 'crs.ha': CRS scheduler 'static' is not supported yet",
+            ),
+            (
+                "crs: ha-rebalance-on-start=1\n",
+                1,
+                "field 'crs.ha-rebalance-on-start': rebalancing is not supported yet",
+            ),
+            (
+                "fencing: hardware\n",
+                1,
+                "field 'fencing': fencing mode 'hardware' is not supported yet",
+            ),
+            ("max_worker: 4\n", 1, "field 'max_worker': unknown key"),
+            (
+                "max_workers: 2\nmax_workers: 3\n",
+                2,
+                "field 'max_workers': duplicate key (first set on line 1)",
+            ),
+        ];
+        for (text, line, message) in cases {
+            let err = parse_datacenter_cfg(text, "datacenter.cfg").unwrap_err();
+            let shown = err.to_string();
+            assert_eq!(err.line, line, "{shown}");
+            assert!(
+                shown.starts_with(&format!("datacenter.cfg:{line}: ")),
+                "{shown}"
+            );
+            assert!(shown.contains(message), "{shown} lacks {message}");
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! resources.cfg (spec section 2.2): one section per HA resource,
+//! `<type>: <name>` giving the SID `<type>:<name>`.
+
+use std::collections::BTreeMap;
+
+use super::error::{ConfigError, ConfigErrorKind};
+use super::section::{bool_text, split_sections, SectionWriter};
+use super::values::{parse_bool, parse_comment, parse_config_id, parse_u32, require_value};
+use crate::domain::{RequestedState, ResourceConfig, Sid};
+
+/// Resource types whose name must be a number of at least two digits
+/// without a leading zero (`vm`, `ct` and the simulator's `fa`).
+pub const NUMERIC_NAME_TYPES: [&str; 3] = ["vm", "ct", "fa"];
+
+/// Resource types backed by a local agent, whose sections may carry agent
+/// parameters (any key that is not a resource option).
+pub const AGENT_PARAM_TYPES: [&str; 3] = ["exec", "systemd", "ocf"];
+
+/// The resource option keys, sorted.
+pub const RESOURCE_KEYS: [&str; 6] = [
+    "comment",
+    "failback",
+    "group",
+    "max_relocate",
+    "max_restart",
+    "state",
+];
+
+/// One validated resource option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceOption {
+    /// `state`.
+    State(RequestedState),
+    /// `failback`.
+    Failback(bool),
+    /// `max_restart`.
+    MaxRestart(u32),
+    /// `max_relocate`.
+    MaxRelocate(u32),
+    /// `group`.
+    Group(String),
+    /// `comment`.
+    Comment(String),
+    /// An agent parameter (agent types only).
+    Param(String, String),
+}
+
+impl ResourceOption {
+    /// Stores the option in `config`.
+    pub fn apply(self, config: &mut ResourceConfig) {
+        match self {
+            ResourceOption::State(state) => config.state = state,
+            ResourceOption::Failback(failback) => config.failback = failback,
+            ResourceOption::MaxRestart(n) => config.max_restart = n,
+            ResourceOption::MaxRelocate(n) => config.max_relocate = n,
+            ResourceOption::Group(group) => config.group = Some(group),
+            ResourceOption::Comment(comment) => config.comment = Some(comment),
+            ResourceOption::Param(key, value) => {
+                config.params.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Checks a SID for use as an HA resource: the generic SID rule plus the
+/// numeric name rule of `vm`, `ct` and `fa`.
+pub fn validate_resource_sid(sid: &Sid) -> Result<(), ConfigErrorKind> {
+    if NUMERIC_NAME_TYPES.contains(&sid.kind()) {
+        sid.validate_numeric_name().map_err(|_| {
+            ConfigErrorKind::invalid(
+                "sid",
+                format!(
+                    "invalid SID '{sid}': the name of a '{}' resource must be a number of at least two digits without a leading zero",
+                    sid.kind()
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Validates one option of the resource `sid` (`value` is `None` for a
+/// key written without value). Used by the parser and by the CLI/API, so
+/// `--max_restart abc` gives `field 'max_restart': invalid integer 'abc'`.
+pub fn parse_resource_option(
+    sid: &Sid,
+    key: &str,
+    value: Option<&str>,
+) -> Result<ResourceOption, ConfigErrorKind> {
+    Ok(match key {
+        "state" => {
+            let text = require_value(key, value)?;
+            ResourceOption::State(
+                text.parse()
+                    .map_err(|_| ConfigErrorKind::invalid(key, format!("invalid state '{text}': expected one of started, stopped, disabled, ignored (or enabled)")))?,
+            )
+        }
+        "failback" => ResourceOption::Failback(parse_bool(key, value)?),
+        "max_restart" => ResourceOption::MaxRestart(parse_u32(key, value)?),
+        "max_relocate" => ResourceOption::MaxRelocate(parse_u32(key, value)?),
+        "group" => ResourceOption::Group(parse_config_id(key, value)?),
+        "comment" => ResourceOption::Comment(parse_comment(key, value)?),
+        _ if AGENT_PARAM_TYPES.contains(&sid.kind()) => {
+            validate_param_key(key)?;
+            let text = require_value(key, value)?;
+            super::values::check_comment(key, text)?;
+            ResourceOption::Param(key.to_string(), text.to_string())
+        }
+        _ => {
+            return Err(ConfigErrorKind::UnknownKey {
+                field: key.to_string(),
+                section_type: sid.kind().to_string(),
+            })
+        }
+    })
+}
+
+/// [`parse_resource_option`] for a CLI/API value that is always present.
+pub fn validate_resource_option(
+    sid: &Sid,
+    key: &str,
+    value: &str,
+) -> Result<ResourceOption, ConfigErrorKind> {
+    parse_resource_option(sid, key, Some(value))
+}
+
+/// Agent parameter names: a letter or `_`, then letters, digits, `_`, `-`
+/// or `.`.
+fn validate_param_key(key: &str) -> Result<(), ConfigErrorKind> {
+    let mut chars = key.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if first_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(ConfigErrorKind::invalid(
+            key,
+            "invalid agent parameter name: expected a letter or '_', then letters, digits, '_', '-' or '.'",
+        ))
+    }
+}
+
+/// Parses resources.cfg; `file` is only used in error messages.
+pub fn parse_resources_cfg(text: &str, file: &str) -> Result<Vec<ResourceConfig>, ConfigError> {
+    let mut resources: Vec<ResourceConfig> = Vec::new();
+    let mut first_lines: BTreeMap<Sid, usize> = BTreeMap::new();
+    for section in split_sections(text, file)? {
+        let sid = Sid::new(&section.kind, section.id).map_err(|e| {
+            ConfigErrorKind::InvalidSectionId {
+                section_type: section.kind.clone(),
+                id: section.id.to_string(),
+                reason: e.to_string(),
+            }
+            .at(file, section.line)
+        })?;
+        validate_resource_sid(&sid).map_err(|e| {
+            let reason = match e {
+                ConfigErrorKind::InvalidValue { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            ConfigErrorKind::InvalidSectionId {
+                section_type: section.kind.clone(),
+                id: section.id.to_string(),
+                reason,
+            }
+            .at(file, section.line)
+        })?;
+        if let Some(first_line) = first_lines.get(&sid) {
+            return Err(ConfigErrorKind::DuplicateSection {
+                section: section.label(),
+                first_line: *first_line,
+            }
+            .at(file, section.line));
+        }
+        first_lines.insert(sid.clone(), section.line);
+        let mut config = ResourceConfig::with_defaults(sid);
+        for entry in &section.entries {
+            parse_resource_option(&config.sid, entry.key, entry.value)
+                .map_err(|e| e.at(file, entry.line))?
+                .apply(&mut config);
+        }
+        resources.push(config);
+    }
+    Ok(resources)
+}
+
+/// Writes resources.cfg in the given order. Options at their default are
+/// omitted (parsing applies the defaults again); `comment` comes first,
+/// then all other keys and agent parameters sorted by key. An empty
+/// comment is omitted, i.e. read back as no comment.
+pub fn write_resources_cfg(res: &[ResourceConfig]) -> String {
+    let defaults = |sid: &Sid| ResourceConfig::with_defaults(sid.clone());
+    let mut writer = SectionWriter::default();
+    for config in res {
+        let default = defaults(&config.sid);
+        writer.header(config.sid.kind(), config.sid.name());
+        if let Some(comment) = config.comment.as_deref().filter(|c| !c.is_empty()) {
+            writer.entry("comment", comment);
+        }
+        let mut lines: BTreeMap<&str, String> = BTreeMap::new();
+        if config.failback != default.failback {
+            lines.insert("failback", bool_text(config.failback).to_string());
+        }
+        if let Some(group) = &config.group {
+            lines.insert("group", group.clone());
+        }
+        if config.max_relocate != default.max_relocate {
+            lines.insert("max_relocate", config.max_relocate.to_string());
+        }
+        if config.max_restart != default.max_restart {
+            lines.insert("max_restart", config.max_restart.to_string());
+        }
+        if config.state != default.state {
+            lines.insert("state", config.state.to_string());
+        }
+        for (key, value) in &config.params {
+            // A parameter can never shadow an option: the parser refuses it.
+            if !RESOURCE_KEYS.contains(&key.as_str()) {
+                lines.insert(key, value.clone());
+            }
+        }
+        for (key, value) in &lines {
+            writer.entry(key, value);
+        }
+    }
+    writer.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(text: &str) -> Sid {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn spec_example() {
+        let text = "vm: 501\n\tstate started\n\tmax_relocate 2\n\nct: 102\n";
+        let res = parse_resources_cfg(text, "resources.cfg").unwrap();
+        assert_eq!(res.len(), 2);
+        let mut expected = ResourceConfig::with_defaults(sid("vm:501"));
+        expected.max_relocate = 2;
+        assert_eq!(res[0], expected);
+        assert_eq!(res[1], ResourceConfig::with_defaults(sid("ct:102")));
+        assert_eq!(res[1].max_restart, 1);
+        assert!(res[1].failback);
+        assert_eq!(
+            write_resources_cfg(&res),
+            "vm: 501\n\tmax_relocate 2\n\nct: 102\n\n"
+        );
+    }
+
+    #[test]
+    fn all_options_and_writer_order() {
+        let text = "exec: web\n\tstate enabled\n\tcmd /usr/bin/web --port 80\n\tfailback 0\n\tmax_restart 3\n\tgroup prod\n\tcomment front end\n\tmax_relocate 0\n";
+        let res = parse_resources_cfg(text, "resources.cfg").unwrap();
+        let web = &res[0];
+        assert_eq!(web.state, RequestedState::Started);
+        assert!(!web.failback);
+        assert_eq!((web.max_restart, web.max_relocate), (3, 0));
+        assert_eq!(web.group.as_deref(), Some("prod"));
+        assert_eq!(web.comment.as_deref(), Some("front end"));
+        assert_eq!(web.params["cmd"], "/usr/bin/web --port 80");
+        assert_eq!(
+            write_resources_cfg(&res),
+            "exec: web\n\tcomment front end\n\tcmd /usr/bin/web --port 80\n\tfailback 0\n\tgroup prod\n\tmax_relocate 0\n\tmax_restart 3\n\n"
+        );
+    }
+
+    #[test]
+    fn states_and_upper_case_type() {
+        let text =
+            "VM: 100\n\tstate disabled\n\nct: 200\n\tstate ignored\n\nfa: 130\n\tstate stopped\n";
+        let res = parse_resources_cfg(text, "r.cfg").unwrap();
+        let states: Vec<(String, RequestedState)> =
+            res.iter().map(|r| (r.sid.to_string(), r.state)).collect();
+        assert_eq!(
+            states,
+            [
+                ("vm:100".to_string(), RequestedState::Disabled),
+                ("ct:200".to_string(), RequestedState::Ignored),
+                ("fa:130".to_string(), RequestedState::Stopped)
+            ]
+        );
+    }
+
+    fn error(text: &str) -> ConfigError {
+        parse_resources_cfg(text, "resources.cfg").unwrap_err()
+    }
+
+    #[test]
+    fn every_error_names_file_line_and_field() {
+        let cases: [(&str, usize, &str); 14] = [
+            (
+                "vm: 101\n\tmax_restart abc\n",
+                2,
+                "field 'max_restart': invalid integer 'abc'",
+            ),
+            (
+                "vm: 101\n\tmax_relocate -1\n",
+                2,
+                "field 'max_relocate': invalid integer '-1'",
+            ),
+            (
+                "vm: 101\n\tstate running\n",
+                2,
+                "field 'state': invalid state 'running'",
+            ),
+            (
+                "vm: 101\n\tfailback yes\n",
+                2,
+                "field 'failback': invalid boolean 'yes'",
+            ),
+            ("vm: 101\n\tgroup 1x\n", 2, "field 'group': invalid id '1x'"),
+            ("vm: 101\n\tstate\n", 2, "field 'state': missing value"),
+            (
+                "vm: 101\n\tcpu 4\n",
+                2,
+                "field 'cpu': unknown key for section type 'vm'",
+            ),
+            (
+                "vm: 101\n\n\nvm: 101\n",
+                4,
+                "duplicate section 'vm: 101' (first defined on line 1)",
+            ),
+            (
+                "vm: 101\n\tstate started\n\tstate stopped\n",
+                3,
+                "field 'state': duplicate key",
+            ),
+            ("vm: 1\n", 1, "invalid section id '1' for type 'vm'"),
+            ("vm: 0100\n", 1, "invalid section id '0100' for type 'vm'"),
+            ("v2: 100\n", 1, "invalid section id '100' for type 'v2'"),
+            (
+                "exec: web\n\tbad/key x\n",
+                2,
+                "field 'bad/key': invalid agent parameter name",
+            ),
+            ("exec: web\n\tcmd\n", 2, "field 'cmd': missing value"),
+        ];
+        for (text, line, message) in cases {
+            let err = error(text);
+            let shown = err.to_string();
+            assert_eq!(err.line, line, "{shown}");
+            assert!(
+                shown.starts_with(&format!("resources.cfg:{line}: ")),
+                "{shown}"
+            );
+            assert!(shown.contains(message), "{shown} lacks {message}");
+        }
+    }
+
+    #[test]
+    fn agent_params_only_for_agent_types() {
+        let res = parse_resources_cfg("systemd: nginx\n\tunit nginx.service\n", "r").unwrap();
+        assert_eq!(res[0].params["unit"], "nginx.service");
+        assert!(parse_resources_cfg("ct: 101\n\tunit nginx.service\n", "r").is_err());
+        assert!(parse_resources_cfg("foo: bar\n\tunit x\n", "r").is_err());
+        assert!(parse_resources_cfg("foo: bar\n\tstate stopped\n", "r").is_ok());
+    }
+
+    #[test]
+    fn cli_validation_names_the_field() {
+        let vm = sid("vm:100");
+        assert_eq!(
+            validate_resource_option(&vm, "max_restart", "abc")
+                .unwrap_err()
+                .to_string(),
+            "field 'max_restart': invalid integer 'abc'"
+        );
+        assert_eq!(
+            validate_resource_option(&vm, "max_restart", "5").unwrap(),
+            ResourceOption::MaxRestart(5)
+        );
+        assert!(validate_resource_option(&vm, "comment", "a\nb").is_err());
+        assert!(validate_resource_sid(&sid("vm:1")).is_err());
+        assert!(validate_resource_sid(&sid("exec:1")).is_ok());
+    }
+}

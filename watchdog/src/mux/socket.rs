@@ -1,0 +1,95 @@
+//! The mux's listening socket and its "active" marker directory.
+
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Errors while setting up the socket or the marker.
+#[derive(Debug, Error)]
+pub enum SocketError {
+    /// Another mux answers on the socket.
+    #[error("another watchdog-mux is already listening on {0}")]
+    AlreadyRunning(PathBuf),
+    /// Something that is not a socket is in the way.
+    #[error("{0} exists and is not a unix socket; refusing to remove it")]
+    NotASocket(PathBuf),
+    /// An I/O error on the given path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The marker of a previous, unclean exit exists.
+    #[error(
+        "marker {0} exists: a previous watchdog-mux exited while clients were armed, so a reset \
+         is pending and must not be averted by feeding the device again; remove the marker only \
+         if you know the node has been reset"
+    )]
+    PendingReset(PathBuf),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SocketError + '_ {
+    move |source| SocketError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Binds the listening socket with mode 0600, replacing a stale socket file
+/// but never a live mux or a non-socket file.
+pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(SocketError::AlreadyRunning(path.to_path_buf()));
+            }
+            std::fs::remove_file(path).map_err(io_error(path))?;
+        }
+        Ok(_) => return Err(SocketError::NotASocket(path.to_path_buf())),
+        Err(err) if err.kind() == ErrorKind::NotFound => {}
+        Err(err) => return Err(io_error(path)(err)),
+    }
+    // Create the socket without group/other permissions from the start, so
+    // there is no window in which others may connect.
+    let old_mask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old_mask);
+    let listener = bound.map_err(io_error(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_error(path))?;
+    listener.set_nonblocking(true).map_err(io_error(path))?;
+    Ok(listener)
+}
+
+/// Refuses to start while the marker of an unclean exit exists.
+pub fn check_marker(marker: &Path) -> Result<(), SocketError> {
+    match std::fs::symlink_metadata(marker) {
+        Ok(_) => Err(SocketError::PendingReset(marker.to_path_buf())),
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(io_error(marker)(err)),
+    }
+}
+
+/// Creates or removes the marker so that it exists exactly while clients
+/// are armed (or the mux has fenced). Failures are logged: the marker is a
+/// second line of defence, fencing does not depend on it.
+pub fn set_marker(marker: &Path, present: bool) {
+    let result = if present {
+        match std::fs::create_dir(marker) {
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        }
+    } else {
+        match std::fs::remove_dir(marker) {
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    };
+    if let Err(err) = result {
+        tracing::error!(marker = %marker.display(), present, %err, "cannot update the active marker");
+    }
+}
