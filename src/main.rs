@@ -1,6 +1,8 @@
 //! The `ha-manager` binary: CLI entry point.
 
+use clap::Parser;
+
 fn main() {
-    eprintln!("ha-manager: no commands yet");
-    std::process::exit(2);
+    let cli = ha_manager::cli::Cli::parse();
+    std::process::exit(ha_manager::cli::run(cli));
 }

@@ -1,1 +1,23 @@
-//! See ARCHITECTURE.md.
+//! Cluster resource manager: a sans-IO state machine (design.md section 4).
+//!
+//! * [`Manager`] runs one manager round (spec section 3.4) over a
+//!   [`ManagerInput`] snapshot and keeps the [`ManagerStatus`].
+//! * [`CrmDaemon`] is the daemon state machine around it (spec section
+//!   3.1): quorum, manager lock, watchdog, idle handling, shutdown.
+//!
+//! Nothing here reads a clock, a file or a socket. See README.md.
+
+pub mod daemon;
+pub mod manager;
+pub mod output;
+pub mod select;
+pub mod status;
+
+pub use daemon::{CrmDaemon, CrmDaemonState, CrmInput, CrmOutput};
+pub use manager::{ConfiguredResource, Manager, ManagerInput};
+pub use output::{CrmAction, CrmStep, Level, LogEvent, Steps};
+pub use select::{select_service_node, NodeAffinity, Preference, Usage};
+pub use status::{
+    exit_code, Disarm, DisarmMode, DisarmState, LrmResult, ManagerStatus, NodeRequest, NodeState,
+    ServiceRecord, ServiceState,
+};

@@ -1,0 +1,85 @@
+//! Node configuration of the cluster store.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::types::NodeId;
+
+/// How one node of the store is set up.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// This node's Raft id (unique in the cluster, never reused).
+    pub node_id: NodeId,
+    /// Directory of the sled database.
+    pub data_dir: PathBuf,
+    /// `host:port` where this node's HTTP server (with `/raft`) listens, as
+    /// the other nodes reach it.
+    pub advertise_addr: String,
+    /// Shared secret every node-to-node request must carry.
+    pub cluster_secret: String,
+    /// Leader heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// Election timeout range (a follower that hears no leader for a random
+    /// time in this range starts an election).
+    pub election_timeout: (Duration, Duration),
+    /// Build a snapshot (and purge the log before it) after this many
+    /// applied entries.
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a snapshot, so slightly lagging
+    /// followers catch up from the log rather than a snapshot.
+    pub keep_entries_behind_snapshot: u64,
+    /// Upper bound on a client request (write, read index, forward),
+    /// including waiting for a leader.
+    pub request_timeout: Duration,
+    /// Upper bound on a membership change (adding a learner waits until it
+    /// has caught up).
+    pub membership_timeout: Duration,
+}
+
+impl StoreConfig {
+    /// A configuration with production-leaning defaults: heartbeat 200 ms,
+    /// election timeout 1-2 s, snapshot every 5000 entries.
+    pub fn new(
+        node_id: NodeId,
+        data_dir: impl Into<PathBuf>,
+        advertise_addr: impl Into<String>,
+        cluster_secret: impl Into<String>,
+    ) -> Self {
+        Self {
+            node_id,
+            data_dir: data_dir.into(),
+            advertise_addr: advertise_addr.into(),
+            cluster_secret: cluster_secret.into(),
+            heartbeat_interval: Duration::from_millis(200),
+            election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
+            snapshot_every_entries: 5000,
+            keep_entries_behind_snapshot: 1000,
+            request_timeout: Duration::from_secs(5),
+            membership_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Short timings for tests and the local demo: heartbeat 50 ms,
+    /// election timeout 250-500 ms.
+    pub fn fast(mut self) -> Self {
+        self.heartbeat_interval = Duration::from_millis(50);
+        self.election_timeout = (Duration::from_millis(250), Duration::from_millis(500));
+        self
+    }
+
+    pub(crate) fn to_openraft(&self) -> Result<openraft::Config, openraft::ConfigError> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let config = openraft::Config {
+            cluster_name: "ha-manager".to_string(),
+            heartbeat_interval: ms(self.heartbeat_interval),
+            election_timeout_min: ms(self.election_timeout.0),
+            election_timeout_max: ms(self.election_timeout.1),
+            install_snapshot_timeout: 2000,
+            snapshot_max_chunk_size: 1024 * 1024,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: self.keep_entries_behind_snapshot,
+            ..Default::default()
+        };
+        config.validate()
+    }
+}

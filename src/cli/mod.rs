@@ -1,0 +1,95 @@
+//! Command line (clap derive). `main.rs` only calls [`run`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// ha-manager: standalone HA cluster manager.
+#[derive(Debug, Parser)]
+#[command(name = "ha-manager", version, about)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The deterministic simulator.
+    Sim {
+        /// Simulator command.
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+    /// Node daemon, cluster life cycle and HA verbs (see `node_cli`).
+    #[cfg(feature = "node")]
+    #[command(flatten)]
+    Node(crate::node_cli::NodeCommand),
+}
+
+/// Simulator commands.
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Run a scenario directory and print its event log.
+    Run {
+        /// The scenario directory (Proxmox simulator layout).
+        dir: PathBuf,
+        /// Write the final state as JSON to this file.
+        #[arg(long)]
+        final_state: Option<PathBuf>,
+        /// Timing profile: `pve` (Proxmox constants, the default unless the
+        /// scenario has a `profile` file) or `default`.
+        #[arg(long, value_parser = ["pve", "default"])]
+        profile: Option<String>,
+        /// Seed for any randomness (the harness itself is deterministic).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        #[cfg(feature = "node")]
+        Command::Node(command) => crate::node_cli::run(command),
+        Command::Sim {
+            command:
+                SimCommand::Run {
+                    dir,
+                    final_state,
+                    profile,
+                    seed: _,
+                },
+        } => {
+            let result = match crate::sim::run_dir(&dir, profile.as_deref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("ha-manager: {}: {e}", dir.display());
+                    return 2;
+                }
+            };
+            let mut text = result.log.join("\n");
+            text.push('\n');
+            print!("{text}");
+            if let Some(path) = final_state {
+                let json = match serde_json::to_string_pretty(&result.final_state) {
+                    Ok(j) => j,
+                    Err(e) => {
+                        eprintln!("ha-manager: cannot encode final state: {e}");
+                        return 1;
+                    }
+                };
+                if let Err(e) = std::fs::write(&path, json + "\n") {
+                    eprintln!("ha-manager: cannot write {}: {e}", path.display());
+                    return 1;
+                }
+            }
+            if let Some(e) = result.error {
+                eprintln!("ha-manager: simulation aborted: {e}");
+                return 1;
+            }
+            0
+        }
+    }
+}

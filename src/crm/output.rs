@@ -1,0 +1,111 @@
+//! What a CRM round produces besides the new manager status: ordered steps
+//! (log events interleaved with actions the shell must carry out).
+
+use crate::domain::{NodeName, RequestedState, Sid};
+
+/// Severity of a log event (spec section 8.4 levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Normal progress.
+    Info,
+    /// Worth noticing.
+    Notice,
+    /// Something went wrong but is handled.
+    Warning,
+    /// An error.
+    Err,
+    /// A notification (fencing mail).
+    Email,
+}
+
+impl Level {
+    /// The level tag cut to four characters, as in the simulator log.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Notice => "noti",
+            Level::Warning => "warn",
+            Level::Err => "err",
+            Level::Email => "emai",
+        }
+    }
+}
+
+/// One structured log event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    /// Severity.
+    pub level: Level,
+    /// The message text (no trailing newline).
+    pub message: String,
+}
+
+/// Something the shell must do for the CRM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrmAction {
+    /// Acquire or renew the manager lock (the CRM decided on the lock
+    /// state given in its input; if the shell cannot commit it, it must
+    /// discard the rest of this output).
+    TakeManagerLock,
+    /// Release the manager lock.
+    ReleaseManagerLock,
+    /// Open the CRM watchdog (pve profile only; ignored otherwise).
+    WatchdogOpen,
+    /// Feed the CRM watchdog.
+    WatchdogUpdate,
+    /// Close the CRM watchdog cleanly.
+    WatchdogClose,
+    /// Take the agent lock of a node: the fencing acknowledgement. Must be
+    /// committed before the manager status that moves its services from
+    /// `fence` to `recovery`.
+    TakeAgentLock(NodeName),
+    /// Rewrite the requested state of a resource (the `stop` command).
+    SetRequestedState(Sid, RequestedState),
+    /// Move the resource's configuration to another node (recovery
+    /// "steal").
+    MoveResourceNode {
+        /// The resource.
+        sid: Sid,
+        /// The fenced node.
+        from: NodeName,
+        /// The recovery node.
+        to: NodeName,
+    },
+    /// Remove a leftover guest lock of a recovered resource.
+    RemoveGuestLock(Sid),
+    /// The CRM command queue given in the input was consumed: clear it.
+    ConsumeCrmCommands,
+}
+
+/// One ordered output step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrmStep {
+    /// Log this event.
+    Log(LogEvent),
+    /// Carry out this action.
+    Do(CrmAction),
+}
+
+/// Collects ordered steps.
+#[derive(Debug, Default)]
+pub struct Steps(pub Vec<CrmStep>);
+
+impl Steps {
+    /// Logs a message.
+    pub fn log(&mut self, level: Level, message: impl Into<String>) {
+        self.0.push(CrmStep::Log(LogEvent {
+            level,
+            message: message.into(),
+        }));
+    }
+
+    /// Logs at info level.
+    pub fn info(&mut self, message: impl Into<String>) {
+        self.log(Level::Info, message);
+    }
+
+    /// Adds an action.
+    pub fn act(&mut self, action: CrmAction) {
+        self.0.push(CrmStep::Do(action));
+    }
+}

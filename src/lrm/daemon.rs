@@ -1,0 +1,979 @@
+//! The LRM state machine (spec sections 4.1-4.8): agent lock, watchdog,
+//! mode, workers and results. Commands are carried out by an
+//! [`Executor`] (resource-agent glue) supplied by the shell.
+
+use std::collections::BTreeMap;
+
+use crate::crm::{
+    exit_code, ConfiguredResource, Level, LogEvent, LrmResult, ManagerStatus, NodeState,
+    ServiceRecord, ServiceState,
+};
+use crate::domain::{NodeName, ShutdownPolicy, Sid};
+
+use super::status::{LrmMode, LrmState, LrmStatus};
+
+/// Active rounds without any service on the node before the LRM goes idle.
+pub const MAX_ACTIVE_IDLE_ROUNDS: u32 = 60;
+/// Seconds in `lost_agent_lock` after which a restarting LRM gives up.
+pub const LOST_LOCK_RESTART_GIVE_UP_MS: u64 = 90_000;
+
+const CFS_ERROR: &str = "cfs connection refused - not mounted?";
+
+/// Something the shell must do for the LRM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LrmAction {
+    /// Acquire or renew the node's agent lock.
+    TakeAgentLock,
+    /// Release the agent lock.
+    ReleaseAgentLock,
+    /// Open the watchdog.
+    WatchdogOpen,
+    /// Feed the watchdog.
+    WatchdogUpdate,
+    /// Close the watchdog cleanly.
+    WatchdogClose,
+}
+
+/// One ordered output step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LrmStep {
+    /// Log this event.
+    Log(LogEvent),
+    /// Carry out this action.
+    Do(LrmAction),
+}
+
+/// Pushes a log step.
+pub fn log_step(steps: &mut Vec<LrmStep>, level: Level, message: impl Into<String>) {
+    steps.push(LrmStep::Log(LogEvent {
+        level,
+        message: message.into(),
+    }));
+}
+
+/// A command for the resource-agent glue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRequest {
+    /// The service.
+    pub sid: Sid,
+    /// The command = the service state to reach (`started`, `request_stop`,
+    /// `stopped`, `migrate`, `relocate`, `error`, ...).
+    pub command: ServiceState,
+    /// Target node for moves.
+    pub target: Option<NodeName>,
+    /// Stop timeout.
+    pub timeout: Option<u64>,
+}
+
+/// Executes resource commands (spec section 4.5).
+pub trait Executor {
+    /// Runs `request`. Returns `Some(exit code)` when it finished inline, or
+    /// `None` when it runs asynchronously; the shell then reports the end
+    /// through [`LrmInput::finished`].
+    fn execute(&mut self, request: &CommandRequest, log: &mut Vec<LrmStep>) -> Option<i32>;
+}
+
+/// Whether the node itself goes down (spec section 3.17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeShutdown {
+    /// Only the LRM daemon stops or restarts.
+    None,
+    /// The node powers off.
+    Shutdown,
+    /// The node reboots.
+    Reboot,
+}
+
+/// Everything one LRM iteration reads.
+#[derive(Debug, Clone)]
+pub struct LrmInput<'a> {
+    /// The time (ms).
+    pub now_ms: u64,
+    /// This node is in a quorate partition.
+    pub quorate: bool,
+    /// The cluster-state refresh worked.
+    pub cluster_state_ok: bool,
+    /// Shared state can be read and written.
+    pub cfs_rw_ok: bool,
+    /// The stored manager status.
+    pub manager_status: &'a ManagerStatus,
+    /// The agent lock is free, expired or ours.
+    pub agent_lock_available: bool,
+    /// Configured resources (for `max_restart`).
+    pub resources: &'a BTreeMap<Sid, ConfiguredResource>,
+    /// Worker limit; 0 = run inline.
+    pub max_workers: usize,
+    /// Asynchronous workers that ended since the last iteration.
+    pub finished: Vec<(Sid, i32)>,
+}
+
+/// What one LRM iteration produces.
+#[derive(Debug, Default)]
+pub struct LrmOutput {
+    /// Ordered log events and actions.
+    pub steps: Vec<LrmStep>,
+    /// The LRM status to write, if any.
+    pub status: Option<LrmStatus>,
+    /// The daemon exits.
+    pub exit: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Worker {
+    uid: Option<String>,
+    request: CommandRequest,
+    start_tries: u32,
+    running: bool,
+}
+
+/// The LRM of one node.
+#[derive(Debug)]
+pub struct Lrm {
+    node: NodeName,
+    state: LrmState,
+    mode: LrmMode,
+    state_change_ms: u64,
+    results: BTreeMap<String, LrmResult>,
+    restart_tries: BTreeMap<Sid, u32>,
+    workers: BTreeMap<Sid, Worker>,
+    service_status: BTreeMap<Sid, ServiceRecord>,
+    node_state: NodeState,
+    maintenance_requested: bool,
+    watchdog_open: bool,
+    shutdown_request: Option<u64>,
+    shutdown_errors: u32,
+    active_idle_rounds: u32,
+    wrote_status: bool,
+    results_dirty: bool,
+}
+
+struct Ctx<'a, 'b> {
+    input: &'a LrmInput<'b>,
+    steps: Vec<LrmStep>,
+    status: Option<LrmStatus>,
+}
+
+impl Ctx<'_, '_> {
+    fn log(&mut self, level: Level, message: impl Into<String>) {
+        log_step(&mut self.steps, level, message);
+    }
+    fn act(&mut self, action: LrmAction) {
+        self.steps.push(LrmStep::Do(action));
+    }
+}
+
+impl Lrm {
+    /// Creates the LRM; logs `status change startup => wait_for_agent_lock`.
+    pub fn new(node: NodeName, now_ms: u64, steps: &mut Vec<LrmStep>) -> Self {
+        let lrm = Lrm {
+            node,
+            state: LrmState::WaitForAgentLock,
+            mode: LrmMode::Active,
+            state_change_ms: now_ms,
+            results: BTreeMap::new(),
+            restart_tries: BTreeMap::new(),
+            workers: BTreeMap::new(),
+            service_status: BTreeMap::new(),
+            node_state: NodeState::Unknown,
+            maintenance_requested: false,
+            watchdog_open: false,
+            shutdown_request: None,
+            shutdown_errors: 0,
+            active_idle_rounds: 0,
+            wrote_status: false,
+            results_dirty: false,
+        };
+        log_step(
+            steps,
+            Level::Info,
+            "status change startup => wait_for_agent_lock",
+        );
+        lrm
+    }
+
+    /// The current state.
+    pub fn state(&self) -> LrmState {
+        self.state
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> LrmMode {
+        self.mode
+    }
+
+    /// True while the watchdog is open.
+    pub fn watchdog_open(&self) -> bool {
+        self.watchdog_open
+    }
+
+    fn set_state(&mut self, ctx: &mut Ctx<'_, '_>, new: LrmState) {
+        if self.state == new {
+            return;
+        }
+        ctx.log(
+            Level::Info,
+            format!("status change {} => {}", self.state, new),
+        );
+        self.state = new;
+        self.state_change_ms = ctx.input.now_ms;
+    }
+
+    fn status_doc(&self, now_ms: u64) -> LrmStatus {
+        LrmStatus {
+            state: Some(self.state),
+            mode: Some(self.mode),
+            // filled in at the end of the iteration, after pruning
+            results: BTreeMap::new(),
+            timestamp: now_ms / 1000,
+        }
+    }
+
+    fn update_lrm_status(&mut self, ctx: &mut Ctx<'_, '_>) -> bool {
+        if !ctx.input.quorate {
+            return false;
+        }
+        if !ctx.input.cfs_rw_ok {
+            ctx.log(
+                Level::Err,
+                format!("unable to write lrm status file - {CFS_ERROR}"),
+            );
+            return false;
+        }
+        ctx.status = Some(self.status_doc(ctx.input.now_ms));
+        true
+    }
+
+    fn update_service_status(&mut self, ctx: &mut Ctx<'_, '_>) -> bool {
+        if !ctx.input.cfs_rw_ok {
+            ctx.log(
+                Level::Err,
+                format!("updating service status from manager failed: {CFS_ERROR}"),
+            );
+            return false;
+        }
+        let ms = ctx.input.manager_status;
+        // comparing is much cheaper than copying, and rounds mostly see
+        // an unchanged service table
+        if self.service_status != ms.service_status {
+            self.service_status = ms.service_status.clone();
+        }
+        self.node_state = ms
+            .node_status
+            .get(&self.node)
+            .copied()
+            .unwrap_or(NodeState::Unknown);
+        self.maintenance_requested = ms.maintenance_requested(&self.node);
+        if self.shutdown_request.is_none() {
+            if self.maintenance_requested {
+                self.mode = LrmMode::Maintenance;
+            } else if ms.disarm.is_some() {
+                self.mode = LrmMode::Disarm;
+            } else if matches!(self.mode, LrmMode::Maintenance | LrmMode::Disarm) {
+                self.mode = LrmMode::Active;
+            }
+        }
+        true
+    }
+
+    fn fence_requested(&self) -> bool {
+        self.node_state == NodeState::Fence
+            || self
+                .service_status
+                .values()
+                .any(|sd| sd.node == self.node && sd.state == ServiceState::Fence)
+    }
+
+    /// Services on (or moving to) this node that are not stopped, frozen,
+    /// errored or request_start.
+    pub fn active_service_count(&self) -> usize {
+        self.service_status
+            .values()
+            .filter(|sd| sd.node == self.node || sd.target.as_ref() == Some(&self.node))
+            .filter(|sd| {
+                !matches!(
+                    sd.state,
+                    ServiceState::Stopped
+                        | ServiceState::Freeze
+                        | ServiceState::Error
+                        | ServiceState::RequestStart
+                )
+            })
+            .count()
+    }
+
+    fn has_configured_service_on_local_node(&self) -> bool {
+        self.service_status.values().any(|sd| sd.node == self.node)
+    }
+
+    fn take_lock(&mut self, ctx: &mut Ctx<'_, '_>) -> bool {
+        if !ctx.input.agent_lock_available {
+            return false;
+        }
+        ctx.act(LrmAction::TakeAgentLock);
+        if self.watchdog_open {
+            ctx.act(LrmAction::WatchdogUpdate);
+        } else {
+            ctx.act(LrmAction::WatchdogOpen);
+            self.watchdog_open = true;
+        }
+        true
+    }
+
+    fn give_up_watchdog(&mut self, ctx: &mut Ctx<'_, '_>) {
+        if self.watchdog_open {
+            ctx.act(LrmAction::WatchdogClose);
+            self.watchdog_open = false;
+        }
+    }
+
+    fn queue(&mut self, sid: Sid, uid: Option<String>, request: CommandRequest) {
+        if request.command != ServiceState::Stopped {
+            if let Some(uid) = &uid {
+                if self.results.contains_key(uid) {
+                    return;
+                }
+            }
+        }
+        if let Some(w) = self.workers.get(&sid) {
+            if w.running {
+                return;
+            }
+        }
+        self.workers.insert(
+            sid,
+            Worker {
+                uid,
+                request,
+                start_tries: 0,
+                running: false,
+            },
+        );
+    }
+
+    fn handle_exit_code(
+        &mut self,
+        ctx: &mut Ctx<'_, '_>,
+        sid: &Sid,
+        cmd: ServiceState,
+        code: i32,
+    ) -> i32 {
+        if cmd != ServiceState::Started {
+            return code;
+        }
+        if code == exit_code::SUCCESS {
+            self.restart_tries.insert(sid.clone(), 0);
+            return code;
+        }
+        if code != exit_code::ERROR {
+            return code;
+        }
+        let max_restart = ctx
+            .input
+            .resources
+            .get(sid)
+            .map_or(0, |r| r.config.max_restart);
+        let tries = self.restart_tries.entry(sid.clone()).or_insert(0);
+        if *tries >= max_restart {
+            let n = *tries;
+            *tries = 0;
+            ctx.log(
+                Level::Err,
+                format!("unable to start service {sid} on local node after {n} retries"),
+            );
+            return exit_code::ERROR;
+        }
+        *tries += 1;
+        let n = *tries;
+        ctx.log(
+            Level::Warning,
+            format!("restart policy: retry number {n} for service '{sid}'"),
+        );
+        exit_code::ETRY_AGAIN
+    }
+
+    fn command_finished(&mut self, ctx: &mut Ctx<'_, '_>, sid: &Sid, code: i32) {
+        let Some(w) = self.workers.remove(sid) else {
+            return;
+        };
+        let Some(uid) = w.uid else {
+            if code != exit_code::SUCCESS {
+                self.shutdown_errors += 1;
+            }
+            return;
+        };
+        let code = self.handle_exit_code(ctx, sid, w.request.command, code);
+        if code == exit_code::ETRY_AGAIN {
+            return;
+        }
+        self.results.insert(
+            uid,
+            LrmResult {
+                sid: sid.clone(),
+                state: w.request.command,
+                exit_code: code,
+            },
+        );
+        self.results_dirty = true;
+    }
+
+    /// Drops results whose uid is no longer in the manager status. Done
+    /// once per iteration (the snapshot does not change within one).
+    fn prune_results(&mut self) {
+        if !self.results_dirty {
+            return;
+        }
+        self.results_dirty = false;
+        let valid: std::collections::BTreeSet<&str> = self
+            .service_status
+            .values()
+            .filter_map(|sd| sd.uid.as_deref())
+            .collect();
+        self.results.retain(|uid, _| valid.contains(uid.as_str()));
+    }
+
+    /// Starts queued workers; returns queued + running workers.
+    fn run_workers(&mut self, ctx: &mut Ctx<'_, '_>, exec: &mut dyn Executor) -> usize {
+        let max = ctx.input.max_workers;
+        let mut running = self.workers.values().filter(|w| w.running).count();
+        let mut queued: Vec<(u32, Sid)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| !w.running)
+            .map(|(sid, w)| (w.start_tries, sid.clone()))
+            .collect();
+        queued.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        for (_, sid) in queued {
+            let Some(w) = self.workers.get_mut(&sid) else {
+                continue;
+            };
+            w.start_tries += 1;
+            if max > 0 && running >= max {
+                continue;
+            }
+            let request = w.request.clone();
+            match exec.execute(&request, &mut ctx.steps) {
+                Some(code) => self.command_finished(ctx, &sid, code),
+                None => {
+                    if let Some(w) = self.workers.get_mut(&sid) {
+                        w.running = true;
+                    }
+                    running += 1;
+                }
+            }
+        }
+        self.workers.len()
+    }
+
+    fn manage_resources(&mut self, ctx: &mut Ctx<'_, '_>, exec: &mut dyn Executor) -> usize {
+        let ss = &self.service_status;
+        self.restart_tries.retain(|sid, _| ss.contains_key(sid));
+        let todo: Vec<(Sid, Option<String>, CommandRequest)> = self
+            .service_status
+            .iter()
+            .filter(|(_, sd)| sd.node == self.node && sd.uid.is_some())
+            .filter(|(_, sd)| {
+                !matches!(
+                    sd.state,
+                    ServiceState::Recovery | ServiceState::Freeze | ServiceState::RequestStart
+                )
+            })
+            // what `queue` would skip anyway, filtered before copying
+            .filter(|(sid, sd)| {
+                let done = sd.state != ServiceState::Stopped
+                    && sd
+                        .uid
+                        .as_ref()
+                        .is_some_and(|u| self.results.contains_key(u));
+                let busy = self.workers.get(*sid).is_some_and(|w| w.running);
+                !done && !busy
+            })
+            .map(|(sid, sd)| {
+                (
+                    sid.clone(),
+                    sd.uid.clone(),
+                    CommandRequest {
+                        sid: sid.clone(),
+                        command: sd.state,
+                        target: sd.target.clone(),
+                        timeout: sd.timeout,
+                    },
+                )
+            })
+            .collect();
+        for (sid, uid, req) in todo {
+            self.queue(sid, uid, req);
+        }
+        self.run_workers(ctx, exec)
+    }
+
+    /// Asks the LRM to stop (daemon stop/restart or node shutdown/reboot,
+    /// spec sections 3.17 and 4.7).
+    pub fn shutdown_request(
+        &mut self,
+        input: &LrmInput<'_>,
+        node_shutdown: NodeShutdown,
+        policy: ShutdownPolicy,
+    ) -> LrmOutput {
+        let mut ctx = Ctx {
+            input,
+            steps: Vec::new(),
+            status: None,
+        };
+        if self.shutdown_request.is_some() {
+            return LrmOutput::default();
+        }
+        let shutdown = node_shutdown != NodeShutdown::None;
+        let reboot = node_shutdown == NodeShutdown::Reboot;
+        if shutdown {
+            ctx.log(
+                Level::Info,
+                format!("got shutdown request with shutdown policy '{policy}'"),
+            );
+        }
+        let (freeze_all, maintenance) = match policy {
+            ShutdownPolicy::Conditional => (reboot, false),
+            ShutdownPolicy::Freeze => (true, false),
+            ShutdownPolicy::Failover => (false, false),
+            ShutdownPolicy::Migrate => (false, true),
+        };
+        if shutdown && !maintenance {
+            let local: Vec<Sid> = self
+                .service_status
+                .iter()
+                .filter(|(_, sd)| sd.node == self.node)
+                .map(|(sid, _)| sid.clone())
+                .collect();
+            for sid in local {
+                self.queue(
+                    sid.clone(),
+                    None,
+                    CommandRequest {
+                        sid,
+                        command: ServiceState::RequestStop,
+                        target: None,
+                        timeout: None,
+                    },
+                );
+            }
+        }
+        if shutdown {
+            let kind = if reboot { "reboot" } else { "shutdown" };
+            if self.maintenance_requested {
+                if maintenance {
+                    ctx.log(
+                        Level::Info,
+                        format!(
+                            "{kind} LRM, ignore maintenance policy, already in maintenance mode"
+                        ),
+                    );
+                } else {
+                    ctx.log(
+                        Level::Info,
+                        format!("{kind} LRM, ignore {policy} policy as manual maintenance mode is enabled"),
+                    );
+                }
+            } else if maintenance {
+                ctx.log(
+                    Level::Info,
+                    format!("{kind} LRM, doing maintenance, removing this node from active list"),
+                );
+                self.mode = LrmMode::Maintenance;
+            } else if freeze_all {
+                ctx.log(
+                    Level::Info,
+                    format!("{kind} LRM, stop and freeze all services"),
+                );
+                self.mode = LrmMode::Restart;
+            } else {
+                ctx.log(Level::Info, "shutdown LRM, stop all services");
+                self.mode = LrmMode::Shutdown;
+            }
+        } else if self.maintenance_requested {
+            ctx.log(
+                Level::Info,
+                "Restarting LRM in maintenance mode may be delayed until all services are moved",
+            );
+        } else {
+            ctx.log(Level::Info, "restart LRM, freeze all services");
+            self.mode = LrmMode::Restart;
+        }
+        self.shutdown_request = Some(input.now_ms);
+        if !self.update_lrm_status(&mut ctx) && input.cfs_rw_ok {
+            ctx.log(
+                Level::Err,
+                "unable to update lrm status file - not quorate?",
+            );
+        }
+        if let Some(status) = ctx.status.as_mut() {
+            status.results = self.results.clone();
+        }
+        LrmOutput {
+            steps: ctx.steps,
+            status: ctx.status,
+            exit: false,
+        }
+    }
+
+    /// Runs one iteration.
+    pub fn iterate(&mut self, input: &LrmInput<'_>, exec: &mut dyn Executor) -> LrmOutput {
+        let mut ctx = Ctx {
+            input,
+            steps: Vec::new(),
+            status: None,
+        };
+        let exit = self.work(&mut ctx, exec);
+        self.prune_results();
+        if let Some(status) = ctx.status.as_mut() {
+            status.results = self.results.clone();
+        }
+        LrmOutput {
+            steps: ctx.steps,
+            status: ctx.status,
+            exit,
+        }
+    }
+
+    fn work(&mut self, ctx: &mut Ctx<'_, '_>, exec: &mut dyn Executor) -> bool {
+        for (sid, code) in ctx.input.finished.clone() {
+            self.command_finished(ctx, &sid, code);
+        }
+        if !self.wrote_status {
+            if self.update_lrm_status(ctx) {
+                self.wrote_status = true;
+            } else {
+                return self.shutdown_request.is_some();
+            }
+        }
+        self.update_service_status(ctx);
+        let fence = self.fence_requested();
+
+        match self.state {
+            LrmState::WaitForAgentLock => {
+                if !fence
+                    && self.mode != LrmMode::Disarm
+                    && self.active_service_count() > 0
+                    && ctx.input.quorate
+                    && self.take_lock(ctx)
+                {
+                    self.set_state(ctx, LrmState::Active);
+                }
+            }
+            LrmState::LostAgentLock => {
+                if !fence && ctx.input.quorate && self.take_lock(ctx) {
+                    self.set_state(ctx, LrmState::Active);
+                }
+            }
+            LrmState::Active => {
+                if fence {
+                    ctx.log(Level::Err, "node needs to be fenced - releasing agent_lock");
+                    self.set_state(ctx, LrmState::LostAgentLock);
+                } else if !self.take_lock(ctx) {
+                    self.set_state(ctx, LrmState::LostAgentLock);
+                } else if self.mode == LrmMode::Maintenance {
+                    self.set_state(ctx, LrmState::Maintenance);
+                } else if self.mode == LrmMode::Disarm && self.workers.is_empty() {
+                    ctx.log(
+                        Level::Info,
+                        "HA disarm requested, releasing agent lock and watchdog",
+                    );
+                    ctx.act(LrmAction::ReleaseAgentLock);
+                    self.give_up_watchdog(ctx);
+                    self.set_state(ctx, LrmState::WaitForAgentLock);
+                } else if !self.has_configured_service_on_local_node()
+                    && self.run_workers(ctx, exec) == 0
+                {
+                    self.active_idle_rounds += 1;
+                    if self.active_idle_rounds > MAX_ACTIVE_IDLE_ROUNDS {
+                        ctx.log(
+                            Level::Info,
+                            format!("node had no service configured for {MAX_ACTIVE_IDLE_ROUNDS} rounds, going idle."),
+                        );
+                        ctx.act(LrmAction::ReleaseAgentLock);
+                        self.give_up_watchdog(ctx);
+                        self.set_state(ctx, LrmState::WaitForAgentLock);
+                        self.active_idle_rounds = 0;
+                    }
+                } else {
+                    self.active_idle_rounds = 0;
+                }
+            }
+            LrmState::Maintenance => {
+                if fence {
+                    ctx.log(
+                        Level::Err,
+                        "node needs to be fenced during maintenance mode - releasing agent_lock",
+                    );
+                    self.set_state(ctx, LrmState::LostAgentLock);
+                } else if self.mode == LrmMode::Disarm
+                    && self.active_service_count() == 0
+                    && self.workers.is_empty()
+                {
+                    ctx.log(
+                        Level::Info,
+                        "HA disarm requested during maintenance, releasing agent lock and watchdog",
+                    );
+                    ctx.act(LrmAction::ReleaseAgentLock);
+                    self.give_up_watchdog(ctx);
+                    self.set_state(ctx, LrmState::WaitForAgentLock);
+                } else if self.active_service_count() > 0 || self.run_workers(ctx, exec) > 0 {
+                    if !self.take_lock(ctx) {
+                        self.set_state(ctx, LrmState::LostAgentLock);
+                    }
+                } else if !self.maintenance_requested && self.mode != LrmMode::Maintenance {
+                    if self.take_lock(ctx) {
+                        self.set_state(ctx, LrmState::Active);
+                    } else {
+                        self.set_state(ctx, LrmState::LostAgentLock);
+                    }
+                }
+            }
+            LrmState::Startup => self.set_state(ctx, LrmState::WaitForAgentLock),
+        }
+
+        match self.state {
+            LrmState::WaitForAgentLock | LrmState::Startup => {
+                if self.shutdown_request.is_some() {
+                    return true;
+                }
+                self.update_lrm_status(ctx);
+            }
+            LrmState::Active => {
+                let mut shutdown = false;
+                if self.update_service_status_quiet(ctx) {
+                    if self.shutdown_request.is_some() {
+                        if self.mode == LrmMode::Restart {
+                            let workers = self.run_workers(ctx, exec);
+                            if self.active_service_count() == 0 && workers == 0 {
+                                self.give_up_watchdog(ctx);
+                                shutdown = true;
+                                ctx.act(LrmAction::ReleaseAgentLock);
+                            }
+                        } else if self.run_workers(ctx, exec) == 0 {
+                            if self.shutdown_errors == 0 {
+                                self.give_up_watchdog(ctx);
+                                ctx.act(LrmAction::ReleaseAgentLock);
+                            }
+                            shutdown = true;
+                        }
+                    } else if !ctx.input.cluster_state_ok {
+                        ctx.log(
+                            Level::Notice,
+                            "temporary inconsistent cluster state (cfs restart?), skip round",
+                        );
+                    } else {
+                        self.manage_resources(ctx, exec);
+                    }
+                }
+                self.update_lrm_status(ctx);
+                if shutdown {
+                    return true;
+                }
+            }
+            LrmState::LostAgentLock => {
+                if self.shutdown_request.is_some() {
+                    let count = self.active_service_count();
+                    if count > 0 {
+                        ctx.log(
+                            Level::Err,
+                            format!("got shutdown request in state 'lost_agent_lock' - detected {count} running services"),
+                        );
+                        if self.mode == LrmMode::Restart
+                            && ctx.input.now_ms.saturating_sub(self.state_change_ms)
+                                > LOST_LOCK_RESTART_GIVE_UP_MS
+                        {
+                            ctx.log(
+                                Level::Err,
+                                "lost lock while restarting, exit and leave services",
+                            );
+                            return true;
+                        }
+                    } else {
+                        self.give_up_watchdog(ctx);
+                        return true;
+                    }
+                }
+            }
+            LrmState::Maintenance => {
+                if !self.update_service_status_quiet(ctx) {
+                    return true;
+                }
+                let mut exit = false;
+                if self.active_service_count() == 0 && self.run_workers(ctx, exec) == 0 {
+                    self.give_up_watchdog(ctx);
+                    ctx.act(LrmAction::ReleaseAgentLock);
+                    exit = self.shutdown_request.is_some();
+                }
+                if !exit {
+                    self.manage_resources(ctx, exec);
+                }
+                self.update_lrm_status(ctx);
+                if exit {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// The second manager-status read of an iteration (the snapshot is the
+    /// same; only a cfs failure matters).
+    fn update_service_status_quiet(&mut self, ctx: &mut Ctx<'_, '_>) -> bool {
+        // the snapshot is the same as at the start of the iteration
+        ctx.input.cfs_rw_ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ResourceConfig;
+
+    fn n(s: &str) -> NodeName {
+        s.parse().unwrap()
+    }
+    fn sid(s: &str) -> Sid {
+        s.parse().unwrap()
+    }
+
+    /// Records requests; answers with a fixed code or runs asynchronously.
+    struct Recorder {
+        calls: Vec<CommandRequest>,
+        answer: Option<i32>,
+    }
+
+    impl Executor for Recorder {
+        fn execute(&mut self, request: &CommandRequest, _log: &mut Vec<LrmStep>) -> Option<i32> {
+            self.calls.push(request.clone());
+            self.answer
+        }
+    }
+
+    fn status_with(services: &[(&str, ServiceState, &str)]) -> ManagerStatus {
+        let mut ms = ManagerStatus::default();
+        ms.node_status.insert(n("node1"), NodeState::Online);
+        for (s, st, uid) in services {
+            let mut sd = ServiceRecord::new(*st, n("node1"));
+            sd.uid = Some(uid.to_string());
+            ms.service_status.insert(sid(s), sd);
+        }
+        ms
+    }
+
+    fn resources(names: &[&str], max_restart: u32) -> BTreeMap<Sid, ConfiguredResource> {
+        names
+            .iter()
+            .map(|s| {
+                let mut config = ResourceConfig::with_defaults(sid(s));
+                config.max_restart = max_restart;
+                (
+                    sid(s),
+                    ConfiguredResource {
+                        config,
+                        node: n("node1"),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn input<'a>(
+        ms: &'a ManagerStatus,
+        res: &'a BTreeMap<Sid, ConfiguredResource>,
+        workers: usize,
+    ) -> LrmInput<'a> {
+        LrmInput {
+            now_ms: 0,
+            quorate: true,
+            cluster_state_ok: true,
+            cfs_rw_ok: true,
+            manager_status: ms,
+            agent_lock_available: true,
+            resources: res,
+            max_workers: workers,
+            finished: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn takes_lock_arms_watchdog_and_reports_results_by_uid_once() {
+        let ms = status_with(&[("vm:101", ServiceState::Started, "u1")]);
+        let res = resources(&["vm:101"], 1);
+        let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
+        let mut exec = Recorder {
+            calls: Vec::new(),
+            answer: Some(exit_code::SUCCESS),
+        };
+        let out = lrm.iterate(&input(&ms, &res, 0), &mut exec);
+        assert_eq!(lrm.state(), LrmState::Active);
+        assert!(out.steps.contains(&LrmStep::Do(LrmAction::TakeAgentLock)));
+        assert!(out.steps.contains(&LrmStep::Do(LrmAction::WatchdogOpen)));
+        let status = out.status.expect("status written");
+        assert_eq!(status.results["u1"].exit_code, exit_code::SUCCESS);
+        lrm.iterate(&input(&ms, &res, 0), &mut exec);
+        assert_eq!(exec.calls.len(), 1, "same uid is executed at most once");
+    }
+
+    #[test]
+    fn workers_are_limited_and_one_command_per_service() {
+        let ms = status_with(&[
+            ("vm:101", ServiceState::Started, "a"),
+            ("vm:102", ServiceState::Started, "b"),
+            ("vm:103", ServiceState::Started, "c"),
+        ]);
+        let res = resources(&["vm:101", "vm:102", "vm:103"], 1);
+        let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
+        let mut exec = Recorder {
+            calls: Vec::new(),
+            answer: None,
+        };
+        lrm.iterate(&input(&ms, &res, 2), &mut exec);
+        assert_eq!(exec.calls.len(), 2);
+        lrm.iterate(&input(&ms, &res, 2), &mut exec);
+        assert_eq!(exec.calls.len(), 2, "still running: nothing new starts");
+        let mut inp = input(&ms, &res, 2);
+        inp.finished = vec![(sid("vm:101"), exit_code::SUCCESS)];
+        let out = lrm.iterate(&inp, &mut exec);
+        assert_eq!(exec.calls.len(), 3);
+        assert_eq!(exec.calls[2].sid, sid("vm:103"));
+        assert!(out.status.unwrap().results.contains_key("a"));
+    }
+
+    #[test]
+    fn restart_policy_retries_before_reporting_error() {
+        let ms = status_with(&[("vm:101", ServiceState::Started, "u1")]);
+        let res = resources(&["vm:101"], 1);
+        let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
+        let mut exec = Recorder {
+            calls: Vec::new(),
+            answer: Some(exit_code::ERROR),
+        };
+        let out = lrm.iterate(&input(&ms, &res, 0), &mut exec);
+        assert!(
+            out.status.unwrap().results.is_empty(),
+            "first failure is retried silently"
+        );
+        let out = lrm.iterate(&input(&ms, &res, 0), &mut exec);
+        assert_eq!(
+            out.status.unwrap().results["u1"].exit_code,
+            exit_code::ERROR
+        );
+        assert_eq!(exec.calls.len(), 2);
+    }
+
+    #[test]
+    fn fence_request_loses_the_lock_without_closing_the_watchdog() {
+        let ms = status_with(&[("vm:101", ServiceState::Started, "u1")]);
+        let res = resources(&["vm:101"], 1);
+        let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
+        let mut exec = Recorder {
+            calls: Vec::new(),
+            answer: Some(0),
+        };
+        lrm.iterate(&input(&ms, &res, 0), &mut exec);
+        let ms2 = status_with(&[("vm:101", ServiceState::Fence, "u2")]);
+        let out = lrm.iterate(&input(&ms2, &res, 0), &mut exec);
+        assert_eq!(lrm.state(), LrmState::LostAgentLock);
+        assert!(lrm.watchdog_open());
+        assert!(!out.steps.contains(&LrmStep::Do(LrmAction::WatchdogClose)));
+    }
+}

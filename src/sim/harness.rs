@@ -1,0 +1,236 @@
+//! The run loop (spec section 8.3): rounds, command batches, the end of
+//! the run.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::domain::NodeName;
+
+use super::scenario::Scenario;
+use super::world::{SimTiming, World};
+
+/// Final state of one service.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FinalService {
+    /// CRM state (or `ignored`/`unmanaged` when not tracked).
+    pub state: String,
+    /// The node (config node).
+    pub node: String,
+    /// Nodes where it runs.
+    pub running_on: Vec<String>,
+}
+
+/// Final state of one node.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FinalNode {
+    /// `on` or `off`.
+    pub power: String,
+    /// `on` or `off`.
+    pub network: String,
+    /// HA node state in the manager status.
+    pub node_state: String,
+    /// CRM daemon state (`none` without daemon).
+    pub crm_state: String,
+    /// LRM daemon state (`none` without daemon).
+    pub lrm_state: String,
+}
+
+/// The `--final-state` document (design.md section 9).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FinalState {
+    /// Simulated time at the end (seconds).
+    pub time: u64,
+    /// Services.
+    pub services: BTreeMap<String, FinalService>,
+    /// Nodes.
+    pub nodes: BTreeMap<String, FinalNode>,
+    /// Safety violations.
+    pub violations: Vec<String>,
+}
+
+/// The outcome of a run.
+#[derive(Debug)]
+pub struct SimResult {
+    /// The event log, one line per event.
+    pub log: Vec<String>,
+    /// The final state.
+    pub final_state: FinalState,
+    /// Set when the run aborted.
+    pub error: Option<String>,
+}
+
+/// Runs a scenario to its end.
+pub fn run(sc: &Scenario, timing: SimTiming) -> SimResult {
+    let mut world = World::new(sc, timing);
+    let error = run_world(&mut world, sc.cmdlist.clone());
+    let final_state = final_state(&world);
+    SimResult {
+        log: std::mem::take(&mut world.log),
+        final_state,
+        error,
+    }
+}
+
+/// Runs the loop on a prepared world.
+pub fn run_world(world: &mut World, cmdlist: Vec<Vec<String>>) -> Option<String> {
+    let timing = world.timing;
+    world.hw_log("hardware", "starting simulation");
+    let mut batches = cmdlist.into_iter();
+    let mut last_command = 0u64;
+    let mut next_cmd_at = 0u64;
+    let mut loop_count = 0u64;
+    let mut skip_crm = 0u32;
+    let mut skip_lrm = 0u32;
+    let nodes: Vec<NodeName> = world.nodes.keys().cloned().collect();
+    let looptime = timing
+        .looptime_ms
+        .max(2 * timing.step_ms * nodes.len() as u64);
+    loop {
+        let start = world.now;
+        let crm_skipped = skip_crm > 0;
+        let lrm_skipped = skip_lrm > 0;
+        if crm_skipped {
+            skip_crm -= 1;
+            world.hw_log("run-loop", "skipping CRM round");
+        }
+        if lrm_skipped {
+            skip_lrm -= 1;
+            world.hw_log("run-loop", "skipping LRM round");
+        }
+        for node in &nodes {
+            if !crm_skipped && world.run_crm(node) {
+                world.crm_exited(node);
+            }
+            if !lrm_skipped && world.run_lrm(node) {
+                world.lrm_exited(node);
+            }
+            for n in &nodes {
+                if !world.watchdog_check(n) {
+                    world.power(n, false, "watchdog");
+                    world.hw_log(
+                        "hardware",
+                        &format!("server '{n}' stopped by poweroff (watchdog)"),
+                    );
+                }
+            }
+        }
+        // starts on a second node are caught when they happen; this
+        // catches the rest (e.g. guests added as running) once per round
+        world.check_double_running();
+        if world.now - start < looptime {
+            world.now = start + looptime;
+        }
+        if world.now > timing.max_time_ms {
+            let msg = "simulation time limit exceeded".to_string();
+            world.hw_log("hardware", &format!("exit simulation - {msg}"));
+            return Some(msg);
+        }
+        let now = world.now;
+        for n in world.nodes.values_mut() {
+            n.crm_time = now;
+            n.lrm_time = now;
+        }
+        if world.now < next_cmd_at {
+            continue;
+        }
+        if loop_count.is_multiple_of(5) {
+            match batches.next() {
+                None => {
+                    if world.now - last_command > timing.end_quiet_ms {
+                        world.hw_log("hardware", "exit simulation - done");
+                        return None;
+                    }
+                }
+                Some(list) => {
+                    for cmd in list {
+                        last_command = world.now;
+                        let words: Vec<&str> = cmd.split_whitespace().collect();
+                        match words.as_slice() {
+                            ["delay", n] => {
+                                world.hw_log("cmdlist", &format!("execute {cmd}"));
+                                let secs: u64 = n.parse().unwrap_or(0);
+                                next_cmd_at = world.now + secs * timing.delay_scale_ms;
+                            }
+                            ["skip-round", what, rest @ ..] => {
+                                world.hw_log("cmdlist", &format!("execute {cmd}"));
+                                let count: u32 =
+                                    rest.first().and_then(|c| c.parse().ok()).unwrap_or(1);
+                                if *what == "crm" {
+                                    skip_crm = count;
+                                } else {
+                                    skip_lrm = count;
+                                }
+                            }
+                            _ => world.execute_command(&cmd, "cmdlist"),
+                        }
+                    }
+                }
+            }
+        }
+        loop_count += 1;
+    }
+}
+
+/// Builds the final-state document.
+pub fn final_state(world: &World) -> FinalState {
+    let ms = &world.manager_status;
+    let mut services = BTreeMap::new();
+    for (sid, e) in &world.services {
+        let state = match ms.service_status.get(sid) {
+            Some(sd) => sd.state.as_str().to_string(),
+            None if e.config.state == crate::domain::RequestedState::Ignored => "ignored".into(),
+            None => "unmanaged".into(),
+        };
+        services.insert(
+            sid.to_string(),
+            FinalService {
+                state,
+                node: e.node.to_string(),
+                running_on: world
+                    .running_on(sid)
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect(),
+            },
+        );
+    }
+    let onoff = |b: bool| {
+        if b {
+            "on".to_string()
+        } else {
+            "off".to_string()
+        }
+    };
+    let nodes = world
+        .nodes
+        .iter()
+        .map(|(name, n)| {
+            (
+                name.to_string(),
+                FinalNode {
+                    power: onoff(n.power),
+                    network: onoff(n.network),
+                    node_state: ms
+                        .node_status
+                        .get(name)
+                        .map_or("unknown".to_string(), |s| s.as_str().to_string()),
+                    crm_state: n
+                        .crm
+                        .as_ref()
+                        .map_or("none".into(), |c| c.state().as_str().to_string()),
+                    lrm_state: n
+                        .lrm
+                        .as_ref()
+                        .map_or("none".into(), |l| l.state().as_str().to_string()),
+                },
+            )
+        })
+        .collect();
+    FinalState {
+        time: world.now / 1000,
+        services,
+        nodes,
+        violations: world.violations.clone(),
+    }
+}

@@ -1,0 +1,512 @@
+//! Loading a scenario directory (spec section 8.1) and validating its
+//! command list before anything runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::crm::ManagerStatus;
+use crate::domain::{GroupConfig, NodeAffinityRule, NodeName, RequestedState, ShutdownPolicy, Sid};
+
+/// A scenario input problem: names the file, the line and the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {message} ('{token}')")]
+pub struct ScenarioError {
+    /// The file name inside the scenario directory.
+    pub file: String,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// The offending token.
+    pub token: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(file: &str, line: usize, token: &str, message: impl Into<String>) -> ScenarioError {
+    ScenarioError {
+        file: file.into(),
+        line,
+        token: token.into(),
+        message: message.into(),
+    }
+}
+
+/// Initial hardware state of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HardwareNode {
+    /// Powered on.
+    pub power: bool,
+    /// Network up.
+    pub network: bool,
+}
+
+/// One entry of `service_config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEntry {
+    /// Current node.
+    pub node: NodeName,
+    /// Requested state (missing = disabled in the simulator).
+    pub state: RequestedState,
+    /// Failback flag.
+    pub failback: bool,
+    /// Restart limit.
+    pub max_restart: u32,
+    /// Relocation limit.
+    pub max_relocate: u32,
+    /// Legacy group.
+    pub group: Option<String>,
+}
+
+/// A loaded scenario.
+#[derive(Debug, Clone, Default)]
+pub struct Scenario {
+    /// Command batches.
+    pub cmdlist: Vec<Vec<String>>,
+    /// Nodes (the cluster members).
+    pub hardware: BTreeMap<NodeName, HardwareNode>,
+    /// Configured services.
+    pub services: BTreeMap<Sid, ServiceEntry>,
+    /// Initial manager status.
+    pub manager_status: ManagerStatus,
+    /// Legacy groups.
+    pub groups: Vec<GroupConfig>,
+    /// Node-affinity rules.
+    pub rules: Vec<NodeAffinityRule>,
+    /// Shutdown policy from datacenter.cfg.
+    pub shutdown_policy: ShutdownPolicy,
+    /// Profile named by a `profile` file, if any.
+    pub profile: Option<String>,
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.find(needle)
+        .map_or(0, |pos| text[..pos].matches('\n').count() + 1)
+}
+
+fn read_opt(dir: &Path, name: &str) -> Result<Option<String>, ScenarioError> {
+    let path = dir.join(name);
+    if !path.exists() {
+        return Ok(None);
+    }
+    std::fs::read_to_string(&path)
+        .map(Some)
+        .map_err(|e| err(name, 0, name, format!("cannot read: {e}")))
+}
+
+fn parse_json(name: &str, text: &str) -> Result<Value, ScenarioError> {
+    serde_json::from_str(text).map_err(|e| {
+        let line = e.line();
+        let token = text
+            .lines()
+            .nth(line.saturating_sub(1))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        err(name, line, &token, format!("malformed JSON: {e}"))
+    })
+}
+
+/// The default services when `service_config` is missing.
+fn default_services() -> BTreeMap<Sid, ServiceEntry> {
+    let mut map = BTreeMap::new();
+    for (i, node) in ["node1", "node2", "node3", "node1", "node2", "node3"]
+        .iter()
+        .enumerate()
+    {
+        let sid: Sid = format!("vm:{}", 101 + i)
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        let node: NodeName = node.parse().unwrap_or_else(|_| unreachable!());
+        map.insert(
+            sid,
+            ServiceEntry {
+                node,
+                state: if i % 2 == 0 {
+                    RequestedState::Started
+                } else {
+                    RequestedState::Disabled
+                },
+                failback: true,
+                max_restart: 1,
+                max_relocate: 1,
+                group: None,
+            },
+        );
+    }
+    map
+}
+
+/// Validates a simulator SID (`vm:`, `ct:`, `fa:` + at least two digits).
+pub fn parse_sim_sid(text: &str) -> Option<Sid> {
+    let sid: Sid = text.parse().ok()?;
+    if !matches!(sid.kind(), "vm" | "ct" | "fa") {
+        return None;
+    }
+    sid.validate_numeric_name().ok()?;
+    Some(sid)
+}
+
+impl Scenario {
+    /// Loads and validates a scenario directory.
+    pub fn load(dir: &Path) -> Result<Scenario, ScenarioError> {
+        let mut sc = Scenario::default();
+        let Some(cmd_text) = read_opt(dir, "cmdlist")? else {
+            return Err(err("cmdlist", 0, "cmdlist", "missing required file"));
+        };
+        let cmd_json = parse_json("cmdlist", &cmd_text)?;
+        let Value::Array(batches) = cmd_json else {
+            return Err(err("cmdlist", 1, "", "expected a JSON array of batches"));
+        };
+        for batch in batches {
+            let Value::Array(cmds) = batch else {
+                return Err(err(
+                    "cmdlist",
+                    0,
+                    &batch.to_string(),
+                    "a batch must be an array of strings",
+                ));
+            };
+            let mut list = Vec::new();
+            for c in cmds {
+                let Value::String(s) = c else {
+                    return Err(err(
+                        "cmdlist",
+                        line_of(&cmd_text, &c.to_string()),
+                        &c.to_string(),
+                        "a command must be a string",
+                    ));
+                };
+                list.push(s);
+            }
+            sc.cmdlist.push(list);
+        }
+
+        match read_opt(dir, "hardware_status")? {
+            None => {
+                for n in ["node1", "node2", "node3"] {
+                    let node: NodeName = n.parse().unwrap_or_else(|_| unreachable!());
+                    sc.hardware.insert(
+                        node,
+                        HardwareNode {
+                            power: false,
+                            network: false,
+                        },
+                    );
+                }
+            }
+            Some(text) => {
+                let v = parse_json("hardware_status", &text)?;
+                let Value::Object(map) = v else {
+                    return Err(err("hardware_status", 1, "", "expected a JSON object"));
+                };
+                for (name, d) in map {
+                    let line = line_of(&text, &format!("\"{name}\""));
+                    let node: NodeName = name
+                        .parse()
+                        .map_err(|_| err("hardware_status", line, &name, "invalid node name"))?;
+                    let flag = |key: &str| -> Result<bool, ScenarioError> {
+                        match d.get(key).and_then(Value::as_str) {
+                            None => Ok(false),
+                            Some("on") => Ok(true),
+                            Some("off") => Ok(false),
+                            Some(other) => Err(err(
+                                "hardware_status",
+                                line,
+                                other,
+                                format!("'{key}' must be 'on' or 'off'"),
+                            )),
+                        }
+                    };
+                    sc.hardware.insert(
+                        node,
+                        HardwareNode {
+                            power: flag("power")?,
+                            network: flag("network")?,
+                        },
+                    );
+                }
+            }
+        }
+
+        match read_opt(dir, "service_config")? {
+            None => sc.services = default_services(),
+            Some(text) => {
+                let v = parse_json("service_config", &text)?;
+                let Value::Object(map) = v else {
+                    return Err(err("service_config", 1, "", "expected a JSON object"));
+                };
+                for (name, d) in map {
+                    let line = line_of(&text, &format!("\"{name}\""));
+                    let sid = parse_sim_sid(&name).ok_or_else(|| {
+                        err(
+                            "service_config",
+                            line,
+                            &name,
+                            "invalid SID (expected vm:, ct: or fa: with at least two digits)",
+                        )
+                    })?;
+                    let node_txt = d
+                        .get("node")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| err("service_config", line, &name, "missing 'node'"))?;
+                    let node: NodeName = node_txt
+                        .parse()
+                        .map_err(|_| err("service_config", line, node_txt, "invalid node name"))?;
+                    if !sc.hardware.contains_key(&node) {
+                        return Err(err("service_config", line, node_txt, "unknown node"));
+                    }
+                    let state = match d.get("state").and_then(Value::as_str) {
+                        None => RequestedState::Disabled,
+                        Some(s) => s
+                            .parse()
+                            .map_err(|_| err("service_config", line, s, "invalid state"))?,
+                    };
+                    let num = |key: &str, default: u32| -> Result<u32, ScenarioError> {
+                        match d.get(key) {
+                            None => Ok(default),
+                            Some(v) => v
+                                .as_u64()
+                                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                                .and_then(|n| u32::try_from(n).ok())
+                                .ok_or_else(|| {
+                                    err(
+                                        "service_config",
+                                        line,
+                                        &v.to_string(),
+                                        format!("'{key}' must be a non-negative integer"),
+                                    )
+                                }),
+                        }
+                    };
+                    let failback = num("failback", 1)? != 0;
+                    sc.services.insert(
+                        sid,
+                        ServiceEntry {
+                            node,
+                            state,
+                            failback,
+                            max_restart: num("max_restart", 1)?,
+                            max_relocate: num("max_relocate", 1)?,
+                            group: d.get("group").and_then(Value::as_str).map(str::to_string),
+                        },
+                    );
+                }
+            }
+        }
+
+        if let Some(text) = read_opt(dir, "manager_status")? {
+            let v = parse_json("manager_status", &text)?;
+            sc.manager_status = serde_json::from_value(v).map_err(|e| {
+                err(
+                    "manager_status",
+                    0,
+                    "",
+                    format!("invalid manager status: {e}"),
+                )
+            })?;
+        }
+
+        if let Some(text) = read_opt(dir, "datacenter.cfg")? {
+            let v = parse_json("datacenter.cfg", &text)?;
+            if let Some(p) = v.pointer("/ha/shutdown_policy").and_then(Value::as_str) {
+                sc.shutdown_policy = p.parse().map_err(|_| {
+                    err(
+                        "datacenter.cfg",
+                        line_of(&text, p),
+                        p,
+                        "invalid shutdown_policy",
+                    )
+                })?;
+            }
+            if let Some(crs) = v.get("crs") {
+                let mode = crs.get("ha").and_then(Value::as_str).unwrap_or("basic");
+                if mode != "basic" {
+                    return Err(err(
+                        "datacenter.cfg",
+                        line_of(&text, mode),
+                        mode,
+                        "CRS scheduler modes other than 'basic' are not supported yet",
+                    ));
+                }
+                for key in ["ha-rebalance-on-start", "ha-auto-rebalance"] {
+                    if crs
+                        .get(key)
+                        .is_some_and(|v| v.as_u64().unwrap_or(0) != 0 || v.as_str() == Some("1"))
+                    {
+                        return Err(err(
+                            "datacenter.cfg",
+                            line_of(&text, key),
+                            key,
+                            "not supported yet",
+                        ));
+                    }
+                }
+            }
+        }
+        for name in ["static_service_stats", "dynamic_service_stats"] {
+            if read_opt(dir, name)?.is_some() {
+                return Err(err(
+                    name,
+                    1,
+                    name,
+                    "CRS service statistics are not supported yet",
+                ));
+            }
+        }
+
+        sc.load_rules(dir)?;
+
+        if let Some(text) = read_opt(dir, "profile")? {
+            let p = text.trim().to_string();
+            if p != "pve" && p != "default" {
+                return Err(err("profile", 1, &p, "expected 'pve' or 'default'"));
+            }
+            sc.profile = Some(p);
+        }
+        sc.validate_commands(&cmd_text)?;
+        Ok(sc)
+    }
+
+    fn validate_commands(&self, text: &str) -> Result<(), ScenarioError> {
+        let mut sids: BTreeSet<Sid> = self.services.keys().cloned().collect();
+        for cmd in self.cmdlist.iter().flatten() {
+            let line = line_of(text, &format!("\"{cmd}\""));
+            let bad = |token: &str, msg: &str| Err(err("cmdlist", line, token, msg));
+            let w: Vec<&str> = cmd.split_whitespace().collect();
+            let node_ok = |n: &str| {
+                n.parse::<NodeName>()
+                    .ok()
+                    .is_some_and(|n| self.hardware.contains_key(&n))
+            };
+            match w.as_slice() {
+                ["delay", n] => {
+                    if n.parse::<u64>().is_err() {
+                        return bad(n, "delay needs a number of seconds");
+                    }
+                }
+                ["skip-round", what, rest @ ..] => {
+                    if *what != "crm" && *what != "lrm" {
+                        return bad(what, "expected crm or lrm");
+                    }
+                    if let Some(n) = rest.first() {
+                        if n.parse::<u32>().is_err() || rest.len() > 1 {
+                            return bad(n, "expected a round count");
+                        }
+                    }
+                }
+                [kind @ ("power" | "network"), node, action] => {
+                    if !node_ok(node) {
+                        return bad(node, "unknown node");
+                    }
+                    if *action != "on" && *action != "off" {
+                        return bad(action, &format!("unknown {kind} action"));
+                    }
+                }
+                ["cfs", node, what, action] => {
+                    if !node_ok(node) {
+                        return bad(node, "unknown node");
+                    }
+                    if *what != "rw" && *what != "update" {
+                        return bad(what, "expected rw or update");
+                    }
+                    if *action != "work" && *action != "fail" {
+                        return bad(action, "expected work or fail");
+                    }
+                }
+                ["reboot" | "shutdown" | "restart-lrm", node] => {
+                    if !node_ok(node) {
+                        return bad(node, "unknown node");
+                    }
+                }
+                ["crm", node, rest @ ..] => {
+                    if !node_ok(node) {
+                        return bad(node, "unknown node");
+                    }
+                    match rest {
+                        ["stop"]
+                        | ["start"]
+                        | ["enable-node-maintenance"]
+                        | ["disable-node-maintenance"]
+                        | ["arm-ha"] => {}
+                        ["disarm-ha", "freeze" | "ignore"] => {}
+                        [other, ..] => return bad(other, "unknown crm action"),
+                        [] => return bad(cmd, "missing crm action"),
+                    }
+                }
+                ["pve-manager-version", node, "set", _ver] => {
+                    if !node_ok(node) {
+                        return bad(node, "unknown node");
+                    }
+                }
+                ["service", sid_txt, action, params @ ..] => {
+                    let Some(sid) = parse_sim_sid(sid_txt) else {
+                        return bad(sid_txt, "invalid SID");
+                    };
+                    if *action == "add" {
+                        if sids.contains(&sid) {
+                            return bad(sid_txt, "service already exists");
+                        }
+                        match params.first() {
+                            Some(n) if node_ok(n) => {}
+                            Some(n) => return bad(n, "unknown node"),
+                            None => return bad(cmd, "missing node"),
+                        }
+                        if let Some(st) = params.get(1) {
+                            if st.parse::<RequestedState>().is_err() {
+                                return bad(st, "invalid state");
+                            }
+                        }
+                        sids.insert(sid);
+                        continue;
+                    }
+                    if !sids.contains(&sid) {
+                        return bad(sid_txt, "unknown service");
+                    }
+                    match (*action, params) {
+                        ("started" | "stopped" | "disabled" | "ignored" | "enabled", []) => {}
+                        ("delete", []) => {
+                            sids.remove(&sid);
+                        }
+                        ("migrate" | "relocate" | "manual-migrate", [n]) => {
+                            if !node_ok(n) {
+                                return bad(n, "unknown node");
+                            }
+                        }
+                        ("stop", [t]) => {
+                            if t.parse::<u64>().is_err() {
+                                return bad(t, "timeout must be a non-negative integer");
+                            }
+                        }
+                        ("lock", [] | [_]) | ("unlock", [] | [_]) => {}
+                        ("set-static-stats" | "set-dynamic-stats", _) => {}
+                        (other, _) => {
+                            return bad(other, "unknown service action or wrong parameters")
+                        }
+                    }
+                }
+                [first, ..] => return bad(first, "unknown command"),
+                [] => return bad(cmd, "empty command"),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Scenario {
+    fn load_rules(&mut self, dir: &Path) -> Result<(), ScenarioError> {
+        let conv = |e: crate::config::ConfigError| ScenarioError {
+            file: e.file.clone(),
+            line: e.line,
+            token: String::new(),
+            message: e.kind.to_string(),
+        };
+        if let Some(text) = read_opt(dir, "groups")? {
+            self.groups = crate::config::parse_groups_cfg(&text, "groups").map_err(conv)?;
+        }
+        if let Some(text) = read_opt(dir, "rules_config")? {
+            self.rules = crate::config::parse_rules_cfg(&text, "rules_config").map_err(conv)?;
+        }
+        Ok(())
+    }
+}
