@@ -147,34 +147,16 @@ pub fn parse_resources_cfg(text: &str, file: &str) -> Result<Vec<ResourceConfig>
     let mut resources: Vec<ResourceConfig> = Vec::new();
     let mut first_lines: BTreeMap<Sid, usize> = BTreeMap::new();
     for section in split_sections(text, file)? {
-        let sid = Sid::new(&section.kind, section.id).map_err(|e| {
-            ConfigErrorKind::InvalidSectionId {
-                section_type: section.kind.clone(),
-                id: section.id.to_string(),
-                reason: e.to_string(),
-            }
-            .at(file, section.line)
-        })?;
+        let sid = Sid::new(&section.kind, section.id)
+            .map_err(|e| section.invalid_id(file, e.to_string()))?;
         validate_resource_sid(&sid).map_err(|e| {
             let reason = match e {
                 ConfigErrorKind::InvalidValue { reason, .. } => reason,
                 other => other.to_string(),
             };
-            ConfigErrorKind::InvalidSectionId {
-                section_type: section.kind.clone(),
-                id: section.id.to_string(),
-                reason,
-            }
-            .at(file, section.line)
+            section.invalid_id(file, reason)
         })?;
-        if let Some(first_line) = first_lines.get(&sid) {
-            return Err(ConfigErrorKind::DuplicateSection {
-                section: section.label(),
-                first_line: *first_line,
-            }
-            .at(file, section.line));
-        }
-        first_lines.insert(sid.clone(), section.line);
+        section.check_unique(sid.clone(), &mut first_lines, file)?;
         let mut config = ResourceConfig::with_defaults(sid);
         for entry in &section.entries {
             parse_resource_option(&config.sid, entry.key, entry.value)

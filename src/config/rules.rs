@@ -90,21 +90,8 @@ pub fn parse_rules_cfg(text: &str, file: &str) -> Result<Vec<NodeAffinityRule>, 
                 .at(file, section.line))
             }
         }
-        validate_config_id(section.id).map_err(|e| {
-            ConfigErrorKind::InvalidSectionId {
-                section_type: section.kind.clone(),
-                id: section.id.to_string(),
-                reason: e.to_string(),
-            }
-            .at(file, section.line)
-        })?;
-        if let Some(first_line) = first_lines.insert(section.id.to_string(), section.line) {
-            return Err(ConfigErrorKind::DuplicateSection {
-                section: section.label(),
-                first_line,
-            }
-            .at(file, section.line));
-        }
+        validate_config_id(section.id).map_err(|e| section.invalid_id(file, e.to_string()))?;
+        section.check_unique(section.id.to_string(), &mut first_lines, file)?;
         let mut rule = NodeAffinityRule {
             id: section.id.to_string(),
             resources: BTreeSet::new(),

@@ -37,6 +37,34 @@ impl RawSection<'_> {
     pub fn label(&self) -> String {
         format!("{}: {}", self.kind, self.id)
     }
+
+    /// The error for a section id that fails validation for `reason`.
+    pub fn invalid_id(&self, file: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigErrorKind::InvalidSectionId {
+            section_type: self.kind.clone(),
+            id: self.id.to_string(),
+            reason: reason.into(),
+        }
+        .at(file, self.line)
+    }
+
+    /// Records this section under `key` in `seen` (key -> header line) and
+    /// refuses a key that an earlier section of the file already used.
+    pub fn check_unique<K: Ord>(
+        &self,
+        key: K,
+        seen: &mut std::collections::BTreeMap<K, usize>,
+        file: &str,
+    ) -> Result<(), ConfigError> {
+        match seen.insert(key, self.line) {
+            Some(first_line) => Err(ConfigErrorKind::DuplicateSection {
+                section: self.label(),
+                first_line,
+            }
+            .at(file, self.line)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Splits `text` into sections.
