@@ -14,7 +14,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
-use std::sync::Mutex;
+
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +22,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+use super::busy::OperationLock;
 use super::command::{tail, wait_until};
 use super::files::{file_stem, read_tail};
 use super::params::ParamReader;
@@ -53,7 +54,7 @@ pub struct ExecAgent {
     pid_path: PathBuf,
     log_path: PathBuf,
     start_check: Duration,
-    busy: Mutex<()>,
+    busy: OperationLock,
 }
 
 /// What the pid file and /proc say about the service.
@@ -107,7 +108,7 @@ impl ExecAgent {
             pid_path: dir.join(format!("{stem}.pid")),
             log_path: dir.join(format!("{stem}.log")),
             start_check: DEFAULT_START_CHECK,
-            busy: Mutex::new(()),
+            busy: OperationLock::default(),
             resource,
         })
     }
@@ -188,13 +189,7 @@ impl ExecAgent {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, ()>, AgentError> {
-        match self.busy.try_lock() {
-            Ok(guard) => Ok(guard),
-            Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => Err(AgentError::Busy {
-                resource: self.resource.clone(),
-            }),
-        }
+        self.busy.try_acquire(&self.resource)
     }
 
     fn remove_pid_file(&self) -> Result<(), AgentError> {

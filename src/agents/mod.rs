@@ -8,6 +8,7 @@
 //! this directory for the contract, each agent's parameters and the exit code
 //! mapping.
 
+mod busy;
 mod command;
 pub mod exec;
 mod factory;

@@ -25,9 +25,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use super::busy::OperationLock;
 use super::command::{run, tail, Finished, RunError};
 use super::params::ParamReader;
 use super::{
@@ -73,7 +74,7 @@ pub struct OcfAgent {
     operation_timeout: Duration,
     status_timeout: Duration,
     live_migration: OnceLock<bool>,
-    busy: Mutex<()>,
+    busy: OperationLock,
 }
 
 /// A script run that did not produce an exit code to interpret.
@@ -134,7 +135,7 @@ impl OcfAgent {
             operation_timeout: Duration::from_secs(120),
             status_timeout: Duration::from_secs(30),
             live_migration: OnceLock::new(),
-            busy: Mutex::new(()),
+            busy: OperationLock::default(),
             resource,
         })
     }
@@ -155,13 +156,7 @@ impl OcfAgent {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, ()>, AgentError> {
-        match self.busy.try_lock() {
-            Ok(guard) => Ok(guard),
-            Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => Err(AgentError::Busy {
-                resource: self.resource.clone(),
-            }),
-        }
+        self.busy.try_acquire(&self.resource)
     }
 
     /// Runs one action of the script with the full OCF environment.

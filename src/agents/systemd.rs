@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
+use super::busy::OperationLock;
 use super::command::{run, Finished, RunError};
 use super::files::{file_stem, write_atomically};
 use super::params::ParamReader;
@@ -36,7 +36,7 @@ pub struct SystemdAgent {
     env_path: PathBuf,
     start_timeout: Duration,
     status_timeout: Duration,
-    busy: Mutex<()>,
+    busy: OperationLock,
 }
 
 impl SystemdAgent {
@@ -69,7 +69,7 @@ impl SystemdAgent {
             systemctl: systemctl.to_path_buf(),
             start_timeout: Duration::from_secs(120),
             status_timeout: Duration::from_secs(30),
-            busy: Mutex::new(()),
+            busy: OperationLock::default(),
         })
     }
 
@@ -134,13 +134,7 @@ impl SystemdAgent {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, ()>, AgentError> {
-        match self.busy.try_lock() {
-            Ok(guard) => Ok(guard),
-            Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => Err(AgentError::Busy {
-                resource: self.resource.clone(),
-            }),
-        }
+        self.busy.try_acquire(&self.resource)
     }
 
     fn write_env_file(&self, token: FencingToken) -> Result<(), AgentError> {
