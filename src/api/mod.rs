@@ -1,0 +1,93 @@
+//! The HTTP API of the node daemon (design.md section 8).
+//!
+//! * `/api/v1/...`: JSON, every route needs `Authorization: Bearer <api
+//!   token>` except `POST /api/v1/cluster/join`, which carries the join
+//!   token in its body. A wrong or missing token gets 401 and changes
+//!   nothing.
+//! * `/metrics`: Prometheus text, read-only, unauthenticated.
+//! * `/raft` is mounted by the daemon from the `raft` crate (cluster secret).
+
+pub mod cluster;
+pub mod docs;
+pub mod error;
+pub mod resources;
+pub mod status;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use raft::ClusterStore;
+
+use crate::daemon::credentials::{secrets_equal, Credentials};
+use crate::domain::NodeName;
+use error::ApiError;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The local store node.
+    pub store: ClusterStore,
+    /// This node's name.
+    pub node: NodeName,
+    /// This node's credentials (tokens).
+    pub creds: Arc<Credentials>,
+    /// Services recovered by this node's CRM after fencing.
+    pub failovers: Arc<AtomicU64>,
+}
+
+async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if secrets_equal(token.trim(), &st.creds.api_token) => next.run(req).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "wrong API token").into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing API token (header 'Authorization: Bearer <token>')",
+        )
+        .into_response(),
+    }
+}
+
+/// The routes of `/api/v1` and `/metrics`.
+pub fn router(state: ApiState) -> Router {
+    let protected = Router::new()
+        .route("/cluster/status", get(cluster::status))
+        .route("/cluster/members", post(cluster::admit))
+        .route("/cluster/leave", post(cluster::leave))
+        .route("/resources", get(resources::list).post(resources::create))
+        .route(
+            "/resources/{sid}",
+            get(resources::get)
+                .put(resources::update)
+                .delete(resources::remove),
+        )
+        .route("/resources/{sid}/migrate", post(resources::migrate))
+        .route("/resources/{sid}/relocate", post(resources::relocate))
+        .route("/crm-command", post(resources::crm_command))
+        .route(
+            "/groups",
+            get(resources::list_groups).post(resources::create_group),
+        )
+        .route(
+            "/groups/{group}",
+            axum::routing::put(resources::update_group).delete(resources::remove_group),
+        )
+        .route("/status/current", get(status::status_current))
+        .route("/status/manager_status", get(status::manager_status))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let v1 = protected.route("/cluster/join", post(cluster::join));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/metrics", get(status::metrics))
+        .with_state(state)
+}

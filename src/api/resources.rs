@@ -1,0 +1,465 @@
+//! `/api/v1/resources`, `/api/v1/groups` and the CRM command queue.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::docs;
+use super::error::{ApiError, ApiResult};
+use super::ApiState;
+use crate::config::{
+    parse_group_option, validate_resource_option, validate_resource_sid, GroupOption,
+};
+use crate::domain::{GroupConfig, NodeName, ResourceConfig, Sid};
+
+/// Body of `POST /resources`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateResource {
+    /// The SID (`type:name`).
+    pub sid: String,
+    /// Options (`state`, `max_restart`, agent parameters, ...).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// Body of `PUT /resources/{sid}` and `PUT /groups/{group}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpdateBody {
+    /// Options to set.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Optional keys to reset to their defaults.
+    #[serde(default)]
+    pub delete: Vec<String>,
+    /// The document version the edit is based on (CAS); `None` = current.
+    #[serde(default)]
+    pub digest: Option<u64>,
+}
+
+/// Answer of a write: the new document version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteReply {
+    /// New version (use as `digest` for the next edit).
+    pub digest: u64,
+}
+
+/// One resource as listed by the API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceView {
+    /// The configuration.
+    #[serde(flatten)]
+    pub config: ResourceConfig,
+    /// The resources document version.
+    pub digest: u64,
+}
+
+fn parse_sid(text: &str) -> ApiResult<Sid> {
+    let sid: Sid = text
+        .parse()
+        .map_err(|e| ApiError::field("sid", format!("invalid SID '{text}': {e}")))?;
+    validate_resource_sid(&sid).map_err(|e| ApiError::field("sid", e.to_string()))?;
+    Ok(sid)
+}
+
+fn apply_options(
+    config: &mut ResourceConfig,
+    options: &BTreeMap<String, String>,
+    groups: &[GroupConfig],
+) -> ApiResult<()> {
+    for (key, value) in options {
+        let option = validate_resource_option(&config.sid, key, value)
+            .map_err(|e| ApiError::field(key, e.to_string()))?;
+        option.apply(config);
+    }
+    if let Some(group) = &config.group {
+        if !options.contains_key("group") {
+            return Ok(());
+        }
+        if !groups.iter().any(|g| &g.id == group) {
+            return Err(ApiError::field(
+                "group",
+                format!("field 'group': group '{group}' does not exist"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn delete_options(config: &mut ResourceConfig, keys: &[String]) -> ApiResult<()> {
+    let defaults = ResourceConfig::with_defaults(config.sid.clone());
+    for key in keys {
+        match key.as_str() {
+            "state" => config.state = defaults.state,
+            "failback" => config.failback = defaults.failback,
+            "max_restart" => config.max_restart = defaults.max_restart,
+            "max_relocate" => config.max_relocate = defaults.max_relocate,
+            "group" => config.group = None,
+            "comment" => config.comment = None,
+            other if config.params.remove(other).is_some() => {}
+            other => {
+                return Err(ApiError::field(
+                    "delete",
+                    format!(
+                        "field 'delete': '{other}' is not a set option of '{}'",
+                        config.sid
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_digest(given: Option<u64>, current: u64) -> ApiResult<u64> {
+    match given {
+        Some(d) if d != current => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("field 'digest': configuration changed meanwhile (digest {d}, current {current}); re-read and retry"),
+        )),
+        _ => Ok(current),
+    }
+}
+
+/// `GET /resources`.
+pub async fn list(State(st): State<ApiState>) -> ApiResult<Json<Vec<ResourceView>>> {
+    let res = docs::resources(&st.store).await?;
+    let mut out: Vec<ResourceView> = res
+        .value
+        .into_iter()
+        .map(|config| ResourceView {
+            config,
+            digest: res.version,
+        })
+        .collect();
+    out.sort_by(|a, b| a.config.sid.cmp(&b.config.sid));
+    Ok(Json(out))
+}
+
+/// `GET /resources/{sid}`.
+pub async fn get(
+    State(st): State<ApiState>,
+    Path(sid): Path<String>,
+) -> ApiResult<Json<ResourceView>> {
+    let sid = parse_sid(&sid)?;
+    let res = docs::resources(&st.store).await?;
+    let config = res
+        .value
+        .into_iter()
+        .find(|r| r.sid == sid)
+        .ok_or_else(|| ApiError::not_found(format!("no such resource '{sid}'")))?;
+    Ok(Json(ResourceView {
+        config,
+        digest: res.version,
+    }))
+}
+
+/// `POST /resources`.
+pub async fn create(
+    State(st): State<ApiState>,
+    Json(body): Json<CreateResource>,
+) -> ApiResult<Json<WriteReply>> {
+    let sid = parse_sid(&body.sid)?;
+    let groups = docs::groups(&st.store).await?.value;
+    let mut res = docs::resources(&st.store).await?;
+    if res.value.iter().any(|r| r.sid == sid) {
+        return Err(ApiError::field(
+            "sid",
+            format!("resource ID '{sid}' already defined"),
+        ));
+    }
+    let mut config = ResourceConfig::with_defaults(sid);
+    apply_options(&mut config, &body.options, &groups)?;
+    res.value.push(config);
+    let digest = docs::put_resources(&st.store, &res.value, res.version).await?;
+    Ok(Json(WriteReply { digest }))
+}
+
+/// `PUT /resources/{sid}`.
+pub async fn update(
+    State(st): State<ApiState>,
+    Path(sid): Path<String>,
+    Json(body): Json<UpdateBody>,
+) -> ApiResult<Json<WriteReply>> {
+    let sid = parse_sid(&sid)?;
+    let groups = docs::groups(&st.store).await?.value;
+    let mut res = docs::resources(&st.store).await?;
+    let version = check_digest(body.digest, res.version)?;
+    let config = res
+        .value
+        .iter_mut()
+        .find(|r| r.sid == sid)
+        .ok_or_else(|| ApiError::not_found(format!("no such resource '{sid}'")))?;
+    delete_options(config, &body.delete)?;
+    apply_options(config, &body.options, &groups)?;
+    let digest = docs::put_resources(&st.store, &res.value, version).await?;
+    Ok(Json(WriteReply { digest }))
+}
+
+/// `DELETE /resources/{sid}`.
+pub async fn remove(
+    State(st): State<ApiState>,
+    Path(sid): Path<String>,
+) -> ApiResult<Json<WriteReply>> {
+    let sid = parse_sid(&sid)?;
+    let mut res = docs::resources(&st.store).await?;
+    let before = res.value.len();
+    res.value.retain(|r| r.sid != sid);
+    if res.value.len() == before {
+        return Err(ApiError::not_found(format!(
+            "cannot delete service '{sid}', not HA managed!"
+        )));
+    }
+    let digest = docs::put_resources(&st.store, &res.value, res.version).await?;
+    Ok(Json(WriteReply { digest }))
+}
+
+/// Body of `POST /resources/{sid}/migrate|relocate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MoveBody {
+    /// Target node.
+    pub node: String,
+}
+
+/// Answer of a queued move.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MoveReply {
+    /// The resource.
+    pub sid: String,
+    /// The target node.
+    #[serde(rename = "requested-node")]
+    pub requested_node: String,
+}
+
+async fn check_node(st: &ApiState, node: &str, field: &str) -> ApiResult<NodeName> {
+    let name: NodeName = node
+        .parse()
+        .map_err(|e| ApiError::field(field, format!("field '{field}': {e}")))?;
+    let dir = docs::nodes(&st.store).await?.value;
+    if !dir.nodes.contains_key(node) {
+        return Err(ApiError::field(
+            field,
+            format!("field '{field}': node '{node}' is not a cluster member"),
+        ));
+    }
+    Ok(name)
+}
+
+async fn check_managed(st: &ApiState, sid: &str) -> ApiResult<Sid> {
+    let sid = parse_sid(sid)?;
+    let res = docs::resources(&st.store).await?;
+    if !res.value.iter().any(|r| r.sid == sid) {
+        return Err(ApiError::field(
+            "sid",
+            format!("service '{sid}' is not HA managed"),
+        ));
+    }
+    Ok(sid)
+}
+
+async fn queue_move(
+    st: &ApiState,
+    task: &str,
+    sid: &str,
+    node: &str,
+) -> ApiResult<Json<MoveReply>> {
+    let sid = check_managed(st, sid).await?;
+    let node = check_node(st, node, "node").await?;
+    st.store
+        .append_crm_command(format!("{task} {sid} {node}"))
+        .await?;
+    Ok(Json(MoveReply {
+        sid: sid.to_string(),
+        requested_node: node.to_string(),
+    }))
+}
+
+/// `POST /resources/{sid}/migrate`.
+pub async fn migrate(
+    State(st): State<ApiState>,
+    Path(sid): Path<String>,
+    Json(body): Json<MoveBody>,
+) -> ApiResult<Json<MoveReply>> {
+    queue_move(&st, "migrate", &sid, &body.node).await
+}
+
+/// `POST /resources/{sid}/relocate`.
+pub async fn relocate(
+    State(st): State<ApiState>,
+    Path(sid): Path<String>,
+    Json(body): Json<MoveBody>,
+) -> ApiResult<Json<MoveReply>> {
+    queue_move(&st, "relocate", &sid, &body.node).await
+}
+
+/// Body of `POST /crm-command`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum CrmCommandBody {
+    /// Stop a service with a timeout (0 = hard stop).
+    Stop {
+        /// The service.
+        sid: String,
+        /// Seconds.
+        timeout: u64,
+    },
+    /// Enable maintenance mode of a node.
+    NodeMaintenanceEnable {
+        /// The node.
+        node: String,
+    },
+    /// Disable maintenance mode of a node.
+    NodeMaintenanceDisable {
+        /// The node.
+        node: String,
+    },
+}
+
+/// `POST /crm-command`.
+pub async fn crm_command(
+    State(st): State<ApiState>,
+    Json(body): Json<CrmCommandBody>,
+) -> ApiResult<StatusCode> {
+    let line = match body {
+        CrmCommandBody::Stop { sid, timeout } => {
+            let sid = check_managed(&st, &sid).await?;
+            format!("stop {sid} {timeout}")
+        }
+        CrmCommandBody::NodeMaintenanceEnable { node } => {
+            let node = check_node(&st, &node, "node").await?;
+            format!("enable-node-maintenance {node}")
+        }
+        CrmCommandBody::NodeMaintenanceDisable { node } => {
+            let node = check_node(&st, &node, "node").await?;
+            format!("disable-node-maintenance {node}")
+        }
+    };
+    st.store.append_crm_command(line).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+// ----- groups --------------------------------------------------------------
+
+/// Body of `POST /groups`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateGroup {
+    /// Group id.
+    pub group: String,
+    /// Options (`nodes` required, `restricted`, `nofailback`, `comment`).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+fn apply_group_options(
+    group: &mut GroupConfig,
+    options: &BTreeMap<String, String>,
+) -> ApiResult<()> {
+    for (key, value) in options {
+        match parse_group_option(key, Some(value))
+            .map_err(|e| ApiError::field(key, e.to_string()))?
+        {
+            GroupOption::Nodes(nodes) => group.nodes = nodes,
+            GroupOption::Restricted(b) => group.restricted = b,
+            GroupOption::Nofailback(b) => group.nofailback = b,
+            GroupOption::Comment(c) => group.comment = Some(c),
+        }
+    }
+    Ok(())
+}
+
+/// `GET /groups`.
+pub async fn list_groups(State(st): State<ApiState>) -> ApiResult<Json<Vec<GroupConfig>>> {
+    Ok(Json(docs::groups(&st.store).await?.value))
+}
+
+/// `POST /groups`.
+pub async fn create_group(
+    State(st): State<ApiState>,
+    Json(body): Json<CreateGroup>,
+) -> ApiResult<Json<WriteReply>> {
+    crate::domain::error::validate_config_id(&body.group)
+        .map_err(|e| ApiError::field("group", format!("field 'group': {e}")))?;
+    if !body.options.contains_key("nodes") {
+        return Err(ApiError::field(
+            "nodes",
+            "field 'nodes': missing required option",
+        ));
+    }
+    let mut groups = docs::groups(&st.store).await?;
+    if groups.value.iter().any(|g| g.id == body.group) {
+        return Err(ApiError::field(
+            "group",
+            format!("group '{}' already defined", body.group),
+        ));
+    }
+    let mut group = GroupConfig {
+        id: body.group.clone(),
+        nodes: Vec::new(),
+        restricted: false,
+        nofailback: false,
+        comment: None,
+    };
+    apply_group_options(&mut group, &body.options)?;
+    groups.value.push(group);
+    let digest = docs::put_groups(&st.store, &groups.value, groups.version).await?;
+    Ok(Json(WriteReply { digest }))
+}
+
+/// `PUT /groups/{group}`.
+pub async fn update_group(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateBody>,
+) -> ApiResult<Json<WriteReply>> {
+    let mut groups = docs::groups(&st.store).await?;
+    let version = check_digest(body.digest, groups.version)?;
+    let group = groups
+        .value
+        .iter_mut()
+        .find(|g| g.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no such group '{id}'")))?;
+    for key in &body.delete {
+        match key.as_str() {
+            "restricted" => group.restricted = false,
+            "nofailback" => group.nofailback = false,
+            "comment" => group.comment = None,
+            other => {
+                return Err(ApiError::field(
+                    "delete",
+                    format!("field 'delete': cannot delete '{other}' of a group"),
+                ))
+            }
+        }
+    }
+    apply_group_options(group, &body.options)?;
+    let digest = docs::put_groups(&st.store, &groups.value, version).await?;
+    Ok(Json(WriteReply { digest }))
+}
+
+/// `DELETE /groups/{group}`.
+pub async fn remove_group(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WriteReply>> {
+    let mut groups = docs::groups(&st.store).await?;
+    let res = docs::resources(&st.store).await?;
+    if let Some(user) = res
+        .value
+        .iter()
+        .find(|r| r.group.as_deref() == Some(id.as_str()))
+    {
+        return Err(ApiError::field(
+            "group",
+            format!("group '{id}' is still used by resource '{}'", user.sid),
+        ));
+    }
+    let before = groups.value.len();
+    groups.value.retain(|g| g.id != id);
+    if groups.value.len() == before {
+        return Err(ApiError::not_found(format!("no such group '{id}'")));
+    }
+    let digest = docs::put_groups(&st.store, &groups.value, groups.version).await?;
+    Ok(Json(WriteReply { digest }))
+}

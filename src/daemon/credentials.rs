@@ -1,0 +1,162 @@
+//! The cluster credentials of a node: `<data_dir>/cluster.json`, mode 0600.
+//!
+//! Written by `cluster init` (fresh secrets) or `cluster join` (secrets
+//! received from a member); read by the daemon and by the CLI on the node.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the credentials file format.
+pub const CREDENTIALS_VERSION: u32 = 1;
+
+/// Secrets and identity of this node in its cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Credentials {
+    /// File format version.
+    pub version: u32,
+    /// This node's Raft id.
+    pub node_id: u64,
+    /// Shared secret on every node-to-node (`/raft`) request.
+    pub cluster_secret: String,
+    /// Token a new node presents to `cluster join`.
+    pub join_token: String,
+    /// Bearer token of the HTTP API.
+    pub api_token: String,
+    /// Set by `cluster init`: the daemon must initialize the one-node
+    /// cluster at its next start, then clears it.
+    #[serde(default)]
+    pub bootstrap_pending: bool,
+    /// Set by `cluster join`: the member to ask for admission at the next
+    /// start; cleared once this node is a voter.
+    #[serde(default)]
+    pub join_via: Option<String>,
+}
+
+/// Why the credentials cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// No credentials file: the node is not part of a cluster.
+    #[error("{path}: no cluster credentials: run 'ha-manager cluster init' or 'ha-manager cluster join' first")]
+    Missing {
+        /// The file.
+        path: String,
+    },
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("{path}: invalid credentials file: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Credentials {
+    /// Reads the credentials file.
+    pub fn load(path: &Path) -> Result<Self, CredentialsError> {
+        let p = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CredentialsError::Missing { path: p })
+            }
+            Err(source) => return Err(CredentialsError::Io { path: p, source }),
+        };
+        let c: Credentials =
+            serde_json::from_str(&text).map_err(|e| CredentialsError::Invalid {
+                path: p.clone(),
+                message: e.to_string(),
+            })?;
+        if c.version != CREDENTIALS_VERSION {
+            return Err(CredentialsError::Invalid {
+                path: p,
+                message: format!("unsupported version {}", c.version),
+            });
+        }
+        Ok(c)
+    }
+
+    /// Writes the file atomically with mode 0600 (root-only when run as root).
+    pub fn save(&self, path: &Path) -> Result<(), CredentialsError> {
+        let p = path.display().to_string();
+        let io = |source| CredentialsError::Io {
+            path: p.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(self).map_err(|e| CredentialsError::Invalid {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        Ok(())
+    }
+}
+
+/// A fresh random secret: 32 bytes from the kernel CSPRNG, hex encoded.
+pub fn random_secret() -> Result<String, std::io::Error> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_is_0600_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d/cluster.json");
+        let c = Credentials {
+            version: CREDENTIALS_VERSION,
+            node_id: 3,
+            cluster_secret: random_secret().unwrap(),
+            join_token: random_secret().unwrap(),
+            api_token: random_secret().unwrap(),
+            bootstrap_pending: false,
+            join_via: Some("127.0.0.1:1".into()),
+        };
+        c.save(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(Credentials::load(&path).unwrap(), c);
+        assert_ne!(c.cluster_secret, c.api_token);
+        assert!(secrets_equal(&c.api_token, &c.api_token.clone()));
+        assert!(!secrets_equal(&c.api_token, &c.join_token));
+    }
+}

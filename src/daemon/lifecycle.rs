@@ -1,0 +1,166 @@
+//! Cluster life cycle: `cluster init` and `cluster join` write the node's
+//! credentials; the daemon then finishes what they started (bootstrap of
+//! the one-node cluster, or admission as a voter).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use raft::ClusterStore;
+
+use super::config::NodeConfig;
+use super::credentials::{random_secret, Credentials, CREDENTIALS_VERSION};
+use crate::api::cluster::{AdmitRequest, JoinReply, JoinRequest, ADMIT_RETRY};
+use crate::api::docs::{self, NodeDirectory, NodeEntry};
+use crate::api::error::ErrorBody;
+
+/// Raft id of the node that initializes a cluster.
+pub const FIRST_NODE_ID: u64 = 1;
+
+/// `cluster init`: creates fresh secrets for a new cluster made of this
+/// node. Refuses if the node already has credentials.
+pub fn init(config: &NodeConfig) -> anyhow::Result<Credentials> {
+    let path = config.credentials_path();
+    if path.exists() {
+        bail!(
+            "{}: this node already belongs to a cluster (remove the data directory to start over)",
+            path.display()
+        );
+    }
+    let creds = Credentials {
+        version: CREDENTIALS_VERSION,
+        node_id: FIRST_NODE_ID,
+        cluster_secret: random_secret().context("reading /dev/urandom")?,
+        join_token: random_secret().context("reading /dev/urandom")?,
+        api_token: random_secret().context("reading /dev/urandom")?,
+        bootstrap_pending: true,
+        join_via: None,
+    };
+    creds.save(&path)?;
+    Ok(creds)
+}
+
+/// `cluster join <address> --token T`: registers this node with a member
+/// and stores the credentials it answers with.
+pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<Credentials> {
+    let path = config.credentials_path();
+    if path.exists() {
+        bail!(
+            "{}: this node already belongs to a cluster (remove the data directory to start over)",
+            path.display()
+        );
+    }
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let url = format!("http://{address}/api/v1/cluster/join");
+    let response = client
+        .post(&url)
+        .json(&JoinRequest {
+            token: token.to_string(),
+            node: config.node.to_string(),
+            addr: config.advertise.clone(),
+        })
+        .send()
+        .with_context(|| format!("contacting {url}"))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let message = response
+            .json::<ErrorBody>()
+            .map(|b| b.error)
+            .unwrap_or_else(|_| status.to_string());
+        bail!("join refused by {address}: {message}");
+    }
+    let reply: JoinReply = response.json().context("decoding the join reply")?;
+    let creds = Credentials {
+        version: CREDENTIALS_VERSION,
+        node_id: reply.node_id,
+        cluster_secret: reply.cluster_secret,
+        join_token: reply.join_token,
+        api_token: reply.api_token,
+        bootstrap_pending: false,
+        join_via: Some(address.to_string()),
+    };
+    creds.save(&path)?;
+    Ok(creds)
+}
+
+/// In the daemon, after the store and the HTTP server are up: bootstraps
+/// the cluster or asks for admission, then clears the pending marker.
+pub async fn finish_pending(
+    config: &NodeConfig,
+    mut creds: Credentials,
+    store: &ClusterStore,
+) -> anyhow::Result<()> {
+    if creds.bootstrap_pending {
+        if store.membership().voters.is_empty() {
+            store
+                .initialize(&config.advertise)
+                .await
+                .context("initializing the cluster")?;
+        }
+        let mut dir = NodeDirectory {
+            next_id: FIRST_NODE_ID + 1,
+            nodes: Default::default(),
+        };
+        dir.nodes.insert(
+            config.node.to_string(),
+            NodeEntry {
+                id: creds.node_id,
+                addr: config.advertise.clone(),
+            },
+        );
+        let mut attempts = 0;
+        loop {
+            match docs::nodes(store).await {
+                Ok(current) if current.version > 0 => break,
+                Ok(_) => match docs::put_nodes(store, &dir, 0).await {
+                    Ok(_) => break,
+                    Err(e) => tracing::warn!(error = %e.body.error, "writing the node directory"),
+                },
+                Err(e) => tracing::warn!(error = %e.body.error, "reading the node directory"),
+            }
+            attempts += 1;
+            if attempts > 120 {
+                bail!("could not write the node directory after initializing the cluster");
+            }
+            tokio::time::sleep(ADMIT_RETRY).await;
+        }
+        creds.bootstrap_pending = false;
+        creds.save(&config.credentials_path())?;
+        tracing::info!(node = %config.node, "cluster initialized");
+    }
+    if let Some(via) = creds.join_via.clone() {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let url = format!("http://{via}/api/v1/cluster/members");
+        loop {
+            if store.membership().voters.contains(&creds.node_id) {
+                break;
+            }
+            let result = client
+                .post(&url)
+                .bearer_auth(&creds.api_token)
+                .json(&AdmitRequest {
+                    node_id: creds.node_id,
+                    addr: config.advertise.clone(),
+                })
+                .send()
+                .await;
+            match result {
+                Ok(r) if r.status().is_success() => break,
+                Ok(r) => {
+                    let status = r.status();
+                    let text = r.text().await.unwrap_or_default();
+                    tracing::warn!(%status, %text, "admission refused, retrying");
+                }
+                Err(e) => tracing::warn!(error = %e, "admission request failed, retrying"),
+            }
+            tokio::time::sleep(ADMIT_RETRY).await;
+        }
+        creds.join_via = None;
+        creds.save(&config.credentials_path())?;
+        tracing::info!(node = %config.node, "admitted to the cluster as voter");
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! `ha-manager daemon`: the imperative shell of one node (design.md
+//! section 2). Runs the Raft node, the HTTP server (`/raft`, `/api/v1`,
+//! `/metrics`) and the HA loop (CRM on the leader, LRM everywhere).
+//! See README.md for configuration keys, files and ports.
+
+pub mod config;
+pub mod credentials;
+pub mod crm_task;
+pub mod ha_loop;
+pub mod lease_keeper;
+pub mod lifecycle;
+pub mod lrm_task;
+pub mod snapshot;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use raft::{ClusterStore, StoreConfig};
+
+use crate::api::{self, ApiState};
+use config::NodeConfig;
+use credentials::{Credentials, CredentialsError};
+
+/// How often a daemon without credentials looks for them.
+const CREDENTIALS_POLL: Duration = Duration::from_millis(250);
+
+/// Runs the daemon until SIGTERM/SIGINT. Blocks the calling thread.
+pub fn run(config: NodeConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(run_async(config))
+}
+
+async fn wait_for_credentials(config: &NodeConfig) -> anyhow::Result<Credentials> {
+    let path = config.credentials_path();
+    let mut told = false;
+    loop {
+        match Credentials::load(&path) {
+            Ok(c) => return Ok(c),
+            Err(CredentialsError::Missing { .. }) => {
+                if !told {
+                    tracing::info!(path = %path.display(), "no cluster credentials yet: waiting for 'ha-manager cluster init' or 'cluster join'");
+                    told = true;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(CREDENTIALS_POLL) => {}
+            _ = shutdown_signal() => anyhow::bail!("stopped before the node joined a cluster"),
+        }
+    }
+}
+
+async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
+    tracing::info!(
+        node = %config.node,
+        listen = %config.listen,
+        timing = config.timing.name,
+        "ha-manager daemon starting"
+    );
+    // Bind first, so a port clash fails before anything else happens.
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {}", config.listen))?;
+    let creds = wait_for_credentials(&config).await?;
+    let mut store_config = StoreConfig::new(
+        creds.node_id,
+        config.store_dir(),
+        config.advertise.clone(),
+        creds.cluster_secret.clone(),
+    );
+    if config.timing.name != "pve" {
+        // Failover time is bounded by the lease ttl; a fast election keeps
+        // the CRM gap after a leader crash well below it.
+        store_config = store_config.fast();
+    }
+    let store = ClusterStore::start(store_config)
+        .await
+        .context("starting the cluster store")?;
+    let state = ApiState {
+        store: store.clone(),
+        node: config.node.clone(),
+        creds: Arc::new(creds.clone()),
+        failovers: Arc::new(AtomicU64::new(0)),
+    };
+    let app = axum::Router::new()
+        .nest("/raft", store.router())
+        .merge(api::router(state.clone()));
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+        {
+            tracing::error!(error = %e, "http server stopped");
+        }
+    });
+    lifecycle::finish_pending(&config, creds, &store).await?;
+    let ha = tokio::spawn(ha_loop::run(config.clone(), state.clone()));
+    shutdown_signal().await;
+    tracing::info!("shutdown requested");
+    ha.abort();
+    let _ = store.shutdown().await;
+    server.abort();
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,128 @@
+//! One consistent read of the local replica, in the shapes the CRM and the
+//! LRM take as input.
+
+use std::collections::BTreeMap;
+
+use raft::{ClusterStore, DocKey, Lease};
+
+use crate::api::docs::{self, NodeDirectory};
+use crate::config::{effective_failback, parse_groups_cfg, parse_resources_cfg};
+use crate::crm::{ConfiguredResource, ManagerStatus};
+use crate::domain::{GroupConfig, NodeName, Sid};
+use crate::lrm::LrmStatus;
+
+/// Prefix of the per-service placement documents (`placement/<sid>` ->
+/// node name): where the service's configuration "lives".
+pub const PLACEMENT_PREFIX: &str = "placement/";
+
+/// The placement document key of a service.
+pub fn placement_key(sid: &Sid) -> DocKey {
+    DocKey::Config(format!("{PLACEMENT_PREFIX}{sid}"))
+}
+
+/// What a round reads.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Applied index it reflects.
+    pub applied_index: u64,
+    /// Manager status (default if none).
+    pub manager_status: ManagerStatus,
+    /// LRM status per node.
+    pub lrm_status: BTreeMap<NodeName, LrmStatus>,
+    /// Resources with their placement (unplaced ones are absent here and
+    /// listed in `unplaced`).
+    pub resources: BTreeMap<Sid, ConfiguredResource>,
+    /// Configured resources without placement yet.
+    pub unplaced: Vec<Sid>,
+    /// Node directory.
+    pub nodes: NodeDirectory,
+    /// Pending CRM commands.
+    pub crm_commands: Vec<String>,
+    /// Leases by name.
+    pub leases: BTreeMap<String, Lease>,
+    /// Groups.
+    pub groups: Vec<GroupConfig>,
+}
+
+/// Reads the local replica.
+pub fn read(store: &ClusterStore) -> Snapshot {
+    let applied = store.read_local(|s| {
+        let ms = s
+            .doc(&DocKey::ManagerStatus)
+            .and_then(|d| match serde_json::from_str::<ManagerStatus>(&d.value) {
+                Ok(ms) => Some(ms),
+                Err(e) => {
+                    tracing::error!(error = %e, "stored manager status is invalid");
+                    None
+                }
+            })
+            .unwrap_or_default();
+        let lrm: BTreeMap<NodeName, LrmStatus> = s
+            .lrm_statuses()
+            .filter_map(|(n, d)| {
+                let node: NodeName = n.parse().ok()?;
+                serde_json::from_str(&d.value).ok().map(|v| (node, v))
+            })
+            .collect();
+        let placement: BTreeMap<String, String> = s
+            .docs()
+            .filter_map(|(k, d)| match k {
+                DocKey::Config(name) => name
+                    .strip_prefix(PLACEMENT_PREFIX)
+                    .map(|sid| (sid.to_string(), d.value.clone())),
+                _ => None,
+            })
+            .collect();
+        let text = |name: &str| {
+            s.doc(&DocKey::Config(name.to_string()))
+                .map(|d| d.value.clone())
+                .unwrap_or_default()
+        };
+        let leases = s
+            .leases()
+            .map(|(n, l)| (n.to_string(), l.clone()))
+            .collect();
+        (
+            ms,
+            lrm,
+            placement,
+            text(docs::RESOURCES_DOC),
+            text(docs::GROUPS_DOC),
+            text(docs::NODES_DOC),
+            s.crm_commands().to_vec(),
+            leases,
+        )
+    });
+    let (ms, lrm, placement, res_text, groups_text, nodes_text, crm_commands, leases) =
+        applied.value;
+    let configs = parse_resources_cfg(&res_text, "resources.cfg").unwrap_or_else(|e| {
+        tracing::error!(error = %e, "stored resources.cfg is invalid");
+        Vec::new()
+    });
+    let groups = parse_groups_cfg(&groups_text, "groups.cfg").unwrap_or_default();
+    let mut resources = BTreeMap::new();
+    let mut unplaced = Vec::new();
+    for mut config in configs {
+        config.failback = effective_failback(&config, &groups);
+        match placement
+            .get(config.sid.as_str())
+            .and_then(|n| n.parse::<NodeName>().ok())
+        {
+            Some(node) => {
+                resources.insert(config.sid.clone(), ConfiguredResource { config, node });
+            }
+            None => unplaced.push(config.sid.clone()),
+        }
+    }
+    Snapshot {
+        applied_index: applied.applied_index,
+        manager_status: ms,
+        lrm_status: lrm,
+        resources,
+        unplaced,
+        nodes: docs::parse_nodes(&nodes_text).unwrap_or_default(),
+        crm_commands,
+        leases,
+        groups,
+    }
+}
