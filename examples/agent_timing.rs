@@ -26,7 +26,10 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let token = FencingToken::new(1, 1);
     let p = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     };
     let exec = agent_for("exec", "t", &p(&[("cmd", "exec sleep 300")]), dir.path()).unwrap();
     let (mut s, mut st, mut sp) = (vec![], vec![], vec![]);
@@ -42,7 +45,10 @@ fn main() {
     let ocf = agent_for(
         "ocf",
         "d",
-        &p(&[("agent", "heartbeat/Dummy"), ("state", state.to_str().unwrap())]),
+        &p(&[
+            ("agent", "heartbeat/Dummy"),
+            ("state", state.to_str().unwrap()),
+        ]),
         dir.path(),
     )
     .unwrap();
