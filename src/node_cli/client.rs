@@ -69,30 +69,34 @@ impl ApiClient {
         Ok(self.finish(path, r)?.json()?)
     }
 
+    /// Sends `body` as JSON with `method` to `path`; errors as [`Self::finish`].
+    fn send_json<B: Serialize>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<reqwest::blocking::Response> {
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send();
+        self.finish(path, r)
+    }
+
     /// POST JSON and decode.
     pub fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send();
-        Ok(self.finish(path, r)?.json()?)
+        Ok(self.send_json(reqwest::Method::POST, path, body)?.json()?)
     }
 
     /// POST JSON, ignore the body of the answer.
     pub fn post_empty<B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<()> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send();
-        self.finish(path, r)?;
+        self.send_json(reqwest::Method::POST, path, body)?;
         Ok(())
     }
 
@@ -102,13 +106,7 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        let r = self
-            .http
-            .put(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send();
-        Ok(self.finish(path, r)?.json()?)
+        Ok(self.send_json(reqwest::Method::PUT, path, body)?.json()?)
     }
 
     /// DELETE and decode.
