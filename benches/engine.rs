@@ -9,8 +9,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use ha_manager::crm::{
-    ConfiguredResource, Manager, ManagerInput, ManagerStatus, NodeAffinity, NodeState,
-    ServiceRecord, ServiceState, Steps,
+    ConfiguredResource, GroupMigrationInput, Manager, ManagerInput, ManagerStatus, NodeAffinity,
+    NodeState, ServiceRecord, ServiceState, Steps,
 };
 use ha_manager::domain::{NodeName, RequestedState, ResourceConfig, Sid};
 use ha_manager::lrm::LrmStatus;
@@ -64,6 +64,7 @@ fn crm_round(c: &mut Criterion) {
                 takeable_agent_locks: &takeable,
                 guest_locks: &locks,
                 fence_delay_ms: 60_000,
+                group_migration: GroupMigrationInput::no_groups(10_000),
             };
             let mut out = Steps::default();
             manager.manage(&input, &mut out);
@@ -83,6 +84,7 @@ fn crm_round(c: &mut Criterion) {
                 takeable_agent_locks: &takeable,
                 guest_locks: &locks,
                 fence_delay_ms: 60_000,
+                group_migration: GroupMigrationInput::no_groups(10_000),
             };
             let mut out = Steps::default();
             manager.manage(&input, &mut out);
@@ -104,6 +106,7 @@ fn day_scenario() -> Scenario {
             HardwareNode {
                 power: false,
                 network: false,
+                pve_manager_version: None,
             },
         );
     }

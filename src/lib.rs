@@ -13,6 +13,8 @@ pub mod crm;
 #[cfg(feature = "node")]
 pub mod daemon;
 pub mod domain;
+#[cfg(feature = "node")]
+pub mod local_cluster;
 pub mod lrm;
 #[cfg(feature = "node")]
 pub mod node_cli;

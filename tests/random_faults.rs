@@ -40,6 +40,7 @@ fn scenario_for_seed(seed: u64) -> Scenario {
             HardwareNode {
                 power: false,
                 network: false,
+                pve_manager_version: None,
             },
         );
     }

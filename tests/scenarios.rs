@@ -120,3 +120,33 @@ fn all_scenarios_match_their_expected_log() {
         failures.join("\n\n")
     );
 }
+
+/// The group migration scenario persists its result: no groups left, the
+/// generated rule present, vm:103 without its group and with failback 0,
+/// placement unchanged.
+#[test]
+fn group_migration_rewrites_the_config() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/group-migrate-versions");
+    let result = ha_manager::sim::run_dir(&dir, None).expect("scenario loads");
+    let fs = &result.final_state;
+    assert!(fs.groups.is_empty(), "groups deleted: {:?}", fs.groups);
+    assert_eq!(fs.rules, ["ha-group-pref3"]);
+    let vm103 = &fs.services["vm:103"];
+    assert_eq!(vm103.group, None);
+    assert!(!vm103.failback, "nofailback group -> failback 0");
+    for (sid, node) in [
+        ("vm:101", "node1"),
+        ("vm:102", "node2"),
+        ("vm:103", "node3"),
+    ] {
+        let svc = &fs.services[sid];
+        assert_eq!((svc.state.as_str(), svc.node.as_str()), ("started", node));
+        assert_eq!(svc.running_on, [node]);
+    }
+    let attempts = result
+        .log
+        .iter()
+        .filter(|l| l.contains("abort ha groups migration"))
+        .count();
+    assert_eq!(attempts, 1, "one failed attempt before the version update");
+}

@@ -114,3 +114,55 @@ fn final_state_and_reproducible_log() {
     let default = run(&dir, &["--profile", "default"]);
     assert_eq!(default.status.code(), Some(0));
 }
+
+#[test]
+fn missing_directory_and_missing_cmdlist_are_named() {
+    let missing = std::env::temp_dir().join(format!("ha-sim-cli-{}-absent", std::process::id()));
+    let _ = std::fs::remove_dir_all(&missing);
+    let out = run(&missing, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scenario directory does not exist"), "{err}");
+    assert!(!err.contains("cmdlist"), "{err}");
+
+    let empty = scenario("empty", &[]);
+    let out = run(&empty, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cmdlist: missing required file in the scenario directory"),
+        "{err}"
+    );
+    assert!(!err.contains(":0:"), "{err}");
+}
+
+#[test]
+fn malformed_pve_manager_version_is_rejected() {
+    for (name, cmdlist, hw, want) in [
+        (
+            "vercmd",
+            "[[\"power node1 on\"], [\"pve-manager-version node1 set nine\"]]",
+            HW,
+            "cmdlist:1: malformed pve-manager version 'nine'",
+        ),
+        (
+            "verhw",
+            "[[\"power node1 on\"]]",
+            r#"{"node1": {"power": "off", "network": "off", "pve-manager-version": "9.0"}}"#,
+            "hardware_status:1: malformed pve-manager version '9.0'",
+        ),
+    ] {
+        let dir = scenario(
+            name,
+            &[
+                ("cmdlist", cmdlist),
+                ("hardware_status", hw),
+                ("service_config", SVC),
+            ],
+        );
+        let out = run(&dir, &[]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{name}: {err}");
+    }
+}

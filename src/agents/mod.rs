@@ -17,7 +17,7 @@ pub mod ocf;
 mod outcome;
 mod params;
 mod pid_file;
-mod proc_info;
+pub mod proc_info;
 pub mod systemd;
 mod token;
 

@@ -8,7 +8,7 @@ use std::io;
 
 /// The fields of `/proc/<pid>/stat` the agents need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ProcStat {
+pub struct ProcStat {
     /// One-letter state (`R`, `S`, `D`, `Z`, `T`, ...).
     pub state: char,
     /// Process group id.
@@ -65,9 +65,10 @@ pub(crate) fn boot_id() -> io::Result<String> {
         .to_string())
 }
 
-/// The live (not exited) processes whose process group is `pgid`.
-pub(crate) fn live_group_members(pgid: i32) -> io::Result<Vec<i32>> {
-    let mut members = Vec::new();
+/// The live (not exited) processes for which `keep(pid, stat)` holds.
+/// Processes come and go while /proc is scanned; a vanished one is skipped.
+pub fn live_processes(mut keep: impl FnMut(i32, &ProcStat) -> bool) -> io::Result<Vec<i32>> {
+    let mut found = Vec::new();
     for entry in fs::read_dir("/proc")? {
         let entry = entry?;
         let Some(pid) = entry
@@ -77,14 +78,18 @@ pub(crate) fn live_group_members(pgid: i32) -> io::Result<Vec<i32>> {
         else {
             continue;
         };
-        // Processes come and go while we scan; a vanished one is simply skipped.
         if let Ok(Some(stat)) = read_stat(pid) {
-            if stat.pgrp == pgid && !stat.has_exited() {
-                members.push(pid);
+            if !stat.has_exited() && keep(pid, &stat) {
+                found.push(pid);
             }
         }
     }
-    Ok(members)
+    Ok(found)
+}
+
+/// The live (not exited) processes whose process group is `pgid`.
+pub(crate) fn live_group_members(pgid: i32) -> io::Result<Vec<i32>> {
+    live_processes(|_, stat| stat.pgrp == pgid)
 }
 
 #[cfg(test)]

@@ -62,6 +62,14 @@ pub async fn join(
         ));
     }
     let mut dir = docs::nodes(&st.store).await?;
+    // The first node registers itself right after bootstrapping; a join
+    // before that would write a directory without it.
+    if dir.version == 0 {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cluster is still initializing: retry in a moment",
+        ));
+    }
     let node_id = match dir.value.nodes.get(&req.node) {
         // A retried join of the same node at the same address gets its id back.
         Some(e) if e.addr == req.addr => e.id,
@@ -138,10 +146,31 @@ pub async fn leave(State(st): State<ApiState>) -> ApiResult<StatusCode> {
             "this node is the last voter: a cluster cannot leave itself",
         ));
     }
+    // A node that leaves with services on it could only be fenced by its
+    // watchdog: make the operator move them first.
+    let snap = crate::daemon::snapshot::read(&st.store);
+    let here: Vec<String> = snap
+        .resources
+        .values()
+        .filter(|r| r.node == st.node)
+        .map(|r| r.config.sid.to_string())
+        .collect();
+    if !here.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "node '{}' still has services: {}; move them first (ha-manager crm-command node-maintenance enable {}) or remove them",
+                st.node,
+                here.join(", "),
+                st.node
+            ),
+        ));
+    }
     let mut dir = docs::nodes(&st.store).await?;
     dir.value.nodes.retain(|_, e| e.id != id);
     docs::put_nodes(&st.store, &dir.value, dir.version).await?;
     st.store.remove_node(id).await?;
+    st.left.notify_one();
     Ok(StatusCode::OK)
 }
 

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use crate::config::{parse_groups_cfg, parse_resources_cfg, write_groups_cfg, write_resources_cfg};
-use crate::domain::{GroupConfig, ResourceConfig};
+use crate::config::{parse_rules_cfg, write_rules_cfg};
+use crate::domain::{GroupConfig, NodeAffinityRule, ResourceConfig};
 
 /// Document name of the node directory.
 pub const NODES_DOC: &str = "nodes";
@@ -19,6 +20,8 @@ pub const NODES_DOC: &str = "nodes";
 pub const RESOURCES_DOC: &str = "resources";
 /// Document name of groups.cfg.
 pub const GROUPS_DOC: &str = "groups";
+/// Document name of rules.cfg (node-affinity rules).
+pub const RULES_DOC: &str = "rules";
 
 /// One cluster member in the node directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,17 +103,32 @@ pub async fn nodes(store: &ClusterStore) -> ApiResult<Versioned<NodeDirectory>> 
 /// Writes the node directory with CAS.
 pub async fn put_nodes(store: &ClusterStore, dir: &NodeDirectory, version: u64) -> ApiResult<u64> {
     let text = serde_json::to_string(dir).map_err(|e| corrupt(NODES_DOC, e))?;
+    put_text(store, NODES_DOC, text, version).await
+}
+
+/// Reads a section-config document (linearizable) and parses it as
+/// `file` (the name errors give).
+async fn read_cfg<T>(
+    store: &ClusterStore,
+    name: &str,
+    file: &str,
+    parse: fn(&str, &str) -> Result<Vec<T>, crate::config::ConfigError>,
+) -> ApiResult<Versioned<Vec<T>>> {
+    let (text, version) = read_raw(store, name).await?;
+    let value = parse(&text, file).map_err(|e| corrupt(name, e))?;
+    Ok(Versioned { value, version })
+}
+
+/// Writes a document's text with CAS on `version`.
+async fn put_text(store: &ClusterStore, name: &str, text: String, version: u64) -> ApiResult<u64> {
     Ok(store
-        .put_doc(DocKey::Config(NODES_DOC.into()), Some(version), text)
+        .put_doc(DocKey::Config(name.into()), Some(version), text)
         .await?)
 }
 
 /// Reads resources.cfg (linearizable).
 pub async fn resources(store: &ClusterStore) -> ApiResult<Versioned<Vec<ResourceConfig>>> {
-    let (text, version) = read_raw(store, RESOURCES_DOC).await?;
-    let value =
-        parse_resources_cfg(&text, "resources.cfg").map_err(|e| corrupt(RESOURCES_DOC, e))?;
-    Ok(Versioned { value, version })
+    read_cfg(store, RESOURCES_DOC, "resources.cfg", parse_resources_cfg).await
 }
 
 /// Writes resources.cfg with CAS.
@@ -119,20 +137,12 @@ pub async fn put_resources(
     res: &[ResourceConfig],
     version: u64,
 ) -> ApiResult<u64> {
-    Ok(store
-        .put_doc(
-            DocKey::Config(RESOURCES_DOC.into()),
-            Some(version),
-            write_resources_cfg(res),
-        )
-        .await?)
+    put_text(store, RESOURCES_DOC, write_resources_cfg(res), version).await
 }
 
 /// Reads groups.cfg (linearizable).
 pub async fn groups(store: &ClusterStore) -> ApiResult<Versioned<Vec<GroupConfig>>> {
-    let (text, version) = read_raw(store, GROUPS_DOC).await?;
-    let value = parse_groups_cfg(&text, "groups.cfg").map_err(|e| corrupt(GROUPS_DOC, e))?;
-    Ok(Versioned { value, version })
+    read_cfg(store, GROUPS_DOC, "groups.cfg", parse_groups_cfg).await
 }
 
 /// Writes groups.cfg with CAS.
@@ -141,11 +151,19 @@ pub async fn put_groups(
     groups: &[GroupConfig],
     version: u64,
 ) -> ApiResult<u64> {
-    Ok(store
-        .put_doc(
-            DocKey::Config(GROUPS_DOC.into()),
-            Some(version),
-            write_groups_cfg(groups),
-        )
-        .await?)
+    put_text(store, GROUPS_DOC, write_groups_cfg(groups), version).await
+}
+
+/// Reads rules.cfg (linearizable).
+pub async fn rules(store: &ClusterStore) -> ApiResult<Versioned<Vec<NodeAffinityRule>>> {
+    read_cfg(store, RULES_DOC, "rules.cfg", parse_rules_cfg).await
+}
+
+/// Writes rules.cfg with CAS.
+pub async fn put_rules(
+    store: &ClusterStore,
+    rules: &[NodeAffinityRule],
+    version: u64,
+) -> ApiResult<u64> {
+    put_text(store, RULES_DOC, write_rules_cfg(rules), version).await
 }

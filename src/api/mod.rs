@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod docs;
 pub mod error;
 pub mod resources;
+pub mod rules;
 pub mod status;
 
 use std::sync::atomic::AtomicU64;
@@ -39,6 +40,8 @@ pub struct ApiState {
     pub creds: Arc<Credentials>,
     /// Services recovered by this node's CRM after fencing.
     pub failovers: Arc<AtomicU64>,
+    /// Notified once this node has left the cluster: the daemon stops.
+    pub left: Arc<tokio::sync::Notify>,
 }
 
 async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> Response {
@@ -82,6 +85,7 @@ pub fn router(state: ApiState) -> Router {
             "/groups/{group}",
             axum::routing::put(resources::update_group).delete(resources::remove_group),
         )
+        .route("/rules", get(rules::list_rules))
         .route("/status/current", get(status::status_current))
         .route("/status/manager_status", get(status::manager_status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

@@ -10,10 +10,13 @@ use serde::{Deserialize, Serialize};
 use super::docs;
 use super::error::{ApiError, ApiResult};
 use super::ApiState;
+use crate::agents::{agent_for, AgentError, AGENT_KINDS};
 use crate::config::{
     parse_group_option, validate_resource_option, validate_resource_sid, GroupOption,
 };
+use crate::crm::{ManagerStatus, ServiceState};
 use crate::domain::{GroupConfig, NodeName, ResourceConfig, Sid};
+use raft::DocKey;
 
 /// Body of `POST /resources`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,9 +60,10 @@ pub struct ResourceView {
 }
 
 fn parse_sid(text: &str) -> ApiResult<Sid> {
+    // The domain error already quotes the text ("invalid SID '...': ...").
     let sid: Sid = text
         .parse()
-        .map_err(|e| ApiError::field("sid", format!("invalid SID '{text}': {e}")))?;
+        .map_err(|e| ApiError::field("sid", format!("field 'sid': {e}")))?;
     validate_resource_sid(&sid).map_err(|e| ApiError::field("sid", e.to_string()))?;
     Ok(sid)
 }
@@ -88,6 +92,49 @@ fn apply_options(
     Ok(())
 }
 
+/// Refuses a SID whose type has no resource agent on the node daemons.
+fn check_agent_kind(sid: &Sid) -> ApiResult<()> {
+    let kind = sid.kind();
+    if AGENT_KINDS.contains(&kind) {
+        return Ok(());
+    }
+    Err(ApiError::field(
+        "sid",
+        format!(
+            "field 'sid': no resource agent for type '{kind}' of '{sid}' (expected one of {})",
+            AGENT_KINDS.join(", ")
+        ),
+    ))
+}
+
+/// Checks that a node daemon can run the resource as configured: its type
+/// has an agent and its agent parameters are complete and valid (`exec`
+/// needs `cmd`, unknown parameters are refused). Without this a resource
+/// such as `foo:bar` or `exec:web` without `cmd` would be stored and only
+/// fail later, on some node, as an error state.
+fn check_agent(config: &ResourceConfig) -> ApiResult<()> {
+    check_agent_kind(&config.sid)?;
+    let (kind, name) = (config.sid.kind(), config.sid.name());
+    // Building the agent only validates the parameters: it touches no file
+    // (the runtime directory is not used until an operation runs).
+    match agent_for(
+        kind,
+        name,
+        &config.params,
+        std::path::Path::new("/nonexistent"),
+    ) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let field = match &e {
+                AgentError::MissingParameter { param, .. }
+                | AgentError::InvalidParameter { param, .. } => param.clone(),
+                _ => "sid".to_string(),
+            };
+            Err(ApiError::field(&field, format!("field '{field}': {e}")))
+        }
+    }
+}
+
 fn delete_options(config: &mut ResourceConfig, keys: &[String]) -> ApiResult<()> {
     let defaults = ResourceConfig::with_defaults(config.sid.clone());
     for key in keys {
@@ -109,6 +156,35 @@ fn delete_options(config: &mut ResourceConfig, keys: &[String]) -> ApiResult<()>
                 ))
             }
         }
+    }
+    Ok(())
+}
+
+/// Refuses a change to a service the CRM holds in `error` unless it
+/// disables it (spec 3.14): an errored service must be disabled and fixed
+/// before anything else is asked of it.
+fn check_not_errored(st: &ApiState, sid: &Sid, requested: Option<&str>) -> ApiResult<()> {
+    if requested == Some("disabled") {
+        return Ok(());
+    }
+    let errored = st
+        .store
+        .read_local(|s| {
+            s.doc(&DocKey::ManagerStatus)
+                .and_then(|d| serde_json::from_str::<ManagerStatus>(&d.value).ok())
+                .and_then(|ms| {
+                    ms.service_status
+                        .get(sid)
+                        .map(|r| r.state == ServiceState::Error)
+                })
+        })
+        .value
+        .unwrap_or(false);
+    if errored {
+        return Err(ApiError::field(
+            "sid",
+            format!("service '{sid}' in error state, must be disabled and fixed first"),
+        ));
     }
     Ok(())
 }
@@ -170,8 +246,10 @@ pub async fn create(
             format!("resource ID '{sid}' already defined"),
         ));
     }
+    check_agent_kind(&sid)?;
     let mut config = ResourceConfig::with_defaults(sid);
     apply_options(&mut config, &body.options, &groups)?;
+    check_agent(&config)?;
     res.value.push(config);
     let digest = docs::put_resources(&st.store, &res.value, res.version).await?;
     Ok(Json(WriteReply { digest }))
@@ -192,8 +270,15 @@ pub async fn update(
         .iter_mut()
         .find(|r| r.sid == sid)
         .ok_or_else(|| ApiError::not_found(format!("no such resource '{sid}'")))?;
+    check_not_errored(&st, &sid, body.options.get("state").map(String::as_str))?;
+    let params_before = config.params.clone();
     delete_options(config, &body.delete)?;
     apply_options(config, &body.options, &groups)?;
+    // Only an edit of the agent parameters is checked, so a resource stored
+    // before these checks existed can still be disabled or removed.
+    if config.params != params_before {
+        check_agent(config)?;
+    }
     let digest = docs::put_resources(&st.store, &res.value, version).await?;
     Ok(Json(WriteReply { digest }))
 }
@@ -266,6 +351,7 @@ async fn queue_move(
     node: &str,
 ) -> ApiResult<Json<MoveReply>> {
     let sid = check_managed(st, sid).await?;
+    check_not_errored(st, &sid, None)?;
     let node = check_node(st, node, "node").await?;
     st.store
         .append_crm_command(format!("{task} {sid} {node}"))
@@ -325,6 +411,7 @@ pub async fn crm_command(
     let line = match body {
         CrmCommandBody::Stop { sid, timeout } => {
             let sid = check_managed(&st, &sid).await?;
+            check_not_errored(&st, &sid, None)?;
             format!("stop {sid} {timeout}")
         }
         CrmCommandBody::NodeMaintenanceEnable { node } => {

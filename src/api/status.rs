@@ -76,6 +76,36 @@ pub struct StatusSnapshot {
     pub nodes: Vec<String>,
 }
 
+/// Seconds since the epoch as Proxmox's status shows them (`localtime`
+/// in ctime form), in UTC: `Sun Nov 22 22:10:36 2026`.
+pub fn ctime_utc(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // 1970-01-01 was a Thursday.
+    let weekday = DAYS[usize::try_from((days + 4) % 7).unwrap_or(0)];
+    // Civil date from a day count (proleptic Gregorian, eras of 400 years).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{weekday} {} {day:2} {:02}:{:02}:{:02} {year}",
+        MONTHS[usize::try_from(month - 1).unwrap_or(0)],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -161,7 +191,7 @@ pub fn current(st: &ApiState) -> Vec<StatusEntry> {
             "master".into(),
             "master",
             Some(master.to_string()),
-            format!("{master} ({state}, {})", ms.timestamp),
+            format!("{master} ({state}, {})", ctime_utc(ms.timestamp)),
         ));
     }
     let mut nodes: Vec<String> = snap.nodes.clone();
@@ -192,7 +222,7 @@ pub fn current(st: &ApiState) -> Vec<StatusEntry> {
                 } else {
                     "watchdog standby"
                 };
-                format!("{node} ({s}, {wd}, {})", l.timestamp)
+                format!("{node} ({s}, {wd}, {})", ctime_utc(l.timestamp))
             }
         };
         out.push(StatusEntry::new(
@@ -317,4 +347,16 @@ pub async fn metrics(State(st): State<ApiState>) -> impl IntoResponse {
         st.failovers.load(std::sync::atomic::Ordering::Relaxed)
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ctime_utc;
+
+    #[test]
+    fn ctime_matches_known_dates() {
+        assert_eq!(ctime_utc(0), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(ctime_utc(951_782_400), "Tue Feb 29 00:00:00 2000");
+        assert_eq!(ctime_utc(1_795_385_391), "Sun Nov 22 22:09:51 2026");
+    }
 }

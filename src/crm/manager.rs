@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::domain::{NodeName, RequestedState, ResourceConfig, Sid};
 use crate::lrm::{LrmMode, LrmStatus};
 
+use super::group_migration::{GroupMigration, GroupMigrationInput};
 use super::output::{CrmAction, Level, Steps};
 use super::select::{select_service_node, NodeAffinity, Preference, Usage};
 use super::status::{
@@ -62,6 +63,8 @@ pub struct ManagerInput<'a> {
     pub guest_locks: &'a BTreeMap<Sid, String>,
     /// Offline time before a node is fenced (ms).
     pub fence_delay_ms: u64,
+    /// Groups and node versions for the persistent group migration.
+    pub group_migration: GroupMigrationInput<'a>,
 }
 
 /// The master's in-memory state.
@@ -72,6 +75,7 @@ pub struct Manager {
     last_online: BTreeMap<NodeName, u64>,
     usage: Usage,
     moved: BTreeMap<Sid, NodeName>,
+    group_migration: GroupMigration,
 }
 
 fn requested(input: &ManagerInput<'_>, sid: &Sid) -> RequestedState {
@@ -99,6 +103,7 @@ impl Manager {
             last_online: BTreeMap::new(),
             usage: Usage::new(),
             moved: BTreeMap::new(),
+            group_migration: GroupMigration::default(),
         }
     }
 
@@ -336,6 +341,15 @@ impl Manager {
             out.info("master seems offline");
             return false;
         }
+
+        self.group_migration.round(
+            &input.group_migration,
+            &self.ms,
+            input.membership,
+            input.lrm_status,
+            input.resources,
+            out,
+        );
 
         if self.ms.disarm.is_none() {
             self.sync_services_with_config(input, out);
@@ -1349,11 +1363,73 @@ mod tests {
                 takeable_agent_locks: &self.takeable,
                 guest_locks: &self.locks,
                 fence_delay_ms: 60_000,
+                group_migration: GroupMigrationInput::no_groups(10_000),
             };
             let mut out = Steps::default();
             assert!(m.manage(&input, &mut out));
             out.0
         }
+    }
+
+    #[test]
+    fn group_migration_is_decided_on_the_third_round_that_gets_past_the_offline_check() {
+        use crate::domain::{GroupConfig, GroupNode};
+        use crate::lrm::LrmState;
+        let mut f = Fixture::new();
+        if let Some(r) = f.resources.get_mut(&sid("vm:101")) {
+            r.config.group = Some("g".into());
+        }
+        for node in ["node1", "node2", "node3"] {
+            let st = LrmStatus {
+                state: Some(LrmState::Active),
+                ..LrmStatus::default()
+            };
+            f.lrm.insert(n(node), st);
+        }
+        let groups = vec![GroupConfig {
+            id: "g".into(),
+            nodes: vec![GroupNode {
+                node: n("node1"),
+                priority: Some(2),
+            }],
+            restricted: false,
+            nofailback: true,
+            comment: None,
+        }];
+        let versions: BTreeMap<NodeName, String> = ["node1", "node2", "node3"]
+            .iter()
+            .map(|x| (n(x), "9.0.1".to_string()))
+            .collect();
+        let mut m = Manager::new(n("node1"), &ManagerStatus::default());
+        let mut decided = Vec::new();
+        for round in 0..4u64 {
+            // round 0: the master sees itself offline and ends the round
+            // early; it does not count
+            let mut membership = f.membership.clone();
+            membership.insert(n("node1"), round != 0);
+            let input = ManagerInput {
+                now_ms: round * 10_000,
+                membership: &membership,
+                resources: &f.resources,
+                node_affinity: &f.affinity,
+                lrm_status: &f.lrm,
+                crm_commands: &f.commands,
+                takeable_agent_locks: &f.takeable,
+                guest_locks: &f.locks,
+                fence_delay_ms: 60_000,
+                group_migration: GroupMigrationInput {
+                    groups: &groups,
+                    node_versions: &versions,
+                    round_interval_ms: 10_000,
+                },
+            };
+            let mut out = Steps::default();
+            m.manage(&input, &mut out);
+            if out.0.contains(&CrmStep::Do(CrmAction::MigrateGroups)) {
+                decided.push(round);
+            }
+        }
+        assert_eq!(decided, [3]);
     }
 
     fn state(m: &Manager, s: &str) -> ServiceState {

@@ -7,13 +7,18 @@
 //!
 //! Nothing here reads a clock, a file or a socket. See README.md.
 
+pub mod affinity;
 pub mod daemon;
+pub mod group_migration;
 pub mod manager;
 pub mod output;
+pub mod pve_version;
 pub mod select;
 pub mod status;
 
+pub use affinity::node_affinity_from_config;
 pub use daemon::{CrmDaemon, CrmDaemonState, CrmInput, CrmOutput};
+pub use group_migration::GroupMigrationInput;
 pub use manager::{ConfiguredResource, Manager, ManagerInput};
 pub use output::{CrmAction, CrmStep, Level, LogEvent, Steps};
 pub use select::{select_service_node, NodeAffinity, Preference, Usage};

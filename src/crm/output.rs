@@ -75,6 +75,12 @@ pub enum CrmAction {
     RemoveGuestLock(Sid),
     /// The CRM command queue given in the input was consumed: clear it.
     ConsumeCrmCommands,
+    /// Persist the group migration (spec 3.20) over the groups and
+    /// resources the shell gave in this round's input: write the rules of
+    /// `config::migrate_groups` to rules.cfg, rewrite the resources without
+    /// `group` (with `failback 0` where the group had `nofailback`), delete
+    /// groups.cfg.
+    MigrateGroups,
 }
 
 /// One ordered output step.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::domain::{NodeName, TimingProfile};
+use crate::domain::{NodeName, ShutdownPolicy, TimingProfile};
 
 /// Default HTTP listen address (Raft RPC, API and metrics share it).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7400";
@@ -63,6 +63,7 @@ struct RawNodeConfig {
     watchdog_socket: Option<PathBuf>,
     timing: Option<String>,
     agent_runtime_dir: Option<PathBuf>,
+    shutdown_policy: Option<String>,
 }
 
 /// A validated node configuration with defaults applied.
@@ -82,6 +83,8 @@ pub struct NodeConfig {
     pub timing: TimingProfile,
     /// Where agents keep pid files and logs (default `<data_dir>/agents`).
     pub agent_runtime_dir: PathBuf,
+    /// What a node shutdown or reboot does to its services (spec 3.17).
+    pub shutdown_policy: ShutdownPolicy,
 }
 
 impl NodeConfig {
@@ -145,8 +148,16 @@ impl NodeConfig {
         let agent_runtime_dir = raw
             .agent_runtime_dir
             .unwrap_or_else(|| data_dir.join("agents"));
+        let shutdown_policy = match raw.shutdown_policy {
+            None => ShutdownPolicy::Conditional,
+            Some(text) => {
+                crate::config::datacenter::parse_shutdown_policy("shutdown_policy", &text)
+                    .map_err(|e| invalid("shutdown_policy", e.to_string()))?
+            }
+        };
         Ok(NodeConfig {
             node,
+            shutdown_policy,
             listen,
             advertise,
             data_dir,

@@ -51,6 +51,17 @@ impl LeaseState {
 /// Shared handle.
 pub type SharedLease = Arc<Mutex<LeaseState>>;
 
+/// Wake-ups between the LRM and the keeper, so a failover does not wait
+/// for the next tick at each hand-off (LRM wants the lease -> keeper takes
+/// it -> LRM starts the service -> worker done -> LRM reports).
+#[derive(Debug, Default)]
+pub struct Wakers {
+    /// Wakes the keeper (the wanted lease or watchdog state changed).
+    pub keeper: tokio::sync::Notify,
+    /// Wakes the LRM (lease taken, watchdog armed, a worker finished).
+    pub lrm: tokio::sync::Notify,
+}
+
 fn lock(s: &SharedLease) -> std::sync::MutexGuard<'_, LeaseState> {
     match s.lock() {
         Ok(g) => g,
@@ -65,6 +76,7 @@ pub async fn run(
     timing: TimingProfile,
     watchdog_socket: std::path::PathBuf,
     shared: SharedLease,
+    wake: Arc<Wakers>,
 ) {
     let name = agent_lease_name(node.as_str());
     let window = watchdog::feed_window(
@@ -78,7 +90,10 @@ pub async fn run(
     let mut tick = tokio::time::interval(timing.lease_renew_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = wake.keeper.notified() => {}
+        }
         let (want, held) = {
             let s = lock(&shared);
             (s.want, s.held.is_some())
@@ -98,6 +113,7 @@ pub async fn run(
                 Ok(lease) => {
                     if !held {
                         tracing::info!(lease = %name, seq = lease.seq, "got agent lease");
+                        wake.lrm.notify_one();
                     }
                     s.renewed_index = lease.seq;
                     s.held = Some((lease, term));
@@ -123,16 +139,20 @@ pub async fn run(
                 Err(e) => tracing::warn!(lease = %name, error = %e, "lease release failed"),
             }
         }
-        feed_watchdog(&shared, &mut client, &watchdog_socket, &timing);
+        if feed_watchdog(&shared, &mut client, &watchdog_socket, &timing) {
+            wake.lrm.notify_one();
+        }
     }
 }
 
+/// Arms, feeds or releases the watchdog client; true when it was armed
+/// just now (the LRM may start services).
 fn feed_watchdog(
     shared: &SharedLease,
     client: &mut Option<watchdog::WatchdogClient>,
     socket: &std::path::Path,
     timing: &TimingProfile,
-) {
+) -> bool {
     let now = Instant::now();
     let (wanted, valid) = {
         let s = lock(shared);
@@ -141,6 +161,7 @@ fn feed_watchdog(
             s.held.is_some() && s.valid_until.is_some_and(|v| now < v),
         )
     };
+    let mut armed_now = false;
     if wanted && client.is_none() {
         match watchdog::WatchdogClient::connect(socket, timing.mux_client_timeout) {
             Ok(c) => {
@@ -152,18 +173,19 @@ fn feed_watchdog(
                     );
                     let _ = c.release();
                     lock(shared).watchdog_failed = true;
-                    return;
+                    return false;
                 }
                 tracing::info!(socket = %socket.display(), "watchdog armed");
                 *client = Some(c);
                 let mut s = lock(shared);
                 s.watchdog_failed = false;
                 s.watchdog_armed = true;
+                armed_now = true;
             }
             Err(e) => {
                 tracing::error!(socket = %socket.display(), error = %e, "cannot arm the watchdog: not running services");
                 lock(shared).watchdog_failed = true;
-                return;
+                return false;
             }
         }
     }
@@ -175,7 +197,7 @@ fn feed_watchdog(
                 Err(e) => tracing::warn!(error = %e, "watchdog release failed"),
             }
         }
-        return;
+        return false;
     }
     if valid {
         if let Some(c) = client.as_mut() {
@@ -187,4 +209,5 @@ fn feed_watchdog(
     }
     // Outside the feed window the client is deliberately not fed: the mux
     // resets this node before the leader can see the lease expire.
+    armed_now
 }

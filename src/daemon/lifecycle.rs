@@ -98,25 +98,29 @@ pub async fn finish_pending(
                 .await
                 .context("initializing the cluster")?;
         }
-        let mut dir = NodeDirectory {
-            next_id: FIRST_NODE_ID + 1,
-            nodes: Default::default(),
-        };
-        dir.nodes.insert(
-            config.node.to_string(),
-            NodeEntry {
-                id: creds.node_id,
-                addr: config.advertise.clone(),
-            },
-        );
+        // Register this node in the directory (CAS, so a concurrent write
+        // is never overwritten; joins wait until this entry exists).
         let mut attempts = 0;
         loop {
             match docs::nodes(store).await {
-                Ok(current) if current.version > 0 => break,
-                Ok(_) => match docs::put_nodes(store, &dir, 0).await {
-                    Ok(_) => break,
-                    Err(e) => tracing::warn!(error = %e.body.error, "writing the node directory"),
-                },
+                Ok(current) if current.value.nodes.contains_key(config.node.as_str()) => break,
+                Ok(current) => {
+                    let mut dir: NodeDirectory = current.value;
+                    dir.next_id = dir.next_id.max(FIRST_NODE_ID + 1);
+                    dir.nodes.insert(
+                        config.node.to_string(),
+                        NodeEntry {
+                            id: creds.node_id,
+                            addr: config.advertise.clone(),
+                        },
+                    );
+                    match docs::put_nodes(store, &dir, current.version).await {
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e.body.error, "writing the node directory")
+                        }
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e.body.error, "reading the node directory"),
             }
             attempts += 1;
@@ -162,5 +166,25 @@ pub async fn finish_pending(
         creds.save(&config.credentials_path())?;
         tracing::info!(node = %config.node, "admitted to the cluster as voter");
     }
+    Ok(())
+}
+
+/// After `cluster leave`: moves the credentials and the Raft data aside
+/// (`*.left-<unix seconds>`), so a restarted daemon waits for a fresh
+/// `cluster init` or `join` instead of campaigning in a cluster that
+/// removed it.
+pub fn retire_after_leave(config: &NodeConfig) -> anyhow::Result<()> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for path in [config.credentials_path(), config.store_dir()] {
+        if path.exists() {
+            let mut aside = path.clone().into_os_string();
+            aside.push(format!(".left-{stamp}"));
+            std::fs::rename(&path, &aside)
+                .with_context(|| format!("moving {} aside", path.display()))?;
+        }
+    }
+    tracing::info!("credentials and raft data moved aside; the node can init or join again");
     Ok(())
 }

@@ -12,7 +12,8 @@ use raft::{ClusterStore, DocKey};
 
 use super::config::NodeConfig;
 use super::crm_task::{log_event, unix_ms};
-use super::lease_keeper::{LeaseState, SharedLease};
+use super::lease_keeper::{agent_lease_name, LeaseState, SharedLease, Wakers};
+use super::shutdown::node_shutdown_kind;
 use super::snapshot::{self, placement_key};
 use crate::agents::{agent_for, FencingToken};
 use crate::crm::{exit_code, ConfiguredResource, ServiceState};
@@ -39,6 +40,7 @@ struct AgentExecutor {
     finished: Finished,
     store: ClusterStore,
     handle: tokio::runtime::Handle,
+    wake: Arc<Wakers>,
 }
 
 impl Executor for AgentExecutor {
@@ -86,9 +88,12 @@ impl Executor for AgentExecutor {
         let store = self.store.clone();
         let handle = self.handle.clone();
         let node = self.node.clone();
+        let wake = self.wake.clone();
         std::thread::spawn(move || {
             let code = run_command(agent.as_ref(), &req, token, &store, &handle, &node);
             guard(&finished).push((req.sid.clone(), code));
+            // Report the result now rather than at the next round.
+            wake.lrm.notify_one();
         });
         None
     }
@@ -156,25 +161,47 @@ fn run_command(
     }
 }
 
-fn wants_lease(node: &NodeName, snap: &snapshot::Snapshot) -> bool {
-    snap.manager_status.service_status.values().any(|r| {
-        (r.node == *node || r.target.as_ref() == Some(node))
-            && !matches!(r.state, ServiceState::Stopped | ServiceState::Error)
-    })
+/// Wakes the LRM as soon as a new manager status is applied locally, so a
+/// command of the CRM (e.g. a recovery onto this node) does not wait for
+/// the next round tick. Runs until aborted.
+pub async fn wake_on_manager_status(store: ClusterStore, wake: Arc<Wakers>) {
+    let mut metrics = store.raft().metrics();
+    let mut last = None;
+    while metrics.changed().await.is_ok() {
+        let version = store
+            .read_local(|s| s.doc(&DocKey::ManagerStatus).map(|d| d.version))
+            .value;
+        if version != last {
+            last = version;
+            wake.lrm.notify_one();
+        }
+    }
 }
 
-/// Runs LRM rounds until aborted.
-pub async fn run(config: NodeConfig, store: ClusterStore, lease: SharedLease) {
+/// Runs LRM rounds until the LRM exits after a shutdown request (a
+/// change of `shutdown` to true), or until aborted.
+pub async fn run(
+    config: NodeConfig,
+    store: ClusterStore,
+    lease: SharedLease,
+    wake: Arc<Wakers>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let source = format!("{}/lrm", config.node);
     let mut steps = Vec::new();
     let mut lrm = Lrm::new(config.node.clone(), unix_ms(), &mut steps);
-    apply_steps(&source, &lease, steps);
+    apply_steps(&source, &lease, &wake, steps);
     let finished: Finished = Arc::new(Mutex::new(Vec::new()));
     let mut tick = tokio::time::interval(config.timing.round_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let handle = tokio::runtime::Handle::current();
+    let mut shutdown_sent = false;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = wake.lrm.notified() => {}
+            _ = shutdown.changed(), if !shutdown_sent => {}
+        }
         // Read-your-writes: act only on a replica that has applied our
         // last acknowledged renewal.
         let renewed = guard(&lease).renewed_index;
@@ -182,12 +209,24 @@ pub async fn run(config: NodeConfig, store: ClusterStore, lease: SharedLease) {
             continue;
         }
         let snap = snapshot::read(&store);
-        let (valid, token) = {
-            let mut s = guard(&lease);
-            if wants_lease(&config.node, &snap) {
-                s.want = true;
-            }
+        let lease_name = agent_lease_name(config.node.as_str());
+        let (valid, available, token) = {
+            let s = guard(&lease);
             let valid = s.valid(Instant::now());
+            // What the LRM calls "the agent lock is available": ours and
+            // valid; or, while we hold nothing, free (or a stale record of
+            // ours) in the replica, so the LRM may ask the keeper to take
+            // it. Only the LRM decides to want the lease: a node that must
+            // be fenced never asks, so the CRM can take the lease over.
+            let available = if s.held.is_some() {
+                valid
+            } else {
+                !s.watchdog_failed
+                    && snap
+                        .leases
+                        .get(&lease_name)
+                        .is_none_or(|l| l.holder == config.node.as_str())
+            };
             // The fencing token doubles as the permission to start
             // services: only while the lease is valid AND the watchdog is
             // armed (an unprotected node must not start anything).
@@ -196,7 +235,7 @@ pub async fn run(config: NodeConfig, store: ClusterStore, lease: SharedLease) {
                 .as_ref()
                 .filter(|_| s.watchdog_armed)
                 .map(|(l, term)| FencingToken::new(*term, l.seq));
-            (valid, token)
+            (valid, available, token)
         };
         let status = store.status();
         let quorate = status.leader.is_some();
@@ -207,11 +246,22 @@ pub async fn run(config: NodeConfig, store: ClusterStore, lease: SharedLease) {
             cluster_state_ok: true,
             cfs_rw_ok: true,
             manager_status: &snap.manager_status,
-            agent_lock_available: valid,
+            agent_lock_available: available,
             resources: &snap.resources,
             max_workers: MAX_WORKERS,
             finished: done,
         };
+        if *shutdown.borrow() && !shutdown_sent {
+            shutdown_sent = true;
+            let kind = node_shutdown_kind();
+            tracing::info!(
+                "{source}: stop requested ({kind:?}), shutdown policy {}",
+                config.shutdown_policy
+            );
+            let output = lrm.shutdown_request(&input, kind, config.shutdown_policy);
+            apply_steps(&source, &lease, &wake, output.steps);
+            write_status(&store, &config.node, &source, output.status).await;
+        }
         let mut exec = AgentExecutor {
             node: config.node.clone(),
             resources: snap.resources.clone(),
@@ -220,36 +270,53 @@ pub async fn run(config: NodeConfig, store: ClusterStore, lease: SharedLease) {
             finished: finished.clone(),
             store: store.clone(),
             handle: handle.clone(),
+            wake: wake.clone(),
         };
         let output = lrm.iterate(&input, &mut exec);
-        apply_steps(&source, &lease, output.steps);
-        if let Some(status) = output.status {
-            match serde_json::to_string(&status) {
-                Ok(text) => {
-                    if let Err(e) = store
-                        .put_doc(DocKey::LrmStatus(config.node.to_string()), None, text)
-                        .await
-                    {
-                        tracing::warn!("{source}: writing lrm status failed: {e}");
-                    }
-                }
-                Err(e) => tracing::error!("{source}: encoding lrm status: {e}"),
-            }
+        apply_steps(&source, &lease, &wake, output.steps);
+        write_status(&store, &config.node, &source, output.status).await;
+        if output.exit {
+            tracing::info!("{source}: LRM finished");
+            return;
         }
     }
 }
 
-fn apply_steps(source: &str, lease: &SharedLease, steps: Vec<LrmStep>) {
+async fn write_status(
+    store: &ClusterStore,
+    node: &NodeName,
+    source: &str,
+    status: Option<crate::lrm::LrmStatus>,
+) {
+    let Some(status) = status else { return };
+    match serde_json::to_string(&status) {
+        Ok(text) => {
+            if let Err(e) = store
+                .put_doc(DocKey::LrmStatus(node.to_string()), None, text)
+                .await
+            {
+                tracing::warn!("{source}: writing lrm status failed: {e}");
+            }
+        }
+        Err(e) => tracing::error!("{source}: encoding lrm status: {e}"),
+    }
+}
+
+fn apply_steps(source: &str, lease: &SharedLease, wake: &Wakers, steps: Vec<LrmStep>) {
     for step in steps {
         match step {
             LrmStep::Log(ev) => log_event(source, &ev),
             LrmStep::Do(action) => {
                 let mut s: std::sync::MutexGuard<'_, LeaseState> = guard(lease);
+                let before = (s.want, s.watchdog_wanted);
                 match action {
                     LrmAction::TakeAgentLock => s.want = true,
                     LrmAction::ReleaseAgentLock => s.want = false,
                     LrmAction::WatchdogOpen | LrmAction::WatchdogUpdate => s.watchdog_wanted = true,
                     LrmAction::WatchdogClose => s.watchdog_wanted = false,
+                }
+                if before != (s.want, s.watchdog_wanted) {
+                    wake.keeper.notify_one();
                 }
             }
         }

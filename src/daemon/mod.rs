@@ -10,6 +10,7 @@ pub mod ha_loop;
 pub mod lease_keeper;
 pub mod lifecycle;
 pub mod lrm_task;
+pub mod shutdown;
 pub mod snapshot;
 
 use std::sync::atomic::AtomicU64;
@@ -88,6 +89,7 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
         node: config.node.clone(),
         creds: Arc::new(creds.clone()),
         failovers: Arc::new(AtomicU64::new(0)),
+        left: Arc::new(tokio::sync::Notify::new()),
     };
     let app = axum::Router::new()
         .nest("/raft", store.router())
@@ -101,12 +103,37 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
         }
     });
     lifecycle::finish_pending(&config, creds, &store).await?;
-    let ha = tokio::spawn(ha_loop::run(config.clone(), state.clone()));
-    shutdown_signal().await;
-    tracing::info!("shutdown requested");
-    ha.abort();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut ha = tokio::spawn(ha_loop::run(config.clone(), state.clone(), stop_rx));
+    let mut left = false;
+    tokio::select! {
+        _ = state.left.notified() => {
+            left = true;
+            tracing::info!("this node left the cluster: stopping");
+            let _ = stop_tx.send(true);
+            let _ = (&mut ha).await;
+        }
+        _ = shutdown_signal() => {
+            tracing::info!("stop requested: handing services over before releasing the watchdog");
+            let _ = stop_tx.send(true);
+            tokio::select! {
+                _ = &mut ha => {}
+                _ = shutdown_signal() => {
+                    // Safety over availability: if the watchdog is armed,
+                    // the mux resets this node, so no service can outlive
+                    // its protection.
+                    tracing::error!("second stop signal: exiting at once (an armed watchdog will reset this node)");
+                    ha.abort();
+                }
+            }
+        }
+        _ = &mut ha => tracing::error!("the HA loop ended unexpectedly"),
+    }
     let _ = store.shutdown().await;
     server.abort();
+    if left {
+        lifecycle::retire_after_leave(&config)?;
+    }
     Ok(())
 }
 

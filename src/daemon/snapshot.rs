@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use raft::{ClusterStore, DocKey, Lease};
 
 use crate::api::docs::{self, NodeDirectory};
-use crate::config::{effective_failback, parse_groups_cfg, parse_resources_cfg};
+use crate::config::{effective_failback, parse_groups_cfg, parse_resources_cfg, parse_rules_cfg};
 use crate::crm::{ConfiguredResource, ManagerStatus};
-use crate::domain::{GroupConfig, NodeName, Sid};
+use crate::domain::{GroupConfig, NodeAffinityRule, NodeName, ResourceConfig, Sid};
 use crate::lrm::LrmStatus;
 
 /// Prefix of the per-service placement documents (`placement/<sid>` ->
@@ -29,6 +29,9 @@ pub struct Snapshot {
     pub manager_status: ManagerStatus,
     /// LRM status per node.
     pub lrm_status: BTreeMap<NodeName, LrmStatus>,
+    /// Version of each node's LRM status document (a new version is a
+    /// write by that node: proof that it is alive).
+    pub lrm_versions: BTreeMap<NodeName, u64>,
     /// Resources with their placement (unplaced ones are absent here and
     /// listed in `unplaced`).
     pub resources: BTreeMap<Sid, ConfiguredResource>,
@@ -42,6 +45,10 @@ pub struct Snapshot {
     pub leases: BTreeMap<String, Lease>,
     /// Groups.
     pub groups: Vec<GroupConfig>,
+    /// Node-affinity rules (rules.cfg).
+    pub rules: Vec<NodeAffinityRule>,
+    /// Every configured resource, placed or not, in file order.
+    pub configs: Vec<ResourceConfig>,
 }
 
 /// Reads the local replica.
@@ -57,11 +64,13 @@ pub fn read(store: &ClusterStore) -> Snapshot {
                 }
             })
             .unwrap_or_default();
-        let lrm: BTreeMap<NodeName, LrmStatus> = s
+        let lrm: BTreeMap<NodeName, (LrmStatus, u64)> = s
             .lrm_statuses()
             .filter_map(|(n, d)| {
                 let node: NodeName = n.parse().ok()?;
-                serde_json::from_str(&d.value).ok().map(|v| (node, v))
+                serde_json::from_str(&d.value)
+                    .ok()
+                    .map(|v| (node, (v, d.version)))
             })
             .collect();
         let placement: BTreeMap<String, String> = s
@@ -88,22 +97,32 @@ pub fn read(store: &ClusterStore) -> Snapshot {
             placement,
             text(docs::RESOURCES_DOC),
             text(docs::GROUPS_DOC),
+            text(docs::RULES_DOC),
             text(docs::NODES_DOC),
             s.crm_commands().to_vec(),
             leases,
         )
     });
-    let (ms, lrm, placement, res_text, groups_text, nodes_text, crm_commands, leases) =
+    let (ms, lrm, placement, res_text, groups_text, rules_text, nodes_text, crm_commands, leases) =
         applied.value;
     let configs = parse_resources_cfg(&res_text, "resources.cfg").unwrap_or_else(|e| {
         tracing::error!(error = %e, "stored resources.cfg is invalid");
         Vec::new()
     });
-    let groups = parse_groups_cfg(&groups_text, "groups.cfg").unwrap_or_default();
+    let groups = parse_groups_cfg(&groups_text, "groups.cfg").unwrap_or_else(|e| {
+        tracing::error!(error = %e, "stored groups.cfg is invalid");
+        Vec::new()
+    });
+    let rules = parse_rules_cfg(&rules_text, "rules.cfg").unwrap_or_else(|e| {
+        tracing::error!(error = %e, "stored rules.cfg is invalid");
+        Vec::new()
+    });
     let mut resources = BTreeMap::new();
     let mut unplaced = Vec::new();
+    let mut all_configs = Vec::with_capacity(configs.len());
     for mut config in configs {
         config.failback = effective_failback(&config, &groups);
+        all_configs.push(config.clone());
         match placement
             .get(config.sid.as_str())
             .and_then(|n| n.parse::<NodeName>().ok())
@@ -117,12 +136,15 @@ pub fn read(store: &ClusterStore) -> Snapshot {
     Snapshot {
         applied_index: applied.applied_index,
         manager_status: ms,
-        lrm_status: lrm,
+        lrm_versions: lrm.iter().map(|(n, (_, v))| (n.clone(), *v)).collect(),
+        lrm_status: lrm.into_iter().map(|(n, (l, _))| (n, l)).collect(),
         resources,
         unplaced,
         nodes: docs::parse_nodes(&nodes_text).unwrap_or_default(),
         crm_commands,
         leases,
         groups,
+        rules,
+        configs: all_configs,
     }
 }

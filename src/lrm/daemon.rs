@@ -136,6 +136,11 @@ pub struct Lrm {
     results: BTreeMap<String, LrmResult>,
     restart_tries: BTreeMap<Sid, u32>,
     workers: BTreeMap<Sid, Worker>,
+    /// Shutdown stop jobs for services whose worker was still busy (e.g. a
+    /// start in flight) when the request came: queued once it ends. Unlike
+    /// CRM commands they are never re-issued, and dropping one would let
+    /// the LRM exit and release its lease with the service still running.
+    deferred_stops: BTreeMap<Sid, CommandRequest>,
     service_status: BTreeMap<Sid, ServiceRecord>,
     node_state: NodeState,
     maintenance_requested: bool,
@@ -173,6 +178,7 @@ impl Lrm {
             results: BTreeMap::new(),
             restart_tries: BTreeMap::new(),
             workers: BTreeMap::new(),
+            deferred_stops: BTreeMap::new(),
             service_status: BTreeMap::new(),
             node_state: NodeState::Unknown,
             maintenance_requested: false,
@@ -336,6 +342,9 @@ impl Lrm {
         }
         if let Some(w) = self.workers.get(&sid) {
             if w.running {
+                if uid.is_none() && request.command == ServiceState::RequestStop {
+                    self.deferred_stops.insert(sid, request);
+                }
                 return;
             }
         }
@@ -433,6 +442,17 @@ impl Lrm {
 
     /// Starts queued workers; returns queued + running workers.
     fn run_workers(&mut self, ctx: &mut Ctx<'_, '_>, exec: &mut dyn Executor) -> usize {
+        let ready: Vec<Sid> = self
+            .deferred_stops
+            .keys()
+            .filter(|sid| !self.workers.contains_key(*sid))
+            .cloned()
+            .collect();
+        for sid in ready {
+            if let Some(request) = self.deferred_stops.remove(&sid) {
+                self.queue(sid, None, request);
+            }
+        }
         let max = ctx.input.max_workers;
         let mut running = self.workers.values().filter(|w| w.running).count();
         let mut queued: Vec<(u32, Sid)> = self
@@ -461,7 +481,7 @@ impl Lrm {
                 }
             }
         }
-        self.workers.len()
+        self.workers.len() + self.deferred_stops.len()
     }
 
     fn manage_resources(&mut self, ctx: &mut Ctx<'_, '_>, exec: &mut dyn Executor) -> usize {

@@ -15,7 +15,7 @@ use crate::api::cluster::ClusterStatus;
 use crate::api::resources::{ResourceView, WriteReply};
 use crate::api::status::{StatusEntry, StatusSnapshot};
 use crate::daemon::config::{NodeConfig, DEFAULT_CONFIG_PATH};
-use crate::domain::GroupConfig;
+use crate::domain::{GroupConfig, NodeAffinityRule};
 use client::ApiClient;
 
 /// Output format of the query verbs.
@@ -153,6 +153,19 @@ pub enum ClusterCommand {
     },
 }
 
+/// `rules` sub-verbs.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Show the rules.
+    Config {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output format.
+        #[arg(long = "output-format", value_enum, default_value_t)]
+        output_format: OutputFormat,
+    },
+}
+
 /// `crm-command` sub-verbs.
 #[derive(Debug, Subcommand)]
 pub enum CrmCommand {
@@ -278,6 +291,12 @@ pub enum NodeCommand {
         options: GroupOptions,
         #[command(flatten)]
         config: ConfigArg,
+    },
+    /// Node-affinity rules (rules.cfg; HA groups are migrated into them).
+    Rules {
+        /// Sub-command.
+        #[command(subcommand)]
+        command: RulesCommand,
     },
     /// List groups.
     Groupconfig {
@@ -452,16 +471,22 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             print_digest(&reply);
             Ok(())
         }
+        NodeCommand::Rules {
+            command:
+                RulesCommand::Config {
+                    config,
+                    output_format,
+                },
+        } => {
+            let rules: Vec<NodeAffinityRule> = client(&config)?.get("/rules")?;
+            print_section_config(&rules, output_format, crate::config::write_rules_cfg)
+        }
         NodeCommand::Groupconfig {
             config,
             output_format,
         } => {
             let groups: Vec<GroupConfig> = client(&config)?.get("/groups")?;
-            match output_format {
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&groups)?),
-                OutputFormat::Text => print!("{}", crate::config::write_groups_cfg(&groups)),
-            }
-            Ok(())
+            print_section_config(&groups, output_format, crate::config::write_groups_cfg)
         }
         NodeCommand::Groupremove { group, config } => {
             let reply: WriteReply = client(&config)?.delete(&format!("/groups/{group}"))?;
@@ -557,11 +582,25 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Prints a list as JSON or in its section-config text form.
+fn print_section_config<T: serde::Serialize>(
+    items: &[T],
+    format: OutputFormat,
+    to_text: fn(&[T]) -> String,
+) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(items)?),
+        OutputFormat::Text => print!("{}", to_text(items)),
+    }
+    Ok(())
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

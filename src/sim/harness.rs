@@ -19,6 +19,11 @@ pub struct FinalService {
     pub node: String,
     /// Nodes where it runs.
     pub running_on: Vec<String>,
+    /// Legacy group reference (absent once the groups are migrated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The resource's failback flag.
+    pub failback: bool,
 }
 
 /// Final state of one node.
@@ -45,6 +50,10 @@ pub struct FinalState {
     pub services: BTreeMap<String, FinalService>,
     /// Nodes.
     pub nodes: BTreeMap<String, FinalNode>,
+    /// Ids of the legacy groups left (empty after the group migration).
+    pub groups: Vec<String>,
+    /// Ids of the node-affinity rules in the configuration.
+    pub rules: Vec<String>,
     /// Safety violations.
     pub violations: Vec<String>,
 }
@@ -192,6 +201,8 @@ pub fn final_state(world: &World) -> FinalState {
                     .iter()
                     .map(|n| n.to_string())
                     .collect(),
+                group: e.config.group.clone(),
+                failback: e.config.failback,
             },
         );
     }
@@ -231,6 +242,8 @@ pub fn final_state(world: &World) -> FinalState {
         time: world.now / 1000,
         services,
         nodes,
+        groups: world.groups.iter().map(|g| g.id.clone()).collect(),
+        rules: world.rules.iter().map(|r| r.id.clone()).collect(),
         violations: world.violations.clone(),
     }
 }

@@ -11,9 +11,10 @@ use crate::domain::{GroupConfig, NodeAffinityRule, NodeName, RequestedState, Shu
 
 /// A scenario input problem: names the file, the line and the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {message} ('{token}')")]
+#[error("{}", self.render())]
 pub struct ScenarioError {
-    /// The file name inside the scenario directory.
+    /// The file name inside the scenario directory (empty when the
+    /// problem is the directory itself).
     pub file: String,
     /// 1-based line (0 when unknown).
     pub line: usize,
@@ -21,6 +22,26 @@ pub struct ScenarioError {
     pub token: String,
     /// What is wrong.
     pub message: String,
+}
+
+impl ScenarioError {
+    /// `file:line: message ('token')`; without a line `file: message`
+    /// (plus the token if it says more than the file name); without a file
+    /// just the message.
+    fn render(&self) -> String {
+        if self.file.is_empty() {
+            return self.message.clone();
+        }
+        let mut text = if self.line == 0 {
+            format!("{}: {}", self.file, self.message)
+        } else {
+            format!("{}:{}: {}", self.file, self.line, self.message)
+        };
+        if !self.token.is_empty() && (self.line != 0 || self.token != self.file) {
+            text.push_str(&format!(" ('{}')", self.token));
+        }
+        text
+    }
 }
 
 fn err(file: &str, line: usize, token: &str, message: impl Into<String>) -> ScenarioError {
@@ -39,6 +60,9 @@ pub struct HardwareNode {
     pub power: bool,
     /// Network up.
     pub network: bool,
+    /// The pve-manager version the node reports, if given
+    /// (`pve-manager-version`; the world's default applies otherwise).
+    pub pve_manager_version: Option<String>,
 }
 
 /// One entry of `service_config`.
@@ -137,6 +161,13 @@ fn default_services() -> BTreeMap<Sid, ServiceEntry> {
     map
 }
 
+/// Checks a pve-manager version (`MAJOR.MINOR.PATCH[~REV]`).
+fn check_version(file: &str, line: usize, text: &str) -> Result<String, ScenarioError> {
+    text.parse::<crate::crm::pve_version::PveVersion>()
+        .map(|_| text.to_string())
+        .map_err(|e| err(file, line, text, e.to_string()))
+}
+
 /// Validates a simulator SID (`vm:`, `ct:`, `fa:` + at least two digits).
 pub fn parse_sim_sid(text: &str) -> Option<Sid> {
     let sid: Sid = text.parse().ok()?;
@@ -151,8 +182,19 @@ impl Scenario {
     /// Loads and validates a scenario directory.
     pub fn load(dir: &Path) -> Result<Scenario, ScenarioError> {
         let mut sc = Scenario::default();
+        if !dir.exists() {
+            return Err(err("", 0, "", "scenario directory does not exist"));
+        }
+        if !dir.is_dir() {
+            return Err(err("", 0, "", "not a directory"));
+        }
         let Some(cmd_text) = read_opt(dir, "cmdlist")? else {
-            return Err(err("cmdlist", 0, "cmdlist", "missing required file"));
+            return Err(err(
+                "cmdlist",
+                0,
+                "cmdlist",
+                "missing required file in the scenario directory",
+            ));
         };
         let cmd_json = parse_json("cmdlist", &cmd_text)?;
         let Value::Array(batches) = cmd_json else {
@@ -191,6 +233,7 @@ impl Scenario {
                         HardwareNode {
                             power: false,
                             network: false,
+                            pve_manager_version: None,
                         },
                     );
                 }
@@ -218,11 +261,24 @@ impl Scenario {
                             )),
                         }
                     };
+                    let pve_manager_version = match d.get("pve-manager-version") {
+                        None => None,
+                        Some(Value::String(v)) => Some(check_version("hardware_status", line, v)?),
+                        Some(other) => {
+                            return Err(err(
+                                "hardware_status",
+                                line,
+                                &other.to_string(),
+                                "'pve-manager-version' must be a string",
+                            ))
+                        }
+                    };
                     sc.hardware.insert(
                         node,
                         HardwareNode {
                             power: flag("power")?,
                             network: flag("network")?,
+                            pve_manager_version,
                         },
                     );
                 }
@@ -434,10 +490,11 @@ impl Scenario {
                         [] => return bad(cmd, "missing crm action"),
                     }
                 }
-                ["pve-manager-version", node, "set", _ver] => {
+                ["pve-manager-version", node, "set", ver] => {
                     if !node_ok(node) {
                         return bad(node, "unknown node");
                     }
+                    check_version("cmdlist", line, ver)?;
                 }
                 ["service", sid_txt, action, params @ ..] => {
                     let Some(sid) = parse_sim_sid(sid_txt) else {

@@ -16,6 +16,11 @@ use crate::lrm::{
 
 use super::scenario::{Scenario, ServiceEntry};
 
+/// The pve-manager version of a node whose `hardware_status` entry has
+/// none (spec 8.2). It is older than the group migration minimum, so
+/// groups are only migrated in scenarios that set versions.
+pub const DEFAULT_PVE_MANAGER_VERSION: &str = "9.0.0~2";
+
 /// Timing of one simulator profile (ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimTiming {
@@ -39,6 +44,10 @@ pub struct SimTiming {
     pub delay_scale_ms: u64,
     /// The CRM master holds a watchdog (pve behaviour).
     pub crm_watchdog: bool,
+    /// The daemon round interval of the modelled profile (10 s in pve,
+    /// 1 s in ours); only used in log texts that quote a duration in
+    /// rounds ("retry ha groups migration in 6 rounds (~ 60 seconds)").
+    pub nominal_round_ms: u64,
 }
 
 impl SimTiming {
@@ -54,6 +63,7 @@ impl SimTiming {
         max_time_ms: 10_000_000,
         delay_scale_ms: 1000,
         crm_watchdog: true,
+        nominal_round_ms: 10_000,
     };
 
     /// Our default profile (TimingProfile::DEFAULT): 1 s daemon rounds,
@@ -72,6 +82,7 @@ impl SimTiming {
         max_time_ms: 1_000_000,
         delay_scale_ms: 100,
         crm_watchdog: false,
+        nominal_round_ms: 1000,
     };
 }
 
@@ -144,8 +155,10 @@ pub struct World {
     pub guest_locks: BTreeMap<Sid, String>,
     /// Node affinity rules (compiled per iteration).
     pub rules: Vec<crate::domain::NodeAffinityRule>,
-    /// Legacy groups.
+    /// Legacy groups (emptied by the group migration).
     pub groups: Vec<crate::domain::GroupConfig>,
+    /// pve-manager version reported by each node.
+    pub node_versions: BTreeMap<NodeName, String>,
     /// Shutdown policy.
     pub shutdown_policy: ShutdownPolicy,
     fa_tries: BTreeMap<(Sid, &'static str), u32>,
@@ -198,6 +211,17 @@ impl World {
             guest_locks: BTreeMap::new(),
             rules: sc.rules.clone(),
             groups: sc.groups.clone(),
+            node_versions: sc
+                .hardware
+                .iter()
+                .map(|(n, hw)| {
+                    let version = hw
+                        .pve_manager_version
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_PVE_MANAGER_VERSION.to_string());
+                    (n.clone(), version)
+                })
+                .collect(),
             shutdown_policy: sc.shutdown_policy,
             fa_tries: BTreeMap::new(),
             log: Vec::new(),
@@ -297,28 +321,15 @@ impl World {
         resources: &BTreeMap<Sid, ConfiguredResource>,
         out: &mut Vec<String>,
     ) -> BTreeMap<Sid, NodeAffinity> {
-        if self.rules.is_empty() && self.groups.is_empty() {
-            return BTreeMap::new();
-        }
-        let configs: Vec<ResourceConfig> = resources.values().map(|r| r.config.clone()).collect();
-        let mut rules = self.rules.clone();
-        rules.extend(crate::config::rules_from_groups(&self.groups, &configs));
         let nodes: Vec<NodeName> = self.nodes.keys().cloned().collect();
-        let (compiled, messages) = crate::config::compile_rules(&rules, &nodes);
+        let (affinity, messages) = crate::crm::node_affinity_from_config(
+            &self.rules,
+            &self.groups,
+            resources.values().map(|r| &r.config),
+            &nodes,
+        );
         out.extend(messages);
-        compiled
-            .node_affinity
-            .into_iter()
-            .map(|(sid, c)| {
-                (
-                    sid,
-                    NodeAffinity {
-                        nodes: c.nodes,
-                        strict: c.strict,
-                    },
-                )
-            })
-            .collect()
+        affinity
     }
 
     /// Runs one CRM iteration of `node` (if it has a CRM). Returns true if
@@ -362,6 +373,11 @@ impl World {
                     takeable_agent_locks: &takeable,
                     guest_locks: &self.guest_locks,
                     fence_delay_ms: self.timing.fence_delay_ms,
+                    group_migration: crate::crm::GroupMigrationInput {
+                        groups: &self.groups,
+                        node_versions: &self.node_versions,
+                        round_interval_ms: self.timing.nominal_round_ms,
+                    },
                 },
             };
             crm.iterate(&input)
@@ -449,7 +465,38 @@ impl World {
                 self.guest_locks.remove(&sid);
             }
             CrmAction::ConsumeCrmCommands => self.crm_commands.clear(),
+            CrmAction::MigrateGroups => self.migrate_groups(time, source),
         }
+    }
+
+    /// Persists the group migration: generated rules appended to the rules
+    /// (replacing a rule of the same id), resources rewritten without
+    /// `group`, groups deleted. The rules are the same the in-memory
+    /// conversion produced every round, so placement does not change.
+    fn migrate_groups(&mut self, time: u64, source: &str) {
+        let configs: Vec<ResourceConfig> =
+            self.services.values().map(|r| r.config.clone()).collect();
+        let (rules, migrated) = crate::config::migrate_groups(&self.groups, &configs);
+        let regrouped = configs.iter().filter(|c| c.group.is_some()).count();
+        let rule_count = rules.len();
+        for rule in rules {
+            self.rules.retain(|r| r.id != rule.id);
+            self.rules.push(rule);
+        }
+        for config in migrated {
+            if let Some(entry) = self.services.get_mut(&config.sid) {
+                entry.config = config;
+            }
+        }
+        self.groups.clear();
+        self.log_line(
+            Level::Notice.tag(),
+            time,
+            source,
+            &format!(
+                "ha groups migration: wrote {rule_count} rule(s), removed the group from {regrouped} resource(s), deleted the groups"
+            ),
+        );
     }
 
     /// Runs one LRM iteration of `node`. Returns true if the LRM exited.
@@ -734,6 +781,11 @@ impl World {
                         }
                         self.lrm_shutdown_request(&n);
                     }
+                }
+            }
+            ["pve-manager-version", n, "set", version] => {
+                if let Some(n) = node_of(n) {
+                    self.node_versions.insert(n, version.to_string());
                 }
             }
             ["crm", n, rest @ ..] => {
