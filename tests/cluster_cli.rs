@@ -61,11 +61,13 @@ fn fails(c: &LocalCluster, via: usize, args: &[&str], needles: &[&str]) {
     }
 }
 
-/// The resources and groups as node `via` lists them (JSON, with digests).
-fn config_snapshot(c: &LocalCluster, via: usize) -> (Value, Value) {
+/// The resources, groups and rules as node `via` lists them (JSON, with
+/// digests).
+fn config_snapshot(c: &LocalCluster, via: usize) -> (Value, Value, Value) {
     let res: Value = c.cli_json(via, &["config"]).expect("config");
     let groups: Value = c.cli_json(via, &["groupconfig"]).expect("groupconfig");
-    (res, groups)
+    let rules: Value = c.cli_json(via, &["rules", "config"]).expect("rules config");
+    (res, groups, rules)
 }
 
 /// The resource `sid` as node `via` lists it.
@@ -167,16 +169,42 @@ const BAD_INPUT: &[BadCase] = &[
     (&["crm-command", "node-maintenance", "disable", "node9"], &["node", "node9"]),
     (&["crm-command", "node-maintenance", "bogus", "node1"], &["bogus"]),
     (&["crm-command", "bogus"], &["bogus"]),
-    // groups (the CRM migrates every group into a node-affinity rule within
-    // a few rounds, spec 3.20: only checks that need no existing group)
+    // groups: legacy, refused once groups.cfg is empty (spec 1.4)
     (&["groupadd", "g2"], &["nodes"]),
-    (&["groupadd", "g2", "--nodes", "node1:abc"], &["nodes", "abc"]),
-    (&["groupadd", "g2", "--nodes", ""], &["nodes"]),
-    (&["groupadd", "g2", "--nodes", "node1", "--restricted", "perhaps"], &["restricted", "perhaps"]),
-    (&["groupadd", "g2", "--nodes", "node1", "--nofailback", "perhaps"], &["nofailback", "perhaps"]),
+    (&["groupadd", "g2", "--nodes", "node1"], &["groups", "migrated", "rules add"]),
     (&["groupadd", "bad/id", "--nodes", "node1"], &["group", "bad/id"]),
-    (&["groupset", "nosuch", "--comment", "x"], &["nosuch"]),
-    (&["groupremove", "nosuch"], &["nosuch"]),
+    (&["groupset", "nosuch", "--comment", "x"], &["migrated"]),
+    (&["groupremove", "nosuch"], &["migrated"]),
+    // rules (the rule `keep` exists and binds exec:good)
+    (&["rules", "add", "node-affinity", "r2", "--nodes", "node1"], &["resources"]),
+    (&["rules", "add", "node-affinity", "r2", "--resources", "exec:good"], &["nodes"]),
+    (&["rules", "add", "node-affinity", "r2", "--resources", "exec:missing", "--nodes", "node1"], &["resources", "exec:missing"]),
+    (&["rules", "add", "node-affinity", "r2", "--resources", "foo", "--nodes", "node1"], &["resources", "foo"]),
+    (&["rules", "add", "node-affinity", "r2", "--resources", "exec:good", "--nodes", "node9"], &["nodes", "node9"]),
+    (&["rules", "add", "node-affinity", "r2", "--resources", "exec:good", "--nodes", "node1:abc"], &["nodes", "abc"]),
+    (&["rules", "add", "node-affinity", "r2", "--resources", "exec:good", "--nodes", ""], &["nodes"]),
+    (&["rules", "add", "node-affinity", "r2", "--resources", "exec:good", "--nodes", "node1", "--strict", "perhaps"], &["strict", "perhaps"]),
+    (&["rules", "add", "node-affinity", "r2", "--resources", "exec:good", "--nodes", "node1", "--disable", "perhaps"], &["disable", "perhaps"]),
+    (&["rules", "add", "node-affinity", "r2", "--resources", "exec:good", "--nodes", "node1"], &["Rule 'r2' is invalid", "exec:good", "keep"]),
+    (&["rules", "add", "node-affinity", "keep", "--resources", "exec:good", "--nodes", "node1"], &["keep", "already defined"]),
+    (&["rules", "add", "node-affinity", "bad/id", "--resources", "exec:good", "--nodes", "node1"], &["rule", "bad/id"]),
+    (&["rules", "add", "node-affinity", "_mine", "--resources", "exec:good", "--nodes", "node1"], &["rule", "_mine"]),
+    (&["rules", "add", "resource-affinity", "r2", "--resources", "exec:good", "--nodes", "node1"], &["type", "resource-affinity", "not supported"]),
+    (&["rules", "add", "bogus", "r2", "--resources", "exec:good", "--nodes", "node1"], &["type", "bogus"]),
+    (&["rules", "set", "node-affinity", "nosuch", "--comment", "x"], &["nosuch"]),
+    (&["rules", "set", "node-affinity", "keep", "--nodes", "node9"], &["nodes", "node9"]),
+    (&["rules", "set", "node-affinity", "keep", "--resources", ""], &["resources"]),
+    (&["rules", "set", "node-affinity", "keep", "--delete", "nodes"], &["delete", "nodes"]),
+    (&["rules", "set", "node-affinity", "keep", "--digest", "1", "--comment", "x"], &["digest"]),
+    (&["rules", "set", "resource-affinity", "keep", "--comment", "x"], &["type", "resource-affinity"]),
+    (&["rules", "remove", "nosuch"], &["nosuch"]),
+    (&["rules", "config", "--type", "bogus"], &["type", "bogus"]),
+    (&["rules", "config", "--resource", "foo"], &["resource", "foo"]),
+    // remove --purge
+    (&["remove", "exec:good", "--purge", "perhaps"], &["purge", "perhaps"]),
+    // import
+    (&["import"], &["nothing to import"]),
+    (&["import", "--resources", "/nonexistent/resources.cfg"], &["/nonexistent/resources.cfg"]),
     // no such verb
     (&["frobnicate"], &["frobnicate"]),
 ];
@@ -194,6 +222,21 @@ fn bad_input_on_every_verb_is_refused_and_changes_nothing() {
     let on = wait_running_once(&c, m, LIMIT);
     wait_service_state(&c, 1, "exec:good", "started", &c.nodes[on].name);
     let pid = marker_pids(m)[0];
+    // A rule over every node: it changes nothing about where exec:good runs.
+    ok(
+        &c,
+        0,
+        &[
+            "rules",
+            "add",
+            "node-affinity",
+            "keep",
+            "--resources",
+            "exec:good",
+            "--nodes",
+            "node1,node2,node3",
+        ],
+    );
     let watch = ServiceWatch::start(m, c.pid_locator());
     let before = config_snapshot(&c, 1);
 
@@ -201,10 +244,72 @@ fn bad_input_on_every_verb_is_refused_and_changes_nothing() {
         // Spread over the nodes: the leader and the followers refuse alike.
         fails(&c, i % 3, args, needles);
     }
+    // Files with errors are refused with their own name and line; an import
+    // into documents that already have entries is refused as a whole.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad_resources = dir.path().join("my-resources.cfg");
+    std::fs::write(
+        &bad_resources,
+        "exec: x\n\tcmd sleep 1\n\tmax_restart lots\n",
+    )
+    .unwrap();
+    let bad_groups = dir.path().join("my-groups.cfg");
+    std::fs::write(&bad_groups, "group: gold\n\tnodes node1\n\trestricted 2\n").unwrap();
+    let good_resources = dir.path().join("resources.cfg");
+    std::fs::write(&good_resources, "exec: other\n\tcmd sleep 1\n").unwrap();
+    let good_groups = dir.path().join("groups.cfg");
+    std::fs::write(&good_groups, "group: gold\n\tnodes node1\n").unwrap();
+    let good_rules = dir.path().join("rules.cfg");
+    std::fs::write(
+        &good_rules,
+        "node-affinity: rr\n\tresources exec:good\n\tnodes node1\n",
+    )
+    .unwrap();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let import_cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (
+            vec!["--resources".into(), path(&bad_resources)],
+            vec![
+                path(&bad_resources) + ":3",
+                "max_restart".into(),
+                "lots".into(),
+            ],
+        ),
+        (
+            vec!["--groups".into(), path(&bad_groups)],
+            vec![path(&bad_groups) + ":3", "restricted".into()],
+        ),
+        (
+            vec!["--resources".into(), path(&good_resources)],
+            vec!["resources".into(), "already".into()],
+        ),
+        (
+            vec!["--rules".into(), path(&good_rules)],
+            vec!["rules".into(), "already".into()],
+        ),
+        // The groups file is fine, but the resources are refused: nothing
+        // of the two is written.
+        (
+            vec![
+                "--groups".into(),
+                path(&good_groups),
+                "--resources".into(),
+                path(&good_resources),
+            ],
+            vec!["resources".into(), "already".into()],
+        ),
+    ];
+    for (i, (extra, needles)) in import_cases.iter().enumerate() {
+        let mut args = vec!["import"];
+        args.extend(extra.iter().map(String::as_str));
+        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        fails(&c, i % 3, &args, &needles);
+    }
 
     let after = config_snapshot(&c, 1);
     assert_eq!(before.0, after.0, "resources changed by refused commands");
     assert_eq!(before.1, after.1, "groups changed by refused commands");
+    assert_eq!(before.2, after.2, "rules changed by refused commands");
     // Nothing was queued for the CRM either: the service stays where it is.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(marker_pids(m), vec![pid], "the service was touched");
@@ -309,6 +414,13 @@ fn the_api_refuses_missing_or_wrong_tokens_and_metrics_are_prometheus_text() {
                 .json(&serde_json::json!({"node": c.nodes[(on + 1) % 3].name})),
             http.post(format!("{base}/groups"))
                 .json(&serde_json::json!({"group": "g9", "options": {"nodes": "node1"}})),
+            http.post(format!("{base}/rules")).json(&serde_json::json!({
+                "type": "node-affinity", "rule": "r9",
+                "options": {"resources": "exec:api", "nodes": "node1"},
+            })),
+            http.delete(format!("{base}/rules/r9")),
+            http.post(format!("{base}/config/import"))
+                .json(&serde_json::json!({"groups": "group: g9\n\tnodes node1\n"})),
         ];
         for req in requests {
             let req = match header {
@@ -707,4 +819,138 @@ fn a_failing_service_enters_error_and_recovers_after_disable_fix_start() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(watch.max_copies(), 1, "{:?}", watch.observations());
     assert_eq!(wait_running_once(&c, m, LIMIT), on);
+}
+
+// ----- 5. node-affinity rules and remove --purge ------------------------------
+
+/// The ids of the rules node `via` lists, optionally for one resource.
+fn rule_ids(c: &LocalCluster, via: usize, resource: Option<&str>) -> Vec<String> {
+    let mut args = vec!["rules", "config"];
+    if let Some(sid) = resource {
+        args.extend(["--resource", sid]);
+    }
+    let rules: Value = c.cli_json(via, &args).expect("rules config");
+    rules
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+#[test]
+fn rules_move_services_and_remove_purges_them() {
+    let c = start(3);
+    let m = marker(61);
+    add_sleep_service(&c, 0, "ruled", m);
+    let first = wait_running_once(&c, m, LIMIT);
+    let watch = ServiceWatch::start(m, c.pid_locator());
+
+    // A rule preferring another node moves the service there (failback is
+    // on by default), live, with never a second copy.
+    let target = (first + 1) % 3;
+    let preferred = format!("{}:2", c.nodes[target].name);
+    ok(
+        &c,
+        1,
+        &[
+            "rules",
+            "add",
+            "node-affinity",
+            "pin",
+            "--resources",
+            "exec:ruled",
+            "--nodes",
+            &preferred,
+            "--comment",
+            "keep it: here",
+        ],
+    );
+    wait_running_on(&c, m, target);
+    wait_service_state(&c, 2, "exec:ruled", "started", &c.nodes[target].name);
+
+    // Editing the rule moves it again; the text form is rules.cfg's.
+    let next = (target + 1) % 3;
+    let preferred = format!("{}:2", c.nodes[next].name);
+    ok(
+        &c,
+        2,
+        &[
+            "rules",
+            "set",
+            "node-affinity",
+            "pin",
+            "--nodes",
+            &preferred,
+        ],
+    );
+    wait_running_on(&c, m, next);
+    let text = ok(&c, 0, &["rules", "config"]);
+    assert!(
+        text.contains("node-affinity: pin\n")
+            && text.contains("\tresources exec:ruled\n")
+            && text.contains(&format!("\tnodes {preferred}\n"))
+            && text.contains("\tcomment keep it%3A here\n"),
+        "{text}"
+    );
+
+    // A disabled rule no longer steers: a manual migrate elsewhere sticks.
+    ok(
+        &c,
+        0,
+        &["rules", "set", "node-affinity", "pin", "--disable", "1"],
+    );
+    ok(&c, 0, &["migrate", "exec:ruled", &c.nodes[first].name]);
+    wait_running_on(&c, m, first);
+    std::thread::sleep(Duration::from_secs(3));
+    wait_running_on(&c, m, first);
+    assert_eq!(watch.max_copies(), 1, "{:?}", watch.observations());
+
+    // A second resource in a rule of its own, removed without purge: its
+    // rule stays. Removing the first with the default purge drops `pin`.
+    let m2 = marker(62);
+    add_sleep_service(&c, 1, "kept", m2);
+    ok(
+        &c,
+        1,
+        &[
+            "rules",
+            "add",
+            "node-affinity",
+            "other",
+            "--resources",
+            "exec:kept",
+            "--nodes",
+            "node1",
+        ],
+    );
+    assert_eq!(rule_ids(&c, 2, Some("exec:ruled")), vec!["pin".to_string()]);
+    ok(&c, 2, &["remove", "exec:kept", "--purge", "0"]);
+    assert_eq!(rule_ids(&c, 0, None), vec!["pin", "other"]);
+    ok(&c, 2, &["remove", "exec:ruled"]);
+    assert_eq!(rule_ids(&c, 0, None), vec!["other"]);
+    // A rule naming a resource that is gone is refused on edit but can
+    // always be removed.
+    let out = run(
+        &c,
+        0,
+        &["rules", "set", "node-affinity", "other", "--comment", "x"],
+    );
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("exec:kept"), "{}", out.stderr);
+    ok(&c, 0, &["rules", "remove", "other"]);
+    assert!(rule_ids(&c, 1, None).is_empty());
+    // Removing a resource leaves its process alone (spec 3.4): the
+    // operator stops it. Only the CRM's record goes.
+    wait_until(LIMIT, "the removed services leave the status", || {
+        let entries = c.status(0).ok()?;
+        (!entries.iter().any(|e| e.kind == "service")).then_some(())
+    })
+    .expect("status empties");
+    for pid in marker_pids(m).into_iter().chain(marker_pids(m2)) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }

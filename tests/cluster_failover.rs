@@ -151,22 +151,39 @@ fn a_daemon_stop_freezes_its_services_and_a_restart_resumes_them() {
 #[test]
 fn groups_place_and_recover_services_and_migrate_to_rules() {
     let c = start(3);
-    let out = c
-        .cli(0, &["groupadd", "prefer", "--nodes", "node3:2,node2:1"])
-        .expect("cli");
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Groups are legacy: like an operator moving from Proxmox, the test
+    // imports a groups.cfg and a resources.cfg that uses it.
     let m = marker(6);
-    let cmd = format!(
-        "cmd={}",
-        ha_manager::local_cluster::procs::marker_command(m)
-    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let groups = dir.path().join("groups.cfg");
+    std::fs::write(&groups, "group: prefer\n\tnodes node3:2,node2:1\n").unwrap();
+    let resources = dir.path().join("resources.cfg");
+    std::fs::write(
+        &resources,
+        format!(
+            "exec: pref\n\tgroup prefer\n\tcmd {}\n",
+            ha_manager::local_cluster::procs::marker_command(m)
+        ),
+    )
+    .unwrap();
     let out = c
         .cli(
             0,
-            &["add", "exec:pref", "--group", "prefer", "--param", &cmd],
+            &[
+                "import",
+                "--groups",
+                groups.to_str().unwrap(),
+                "--resources",
+                resources.to_str().unwrap(),
+            ],
         )
         .expect("cli");
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("imported 1 resources, 1 groups"),
+        "{}",
+        out.stdout
+    );
     // Placed on the highest-priority node, not on the leader.
     assert_eq!(wait_running_once(&c, m, START_LIMIT), 2);
     // The CRM migrates the group into a rule (spec 3.20): the resource

@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod docs;
 pub mod error;
+pub mod import;
 pub mod resources;
 pub mod rules;
 pub mod status;
@@ -85,7 +86,14 @@ pub fn router(state: ApiState) -> Router {
             "/groups/{group}",
             axum::routing::put(resources::update_group).delete(resources::remove_group),
         )
-        .route("/rules", get(rules::list_rules))
+        .route("/config/import", post(import::import))
+        .route("/rules", get(rules::list_rules).post(rules::create_rule))
+        .route(
+            "/rules/{rule}",
+            get(rules::get_rule)
+                .put(rules::update_rule)
+                .delete(rules::remove_rule),
+        )
         .route("/status/current", get(status::status_current))
         .route("/status/manager_status", get(status::manager_status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

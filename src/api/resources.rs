@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,16 @@ fn apply_options(
         if !options.contains_key("group") {
             return Ok(());
         }
+        if groups.is_empty() {
+            return Err(ApiError::field(
+                "group",
+                format!(
+                    "field 'group': HA groups are migrated to rules; use a node-affinity rule \
+                     ('ha-manager rules add node-affinity ... --resources {}') instead of group '{group}'",
+                    config.sid
+                ),
+            ));
+        }
         if !groups.iter().any(|g| &g.id == group) {
             return Err(ApiError::field(
                 "group",
@@ -112,7 +122,7 @@ fn check_agent_kind(sid: &Sid) -> ApiResult<()> {
 /// needs `cmd`, unknown parameters are refused). Without this a resource
 /// such as `foo:bar` or `exec:web` without `cmd` would be stored and only
 /// fail later, on some node, as an error state.
-fn check_agent(config: &ResourceConfig) -> ApiResult<()> {
+pub(crate) fn check_agent(config: &ResourceConfig) -> ApiResult<()> {
     check_agent_kind(&config.sid)?;
     let (kind, name) = (config.sid.kind(), config.sid.name());
     // Building the agent only validates the parameters: it touches no file
@@ -189,7 +199,7 @@ fn check_not_errored(st: &ApiState, sid: &Sid, requested: Option<&str>) -> ApiRe
     Ok(())
 }
 
-fn check_digest(given: Option<u64>, current: u64) -> ApiResult<u64> {
+pub(crate) fn check_digest(given: Option<u64>, current: u64) -> ApiResult<u64> {
     match given {
         Some(d) if d != current => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -283,12 +293,29 @@ pub async fn update(
     Ok(Json(WriteReply { digest }))
 }
 
-/// `DELETE /resources/{sid}`.
+/// Query of `DELETE /resources/{sid}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RemoveQuery {
+    /// Also remove the SID from every rule and delete the rules left
+    /// without resources (`0`/`1`, default 1).
+    pub purge: Option<String>,
+}
+
+/// `DELETE /resources/{sid}`. With purge (the default) the SID is first
+/// taken out of the rules, so no rule is left naming a resource that no
+/// longer exists; a later failure leaves the resource configured and the
+/// command can simply be repeated.
 pub async fn remove(
     State(st): State<ApiState>,
     Path(sid): Path<String>,
+    Query(query): Query<RemoveQuery>,
 ) -> ApiResult<Json<WriteReply>> {
     let sid = parse_sid(&sid)?;
+    let purge = match query.purge.as_deref() {
+        None => true,
+        Some(text) => crate::config::values::parse_bool("purge", Some(text))
+            .map_err(|e| ApiError::field("purge", e.to_string()))?,
+    };
     let mut res = docs::resources(&st.store).await?;
     let before = res.value.len();
     res.value.retain(|r| r.sid != sid);
@@ -296,6 +323,12 @@ pub async fn remove(
         return Err(ApiError::not_found(format!(
             "cannot delete service '{sid}', not HA managed!"
         )));
+    }
+    if purge {
+        let mut rules = docs::rules(&st.store).await?;
+        if super::rules::purge_resource(&mut rules.value, &sid) {
+            docs::put_rules(&st.store, &rules.value, rules.version).await?;
+        }
     }
     let digest = docs::put_resources(&st.store, &res.value, res.version).await?;
     Ok(Json(WriteReply { digest }))
@@ -456,6 +489,20 @@ fn apply_group_options(
     Ok(())
 }
 
+/// Refuses group edits once groups.cfg is empty (spec 1.4): the groups
+/// are then migrated (or there never were any) and node-affinity rules are
+/// the one way to express node preferences.
+fn check_groups_not_migrated(groups: &[GroupConfig]) -> ApiResult<()> {
+    if !groups.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "HA groups are migrated to rules (groups.cfg is empty): use 'ha-manager rules add \
+         node-affinity <rule> --resources ... --nodes ...' instead",
+    ))
+}
+
 /// `GET /groups`.
 pub async fn list_groups(State(st): State<ApiState>) -> ApiResult<Json<Vec<GroupConfig>>> {
     Ok(Json(docs::groups(&st.store).await?.value))
@@ -475,6 +522,7 @@ pub async fn create_group(
         ));
     }
     let mut groups = docs::groups(&st.store).await?;
+    check_groups_not_migrated(&groups.value)?;
     if groups.value.iter().any(|g| g.id == body.group) {
         return Err(ApiError::field(
             "group",
@@ -501,6 +549,7 @@ pub async fn update_group(
     Json(body): Json<UpdateBody>,
 ) -> ApiResult<Json<WriteReply>> {
     let mut groups = docs::groups(&st.store).await?;
+    check_groups_not_migrated(&groups.value)?;
     let version = check_digest(body.digest, groups.version)?;
     let group = groups
         .value
@@ -531,6 +580,7 @@ pub async fn remove_group(
     Path(id): Path<String>,
 ) -> ApiResult<Json<WriteReply>> {
     let mut groups = docs::groups(&st.store).await?;
+    check_groups_not_migrated(&groups.value)?;
     let res = docs::resources(&st.store).await?;
     if let Some(user) = res
         .value

@@ -153,16 +153,92 @@ pub enum ClusterCommand {
     },
 }
 
+/// Rule options shared by `rules add` and `rules set`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct RuleOptions {
+    /// The resources the rule binds: `exec:web,exec:db`.
+    #[arg(long)]
+    pub resources: Option<String>,
+    /// Nodes with optional priority (higher wins): `node1:2,node2`.
+    #[arg(long)]
+    pub nodes: Option<String>,
+    /// Run only on the listed nodes (0/1).
+    #[arg(long)]
+    pub strict: Option<String>,
+    /// Keep the rule but ignore it (0/1).
+    #[arg(long)]
+    pub disable: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    pub comment: Option<String>,
+}
+
+impl RuleOptions {
+    fn to_map(&self) -> BTreeMap<String, String> {
+        [
+            ("resources", &self.resources),
+            ("nodes", &self.nodes),
+            ("strict", &self.strict),
+            ("disable", &self.disable),
+            ("comment", &self.comment),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
+        .collect()
+    }
+}
+
 /// `rules` sub-verbs.
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
-    /// Show the rules.
+    /// Show the rules (rules.cfg text, or JSON).
     Config {
+        /// Only rules of this type (node-affinity).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Only rules that name this resource.
+        #[arg(long)]
+        resource: Option<String>,
         #[command(flatten)]
         config: ConfigArg,
         /// Output format.
         #[arg(long = "output-format", value_enum, default_value_t)]
         output_format: OutputFormat,
+    },
+    /// Create a rule (refused until HA groups are migrated).
+    Add {
+        /// Rule type: node-affinity.
+        kind: String,
+        /// Rule id.
+        rule: String,
+        #[command(flatten)]
+        options: RuleOptions,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Change a rule.
+    Set {
+        /// Rule type: node-affinity.
+        kind: String,
+        /// Rule id.
+        rule: String,
+        #[command(flatten)]
+        options: RuleOptions,
+        /// Comma-separated keys to reset (strict, disable, comment).
+        #[arg(long)]
+        delete: Option<String>,
+        /// Only apply if the rules are still at this digest.
+        #[arg(long)]
+        digest: Option<u64>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Delete a rule.
+    Remove {
+        /// Rule id.
+        rule: String,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -243,6 +319,24 @@ pub enum NodeCommand {
     Remove {
         /// SID.
         sid: String,
+        /// Also remove it from every rule, deleting rules left empty (0/1).
+        #[arg(long, default_value = "1")]
+        purge: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Import resources.cfg / groups.cfg / rules.cfg (for example from a
+    /// Proxmox cluster) into documents that are still empty.
+    Import {
+        /// A resources.cfg file.
+        #[arg(long)]
+        resources: Option<PathBuf>,
+        /// A groups.cfg file (migrated to rules by the CRM).
+        #[arg(long)]
+        groups: Option<PathBuf>,
+        /// A rules.cfg file.
+        #[arg(long)]
+        rules: Option<PathBuf>,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -407,11 +501,21 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             print_digest(&reply);
             Ok(())
         }
-        NodeCommand::Remove { sid, config } => {
-            let reply: WriteReply = client(&config)?.delete(&format!("/resources/{sid}"))?;
+        NodeCommand::Remove { sid, purge, config } => {
+            // Checked here too so a bad value never reaches the URL.
+            crate::config::values::parse_bool("purge", Some(&purge))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let reply: WriteReply =
+                client(&config)?.delete(&format!("/resources/{sid}?purge={purge}"))?;
             print_digest(&reply);
             Ok(())
         }
+        NodeCommand::Import {
+            resources,
+            groups,
+            rules,
+            config,
+        } => import(&config, resources, groups, rules),
         NodeCommand::Config {
             config,
             output_format,
@@ -471,16 +575,7 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             print_digest(&reply);
             Ok(())
         }
-        NodeCommand::Rules {
-            command:
-                RulesCommand::Config {
-                    config,
-                    output_format,
-                },
-        } => {
-            let rules: Vec<NodeAffinityRule> = client(&config)?.get("/rules")?;
-            print_section_config(&rules, output_format, crate::config::write_rules_cfg)
-        }
+        NodeCommand::Rules { command } => rules(command),
         NodeCommand::Groupconfig {
             config,
             output_format,
@@ -526,6 +621,120 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             }
         },
     }
+}
+
+fn rules(command: RulesCommand) -> anyhow::Result<()> {
+    match command {
+        RulesCommand::Config {
+            kind,
+            resource,
+            config,
+            output_format,
+        } => {
+            let mut query = Vec::new();
+            if let Some(kind) = kind {
+                query.push(format!("type={}", query_value(&kind)));
+            }
+            if let Some(resource) = resource {
+                query.push(format!("resource={}", query_value(&resource)));
+            }
+            let path = if query.is_empty() {
+                "/rules".to_string()
+            } else {
+                format!("/rules?{}", query.join("&"))
+            };
+            let rules: Vec<NodeAffinityRule> = client(&config)?.get(&path)?;
+            print_section_config(&rules, output_format, crate::config::write_rules_cfg)
+        }
+        RulesCommand::Add {
+            kind,
+            rule,
+            options,
+            config,
+        } => {
+            let reply: WriteReply = client(&config)?.post(
+                "/rules",
+                &json!({"type": kind, "rule": rule, "options": options.to_map()}),
+            )?;
+            print_digest(&reply);
+            Ok(())
+        }
+        RulesCommand::Set {
+            kind,
+            rule,
+            options,
+            delete,
+            digest,
+            config,
+        } => {
+            if kind != crate::config::rules::NODE_AFFINITY_TYPE {
+                anyhow::bail!(
+                    "field 'type': rule type '{kind}' is not supported (expected node-affinity)"
+                );
+            }
+            let reply: WriteReply = client(&config)?.put(
+                &format!("/rules/{rule}"),
+                &json!({"options": options.to_map(), "delete": split_list(&delete), "digest": digest}),
+            )?;
+            print_digest(&reply);
+            Ok(())
+        }
+        RulesCommand::Remove { rule, config } => {
+            let reply: WriteReply = client(&config)?.delete(&format!("/rules/{rule}"))?;
+            print_digest(&reply);
+            Ok(())
+        }
+    }
+}
+
+/// Percent-encodes a query value (only what could break the query).
+fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b':' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Reads the given files, checks them here so errors name the operator's
+/// own file and line, then sends them to the daemon.
+fn import(
+    config: &ConfigArg,
+    resources: Option<PathBuf>,
+    groups: Option<PathBuf>,
+    rules: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    fn read(path: &Option<PathBuf>) -> anyhow::Result<Option<(String, String)>> {
+        let Some(path) = path else { return Ok(None) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(Some((path.display().to_string(), text)))
+    }
+    let resources = read(&resources)?;
+    let groups = read(&groups)?;
+    let rules = read(&rules)?;
+    if let Some((file, text)) = &resources {
+        crate::config::parse_resources_cfg(text, file)?;
+    }
+    if let Some((file, text)) = &groups {
+        crate::config::parse_groups_cfg(text, file)?;
+    }
+    if let Some((file, text)) = &rules {
+        crate::config::parse_rules_cfg(text, file)?;
+    }
+    let text = |doc: Option<(String, String)>| doc.map(|(_, text)| text);
+    let reply: crate::api::import::ImportReply = client(config)?.post(
+        "/config/import",
+        &json!({"resources": text(resources), "groups": text(groups), "rules": text(rules)}),
+    )?;
+    println!(
+        "imported {} resources, {} groups, {} rules",
+        reply.resources, reply.groups, reply.rules
+    );
+    Ok(())
 }
 
 fn move_service(config: &ConfigArg, task: &str, sid: &str, node: &str) -> anyhow::Result<()> {
