@@ -37,6 +37,16 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+/// The options given on the command line, by their API names.
+fn given_options<const N: usize>(
+    options: [(&str, &Option<String>); N],
+) -> BTreeMap<String, String> {
+    options
+        .into_iter()
+        .filter_map(|(key, value)| value.as_ref().map(|v| (key.to_string(), v.clone())))
+        .collect()
+}
+
 /// Resource options shared by `add` and `set`.
 #[derive(Debug, Clone, Args, Default)]
 pub struct ResourceOptions {
@@ -65,20 +75,14 @@ pub struct ResourceOptions {
 
 impl ResourceOptions {
     fn to_map(&self) -> Result<BTreeMap<String, String>, String> {
-        let mut m = BTreeMap::new();
-        let fixed = [
+        let mut m = given_options([
             ("state", &self.state),
             ("failback", &self.failback),
             ("max_restart", &self.max_restart),
             ("max_relocate", &self.max_relocate),
             ("group", &self.group),
             ("comment", &self.comment),
-        ];
-        for (k, v) in fixed {
-            if let Some(v) = v {
-                m.insert(k.to_string(), v.clone());
-            }
-        }
+        ]);
         for p in &self.params {
             let (k, v) = p
                 .split_once('=')
@@ -108,15 +112,12 @@ pub struct GroupOptions {
 
 impl GroupOptions {
     fn to_map(&self) -> BTreeMap<String, String> {
-        [
+        given_options([
             ("nodes", &self.nodes),
             ("restricted", &self.restricted),
             ("nofailback", &self.nofailback),
             ("comment", &self.comment),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
-        .collect()
+        ])
     }
 }
 
@@ -175,16 +176,13 @@ pub struct RuleOptions {
 
 impl RuleOptions {
     fn to_map(&self) -> BTreeMap<String, String> {
-        [
+        given_options([
             ("resources", &self.resources),
             ("nodes", &self.nodes),
             ("strict", &self.strict),
             ("disable", &self.disable),
             ("comment", &self.comment),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
-        .collect()
+        ])
     }
 }
 
