@@ -55,6 +55,57 @@ pub struct RuleView {
     pub order: usize,
     /// The rules document version (use as `digest` for an edit).
     pub digest: u64,
+    /// Why the CRM drops this rule (property -> messages); empty for a
+    /// rule in use. Hand-edited or imported files can hold such rules.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, Vec<String>>,
+}
+
+impl RuleView {
+    fn new(rule: NodeAffinityRule, order: usize, all: &[NodeAffinityRule], digest: u64) -> Self {
+        let mut errors = BTreeMap::new();
+        if let Some((sid, other)) = shared_resource(&rule, all) {
+            errors.insert(
+                "resources".to_string(),
+                vec![shared_resource_message(sid, other)],
+            );
+        }
+        RuleView {
+            rule,
+            kind: NODE_AFFINITY_TYPE.to_string(),
+            order,
+            digest,
+            errors,
+        }
+    }
+}
+
+fn shared_resource_message(sid: &Sid, other: &str) -> String {
+    format!(
+        "{} (resource '{sid}' is also in rule '{other}')",
+        crate::config::compile::SHARED_RESOURCE_REASON
+    )
+}
+
+/// The first resource `rule` shares with another enabled rule of `all`
+/// (feasibility check 1, which drops both), and that rule's id. A
+/// disabled rule conflicts with nothing.
+fn shared_resource<'a>(
+    rule: &'a NodeAffinityRule,
+    all: &'a [NodeAffinityRule],
+) -> Option<(&'a Sid, &'a str)> {
+    if rule.disable {
+        return None;
+    }
+    all.iter()
+        .filter(|other| !other.disable && other.id != rule.id)
+        .find_map(|other| {
+            other
+                .resources
+                .intersection(&rule.resources)
+                .next()
+                .map(|sid| (sid, other.id.as_str()))
+        })
 }
 
 /// `GET /rules` (linearizable read), in file order.
@@ -74,15 +125,10 @@ pub async fn list_rules(
     Ok(Json(
         rules
             .value
-            .into_iter()
+            .iter()
             .enumerate()
             .filter(|(_, rule)| resource.as_ref().is_none_or(|r| rule.resources.contains(r)))
-            .map(|(order, rule)| RuleView {
-                rule,
-                kind: NODE_AFFINITY_TYPE.to_string(),
-                order,
-                digest: rules.version,
-            })
+            .map(|(order, rule)| RuleView::new(rule.clone(), order, &rules.value, rules.version))
             .collect(),
     ))
 }
@@ -95,16 +141,16 @@ pub async fn get_rule(
     let rules = docs::rules(&st.store).await?;
     let (order, rule) = rules
         .value
-        .into_iter()
+        .iter()
         .enumerate()
         .find(|(_, rule)| rule.id == id)
         .ok_or_else(|| no_such_rule(&id))?;
-    Ok(Json(RuleView {
-        rule,
-        kind: NODE_AFFINITY_TYPE.to_string(),
+    Ok(Json(RuleView::new(
+        rule.clone(),
         order,
-        digest: rules.version,
-    }))
+        &rules.value,
+        rules.version,
+    )))
 }
 
 /// `POST /rules`: creates a rule at the end of rules.cfg.
@@ -322,22 +368,10 @@ async fn check_rule(
             format!("node '{node}' is not a cluster member"),
         ));
     }
-    if rule.disable {
-        return Ok(());
+    match shared_resource(rule, others) {
+        Some((sid, other)) => Err(invalid("resources", shared_resource_message(sid, other))),
+        None => Ok(()),
     }
-    for other in others.iter().filter(|other| !other.disable) {
-        if let Some(sid) = other.resources.intersection(&rule.resources).next() {
-            return Err(invalid(
-                "resources",
-                format!(
-                    "{} (resource '{sid}' is in rule '{}')",
-                    crate::config::compile::SHARED_RESOURCE_REASON,
-                    other.id
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Removes `sid` from every rule and deletes the rules left without

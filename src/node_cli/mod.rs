@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::api::cluster::ClusterStatus;
 use crate::api::resources::{ResourceView, WriteReply};
+use crate::api::rules::RuleView;
 use crate::api::status::{StatusEntry, StatusSnapshot};
 use crate::daemon::config::{NodeConfig, DEFAULT_CONFIG_PATH};
 use crate::domain::{GroupConfig, NodeAffinityRule};
@@ -641,8 +642,26 @@ fn rules(command: RulesCommand) -> anyhow::Result<()> {
             } else {
                 format!("/rules?{}", query.join("&"))
             };
-            let rules: Vec<NodeAffinityRule> = client(&config)?.get(&path)?;
-            print_section_config(&rules, output_format, crate::config::write_rules_cfg)
+            let views: Vec<RuleView> = client(&config)?.get(&path)?;
+            if output_format == OutputFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+                return Ok(());
+            }
+            // As `config` does for resources: problems as warnings, the
+            // rules themselves as rules.cfg text.
+            for view in &views {
+                for (field, messages) in &view.errors {
+                    for message in messages {
+                        eprintln!(
+                            "warning: rule '{}' is ignored by the CRM: field '{field}': {message}",
+                            view.rule.id
+                        );
+                    }
+                }
+            }
+            let rules: Vec<NodeAffinityRule> = views.into_iter().map(|v| v.rule).collect();
+            print!("{}", crate::config::write_rules_cfg(&rules));
+            Ok(())
         }
         RulesCommand::Add {
             kind,
