@@ -199,6 +199,7 @@ const BAD_INPUT: &[BadCase] = &[
     (&["rules", "set", "resource-affinity", "keep", "--comment", "x"], &["type", "resource-affinity"]),
     (&["rules", "remove", "nosuch"], &["nosuch"]),
     (&["rules", "config", "--type", "bogus"], &["type", "bogus"]),
+    (&["rules", "list", "--resource", "foo"], &["resource", "foo"]),
     (&["rules", "config", "--resource", "foo"], &["resource", "foo"]),
     // remove --purge
     (&["remove", "exec:good", "--purge", "perhaps"], &["purge", "perhaps"]),
@@ -899,6 +900,13 @@ fn rules_move_services_and_remove_purges_them() {
         &c,
         0,
         &["rules", "set", "node-affinity", "pin", "--disable", "1"],
+    );
+    let table = ok(&c, 1, &["rules", "list"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("0") && l.contains("disabled") && l.contains("pin")),
+        "{table}"
     );
     ok(&c, 0, &["migrate", "exec:ruled", &c.nodes[first].name]);
     wait_running_on(&c, m, first);

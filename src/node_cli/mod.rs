@@ -187,22 +187,35 @@ impl RuleOptions {
     }
 }
 
+/// Filters and output of `rules config` and `rules list`.
+#[derive(Debug, Clone, Args)]
+pub struct RulesQuery {
+    /// Only rules of this type (node-affinity).
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// Only rules that name this resource.
+    #[arg(long)]
+    pub resource: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Output format.
+    #[arg(long = "output-format", value_enum, default_value_t)]
+    pub output_format: OutputFormat,
+}
+
 /// `rules` sub-verbs.
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
-    /// Show the rules (rules.cfg text, or JSON).
+    /// Show the rules as rules.cfg text (or JSON).
     Config {
-        /// Only rules of this type (node-affinity).
-        #[arg(long = "type")]
-        kind: Option<String>,
-        /// Only rules that name this resource.
-        #[arg(long)]
-        resource: Option<String>,
         #[command(flatten)]
-        config: ConfigArg,
-        /// Output format.
-        #[arg(long = "output-format", value_enum, default_value_t)]
-        output_format: OutputFormat,
+        query: RulesQuery,
+    },
+    /// Show the rules as a table: enabled, state (in use, ignored),
+    /// resources, nodes (or JSON).
+    List {
+        #[command(flatten)]
+        query: RulesQuery,
     },
     /// Create a rule (refused until HA groups are migrated).
     Add {
@@ -624,26 +637,9 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
 
 fn rules(command: RulesCommand) -> anyhow::Result<()> {
     match command {
-        RulesCommand::Config {
-            kind,
-            resource,
-            config,
-            output_format,
-        } => {
-            let mut query = Vec::new();
-            if let Some(kind) = kind {
-                query.push(format!("type={}", query_value(&kind)));
-            }
-            if let Some(resource) = resource {
-                query.push(format!("resource={}", query_value(&resource)));
-            }
-            let path = if query.is_empty() {
-                "/rules".to_string()
-            } else {
-                format!("/rules?{}", query.join("&"))
-            };
-            let views: Vec<RuleView> = client(&config)?.get(&path)?;
-            if output_format == OutputFormat::Json {
+        RulesCommand::Config { query } => {
+            let views = fetch_rules(&query)?;
+            if query.output_format == OutputFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&views)?);
                 return Ok(());
             }
@@ -661,6 +657,14 @@ fn rules(command: RulesCommand) -> anyhow::Result<()> {
             }
             let rules: Vec<NodeAffinityRule> = views.into_iter().map(|v| v.rule).collect();
             print!("{}", crate::config::write_rules_cfg(&rules));
+            Ok(())
+        }
+        RulesCommand::List { query } => {
+            let views = fetch_rules(&query)?;
+            match query.output_format {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&views)?),
+                OutputFormat::Text => print!("{}", output::rules_table(&views)),
+            }
             Ok(())
         }
         RulesCommand::Add {
@@ -702,6 +706,23 @@ fn rules(command: RulesCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `GET /rules` with the query's filters.
+fn fetch_rules(query: &RulesQuery) -> anyhow::Result<Vec<RuleView>> {
+    let mut filters = Vec::new();
+    if let Some(kind) = &query.kind {
+        filters.push(format!("type={}", query_value(kind)));
+    }
+    if let Some(resource) = &query.resource {
+        filters.push(format!("resource={}", query_value(resource)));
+    }
+    let path = if filters.is_empty() {
+        "/rules".to_string()
+    } else {
+        format!("/rules?{}", filters.join("&"))
+    };
+    client(&query.config)?.get(&path)
 }
 
 /// Percent-encodes a query value (only what could break the query).
