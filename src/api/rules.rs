@@ -378,12 +378,15 @@ async fn check_rule(
 /// resources (`remove --purge`, spec 2.8). Returns whether anything
 /// changed.
 pub fn purge_resource(rules: &mut Vec<NodeAffinityRule>, sid: &Sid) -> bool {
-    let before = rules.clone();
-    for rule in rules.iter_mut() {
-        rule.resources.remove(sid);
-    }
-    rules.retain(|rule| !rule.resources.is_empty());
-    *rules != before
+    let mut changed = false;
+    rules.retain_mut(|rule| {
+        if !rule.resources.remove(sid) {
+            return true;
+        }
+        changed = true;
+        !rule.resources.is_empty()
+    });
+    changed
 }
 
 #[cfg(test)]

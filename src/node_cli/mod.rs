@@ -514,11 +514,9 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             Ok(())
         }
         NodeCommand::Remove { sid, purge, config } => {
-            // Checked here too so a bad value never reaches the URL.
-            crate::config::values::parse_bool("purge", Some(&purge))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let reply: WriteReply =
-                client(&config)?.delete(&format!("/resources/{sid}?purge={purge}"))?;
+            // The daemon validates the value; encoding keeps it one value.
+            let reply: WriteReply = client(&config)?
+                .delete(&format!("/resources/{sid}?purge={}", query_value(&purge)))?;
             print_digest(&reply);
             Ok(())
         }
