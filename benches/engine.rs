@@ -2,7 +2,7 @@
 //! nodes, and 24 h of simulated time of a 3-node cluster with 100
 //! services and one fault every simulated 10 minutes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -46,7 +46,15 @@ fn crm_round(c: &mut Criterion) {
     }
     let affinity: BTreeMap<Sid, NodeAffinity> = BTreeMap::new();
     let lrm: BTreeMap<NodeName, LrmStatus> = BTreeMap::new();
-    let takeable = BTreeSet::new();
+    let leases: BTreeMap<NodeName, ha_manager::crm::AgentLease> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.clone(),
+                ha_manager::crm::AgentLease::Held { expired: false },
+            )
+        })
+        .collect();
     let locks = BTreeMap::new();
     let commands: Vec<String> = Vec::new();
     let mut manager = Manager::new(nodes[0].clone(), &ms);
@@ -61,7 +69,8 @@ fn crm_round(c: &mut Criterion) {
                 node_affinity: &affinity,
                 lrm_status: &lrm,
                 crm_commands: &commands,
-                takeable_agent_locks: &takeable,
+                agent_leases: &leases,
+                unplaced: &[],
                 guest_locks: &locks,
                 fence_delay_ms: 60_000,
                 group_migration: GroupMigrationInput::no_groups(10_000),
@@ -81,7 +90,8 @@ fn crm_round(c: &mut Criterion) {
                 node_affinity: &affinity,
                 lrm_status: &lrm,
                 crm_commands: &commands,
-                takeable_agent_locks: &takeable,
+                agent_leases: &leases,
+                unplaced: &[],
                 guest_locks: &locks,
                 fence_delay_ms: 60_000,
                 group_migration: GroupMigrationInput::no_groups(10_000),

@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use base64::Engine;
 use raft::network::client::PeerClient;
 use raft::network::wire::{ForwardReply, ForwardRequest, ForwardResult, PATH_FORWARD};
-use raft::{ClusterStore, Command, DocKey, StoreConfig};
+use raft::{ClusterStore, Command, DocKey, LeaseCommand, LeaseOutcome, Outcome, StoreConfig};
 
 const SECRET: &str = "bench-secret";
 const VALUE_BYTES: usize = 128;
@@ -142,6 +142,10 @@ async fn start_ours(dir: &Path) -> Result<OurCluster> {
 }
 
 async fn forward(client: &PeerClient, addr: &str, command: Command) -> Result<()> {
+    forward_outcome(client, addr, command).await.map(|_| ())
+}
+
+async fn forward_outcome(client: &PeerClient, addr: &str, command: Command) -> Result<Outcome> {
     let reply: ForwardResult = client
         .post(
             addr,
@@ -152,8 +156,19 @@ async fn forward(client: &PeerClient, addr: &str, command: Command) -> Result<()
         )
         .await?;
     match reply? {
-        ForwardReply::Written(r) if r.outcome.is_success() => Ok(()),
+        ForwardReply::Written(r) if r.outcome.is_success() => Ok(r.outcome),
         other => bail!("write failed: {other:?}"),
+    }
+}
+
+/// The sequence a lease command was granted at.
+fn granted_seq(outcome: &Outcome) -> Result<u64> {
+    match outcome {
+        Outcome::Lease {
+            outcome: LeaseOutcome::Granted(r),
+            ..
+        } => Ok(r.seq),
+        other => bail!("lease not granted: {other:?}"),
     }
 }
 
@@ -183,24 +198,34 @@ async fn bench_ours(dir: &Path, step: Duration, out: &mut Vec<String>) -> Result
         out.push(stats.line("raft+sled (this crate)", &format!("put, {clients} clients")));
         println!("{}", out.last().map(String::as_str).unwrap_or_default());
     }
-    // Lease renewals: each client holds its own lease and renews it.
+    // Lease renewals: each client holds its own lease and renews it at the
+    // sequence of its last grant.
+    let mut seqs = Vec::new();
     for c in 0..LEASE_CLIENTS {
-        let command = Command::LeaseAcquire {
+        let command = Command::Lease(LeaseCommand::Acquire {
             name: format!("lease{c}"),
             holder: format!("node{c}"),
+            incarnation: 1,
             ttl_ms: 13_000,
-        };
-        forward(&client, &addr, command).await?;
+        });
+        seqs.push(std::sync::atomic::AtomicU64::new(granted_seq(
+            &forward_outcome(&client, &addr, command).await?,
+        )?));
     }
+    let seqs = Arc::new(seqs);
     let (client2, addr2) = (client.clone(), addr.clone());
     let stats = drive(LEASE_CLIENTS, step, move |c, _| {
-        let (client, addr) = (client2.clone(), addr2.clone());
+        let (client, addr, seqs) = (client2.clone(), addr2.clone(), seqs.clone());
         async move {
-            let command = Command::LeaseRenew {
+            let seq = &seqs[c];
+            let command = Command::Lease(LeaseCommand::Renew {
                 name: format!("lease{c}"),
                 holder: format!("node{c}"),
-            };
-            forward(&client, &addr, command).await
+                seq: seq.load(std::sync::atomic::Ordering::Relaxed),
+            });
+            let granted = granted_seq(&forward_outcome(&client, &addr, command).await?)?;
+            seq.store(granted, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
         }
     })
     .await?;

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use lease::{Expected, LeaseCommand, LeaseOutcome};
 use serde::{Deserialize, Serialize};
 
 /// Key of a versioned document.
@@ -39,19 +40,6 @@ pub struct Document {
     pub value: String,
 }
 
-/// Replicated lease state. There is no deadline here: expiry is judged only
-/// by the leader on its own monotonic clock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    /// Current holder.
-    pub holder: String,
-    /// Time to live after each renewal, in milliseconds.
-    pub ttl_ms: u64,
-    /// Renewal sequence number: the log index of the entry that acquired,
-    /// renewed or took over the lease. Strictly increases with each renewal.
-    pub seq: u64,
-}
-
 /// A state-machine command, applied identically on every replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -80,43 +68,17 @@ pub enum Command {
     },
     /// Returns the whole CRM command queue and clears it, in one entry.
     CrmCommandTake,
-    /// Acquires a free lease (or renews it if `holder` already holds it).
-    LeaseAcquire {
-        /// Lease name.
-        name: String,
-        /// Who takes it.
-        holder: String,
-        /// Time to live, ms.
-        ttl_ms: u64,
-    },
-    /// Renews a lease held by `holder`.
-    LeaseRenew {
-        /// Lease name.
-        name: String,
-        /// Who must hold it.
-        holder: String,
-    },
-    /// Releases a lease held by `holder`.
-    LeaseRelease {
-        /// Lease name.
-        name: String,
-        /// Who must hold it.
-        holder: String,
-    },
-    /// Takes over a lease the leader judged expired. Applies only if the
-    /// lease is still held by `expected_holder` at `expected_seq`, i.e. no
-    /// renewal was committed since the expiry was observed.
-    LeaseTakeover {
-        /// Lease name.
-        name: String,
-        /// The new holder.
-        new_holder: String,
-        /// Holder observed as expired.
-        expected_holder: String,
-        /// Renewal sequence number observed as expired.
-        expected_seq: u64,
-        /// Time to live for the new holder, ms.
-        ttl_ms: u64,
+    /// A change to a lease (see the `lease` crate for the rules).
+    Lease(LeaseCommand),
+    /// Succeeds only if the document has exactly this version (0 =
+    /// absent); changes nothing. In a batch it makes the rest conditional
+    /// on a document the writer read (a node takes its lease back only if
+    /// the manager status it checked is still current).
+    AssertVersion {
+        /// Which document.
+        key: DocKey,
+        /// The version that must be current.
+        version: u64,
     },
     /// Several commands in one log entry, applied all-or-nothing: if any
     /// fails, none takes effect and the response carries the failure.
@@ -125,15 +87,12 @@ pub enum Command {
 
 impl Command {
     /// Every take-over in this command, including inside batches, as
-    /// `(name, expected_holder, expected_seq)`.
-    pub fn takeovers(&self) -> Vec<(&str, &str, u64)> {
+    /// `(name, expected)`: the leader checks each before proposing.
+    pub fn takeovers(&self) -> Vec<(&str, Option<&Expected>)> {
         match self {
-            Command::LeaseTakeover {
-                name,
-                expected_holder,
-                expected_seq,
-                ..
-            } => vec![(name.as_str(), expected_holder.as_str(), *expected_seq)],
+            Command::Lease(LeaseCommand::Takeover { name, expected, .. }) => {
+                vec![(name.as_str(), expected.as_ref())]
+            }
             Command::Batch(commands) => commands.iter().flat_map(Command::takeovers).collect(),
             _ => Vec::new(),
         }
@@ -146,10 +105,8 @@ impl Command {
             Command::DeleteDoc { .. } => "delete-doc",
             Command::CrmCommandAppend { .. } => "crm-command-append",
             Command::CrmCommandTake => "crm-command-take",
-            Command::LeaseAcquire { .. } => "lease-acquire",
-            Command::LeaseRenew { .. } => "lease-renew",
-            Command::LeaseRelease { .. } => "lease-release",
-            Command::LeaseTakeover { .. } => "lease-takeover",
+            Command::Lease(c) => c.kind(),
+            Command::AssertVersion { .. } => "assert-version",
             Command::Batch(_) => "batch",
         }
     }
@@ -176,28 +133,12 @@ pub enum Outcome {
     },
     /// The CRM commands taken from the queue.
     CrmCommands(Vec<String>),
-    /// The lease is now held as described.
-    LeaseHeld(Lease),
-    /// Acquire failed: somebody else holds the lease.
-    LeaseBusy {
+    /// What a lease command did (granted, released, or refused).
+    Lease {
         /// Lease name.
         name: String,
-        /// The lease as it is.
-        current: Lease,
-    },
-    /// Renew/release failed: the caller does not hold the lease.
-    LeaseNotHolder {
-        /// Lease name.
-        name: String,
-        /// Current lease, if any.
-        current: Option<Lease>,
-    },
-    /// Take-over failed: the lease changed since it was observed expired.
-    TakeoverRejected {
-        /// Lease name.
-        name: String,
-        /// Current lease, if any.
-        current: Option<Lease>,
+        /// The outcome.
+        outcome: LeaseOutcome,
     },
     /// Results of a batch (all succeeded).
     Batch(Vec<Outcome>),
@@ -213,14 +154,11 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the command took effect.
     pub fn is_success(&self) -> bool {
-        !matches!(
-            self,
-            Outcome::VersionConflict { .. }
-                | Outcome::LeaseBusy { .. }
-                | Outcome::LeaseNotHolder { .. }
-                | Outcome::TakeoverRejected { .. }
-                | Outcome::BatchFailed { .. }
-        )
+        match self {
+            Outcome::VersionConflict { .. } | Outcome::BatchFailed { .. } => false,
+            Outcome::Lease { outcome, .. } => outcome.is_success(),
+            _ => true,
+        }
     }
 }
 

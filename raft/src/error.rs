@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{DocKey, Lease};
+use lease::{LeaseOutcome, LeaseRecord};
+
+use crate::command::DocKey;
 use crate::types::NodeId;
 
 /// Why a store operation failed. Serializable so a leader's answer to a
@@ -29,23 +31,16 @@ pub enum StoreError {
         /// Current version (0 = absent).
         current: u64,
     },
-    /// Acquire failed: the lease is held by someone else.
-    #[error("lease {name} is held by {holder}")]
-    LeaseBusy {
+    /// The state machine refused a lease command (busy, not the holder,
+    /// take-over of a changed lease).
+    #[error("lease {name}: refused for {caller:?}: {outcome:?}")]
+    LeaseRefused {
         /// Lease name.
         name: String,
-        /// Current holder.
-        holder: String,
-    },
-    /// Renew or release by a node that does not hold the lease.
-    #[error("lease {name} is not held by {caller} (current holder: {current:?})")]
-    LeaseNotHolder {
-        /// Lease name.
-        name: String,
-        /// The caller.
+        /// Who asked.
         caller: String,
-        /// Current holder, if any.
-        current: Option<String>,
+        /// The refusal.
+        outcome: Box<LeaseOutcome>,
     },
     /// Take-over refused: the lease is not expired on the leader's clock.
     #[error("lease {name} has not expired")]
@@ -53,14 +48,14 @@ pub enum StoreError {
         /// Lease name.
         name: String,
     },
-    /// Take-over refused at apply: a renewal (or another take-over) was
-    /// committed since the expiry was observed.
+    /// Take-over refused by the leader before proposing: the lease changed
+    /// since it was observed (a renewal or another take-over committed).
     #[error("take-over of lease {name} rejected: lease changed (now {current:?})")]
     TakeoverRejected {
         /// Lease name.
         name: String,
         /// The lease as it is now.
-        current: Option<Lease>,
+        current: Option<LeaseRecord>,
     },
     /// A batch failed; nothing in it took effect.
     #[error("batch command {position} failed: {cause}")]

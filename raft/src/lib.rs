@@ -19,9 +19,10 @@ pub mod state;
 pub mod store;
 pub mod types;
 
-pub use command::{Command, CommandResponse, DocKey, Document, Lease, Outcome};
+pub use command::{Command, CommandResponse, DocKey, Document, Outcome};
 pub use config::StoreConfig;
 pub use error::StoreError;
+pub use lease::{LeaseCommand, LeaseOutcome, LeaseRecord};
 pub use state::ClusterState;
 pub use store::{Applied, ClusterStore, MembershipView, NodeStatus, StartError};
 pub use types::{Node, NodeId, TypeConfig};

@@ -1,42 +1,46 @@
 //! The application state machine: documents, CRM command queue, leases.
 //!
 //! [`ClusterState`] is the replicated part; it changes only through
-//! [`ClusterState::apply`], which is a pure function of the state, the log
-//! index and the command. [`ClusterApp`] adds the node-local lease deadlines
-//! (monotonic clock, never replicated) that the leader uses to judge expiry.
+//! [`ClusterState::apply`], a deterministic function of the state, the log
+//! index and the command. The lease table (the `lease` crate) also keeps
+//! this replica's deadlines, set from the `now` its caller passes to
+//! `apply`: nothing here reads a clock. [`ClusterApp`] adds the term of the
+//! last leader-start entry and turns the caller's `Instant` into the lease
+//! core's monotonic milliseconds.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Instant;
 
+use lease::{LeaseRecord, LeaseTable, Mono};
 use openraft::EntryPayload;
 use serde::{Deserialize, Serialize};
 use storage::codec::{self, CodecError};
 use storage::Application;
 
-use crate::command::{Command, CommandResponse, DocKey, Document, Lease, Outcome};
+use crate::command::{Command, CommandResponse, DocKey, Document, Outcome};
 use crate::types::{LogId, TypeConfig};
 
-/// Format version of the state-machine snapshot.
-pub const STATE_FORMAT_VERSION: u8 = 1;
+/// Format version of the state-machine snapshot (2: leases of the `lease`
+/// crate, with incarnation and mode).
+pub const STATE_FORMAT_VERSION: u8 = 2;
 
 /// The replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
     docs: BTreeMap<DocKey, Document>,
     crm_commands: Vec<String>,
-    leases: BTreeMap<String, Lease>,
-}
-
-/// A lease change that moves the local deadline.
-enum LeaseEffect {
-    Renewed { name: String, ttl_ms: u64 },
-    Released { name: String },
+    leases: LeaseTable,
 }
 
 impl ClusterState {
     /// A document by key.
     pub fn doc(&self, key: &DocKey) -> Option<&Document> {
         self.docs.get(key)
+    }
+
+    /// The version of a document (0 = absent).
+    pub fn doc_version(&self, key: &DocKey) -> u64 {
+        self.docs.get(key).map_or(0, |d| d.version)
     }
 
     /// All documents, ordered by key.
@@ -63,17 +67,22 @@ impl ClusterState {
     }
 
     /// A lease by name.
-    pub fn lease(&self, name: &str) -> Option<&Lease> {
-        self.leases.get(name)
+    pub fn lease(&self, name: &str) -> Option<&LeaseRecord> {
+        self.leases.record(name)
     }
 
     /// All leases, by name.
-    pub fn leases(&self) -> impl Iterator<Item = (&str, &Lease)> {
-        self.leases.iter().map(|(k, v)| (k.as_str(), v))
+    pub fn leases(&self) -> impl Iterator<Item = (&str, &LeaseRecord)> {
+        self.leases.records()
+    }
+
+    /// The lease table with this replica's deadlines.
+    pub fn lease_table(&self) -> &LeaseTable {
+        &self.leases
     }
 
     fn check_version(&self, key: &DocKey, expected: Option<u64>) -> Result<(), Outcome> {
-        let current = self.docs.get(key).map_or(0, |d| d.version);
+        let current = self.doc_version(key);
         match expected {
             Some(expected) if expected != current => Err(Outcome::VersionConflict {
                 key: key.clone(),
@@ -84,18 +93,10 @@ impl ClusterState {
         }
     }
 
-    /// Applies `command` at log `index`; deterministic.
-    pub fn apply(&mut self, index: u64, command: &Command) -> Outcome {
-        let mut effects = Vec::new();
-        self.apply_inner(index, command, &mut effects)
-    }
-
-    fn apply_inner(
-        &mut self,
-        index: u64,
-        command: &Command,
-        effects: &mut Vec<LeaseEffect>,
-    ) -> Outcome {
+    /// Applies `command` committed at log `index`, at local time `now`
+    /// (which only sets this replica's lease deadlines); deterministic in
+    /// the replicated state.
+    pub fn apply(&mut self, index: u64, command: &Command, now: Mono) -> Outcome {
         match command {
             Command::PutDoc {
                 key,
@@ -124,68 +125,28 @@ impl ClusterState {
                     Outcome::Done
                 }
             },
+            Command::AssertVersion { key, version } => {
+                match self.check_version(key, Some(*version)) {
+                    Err(conflict) => conflict,
+                    Ok(()) => Outcome::Done,
+                }
+            }
             Command::CrmCommandAppend { command } => {
                 self.crm_commands.push(command.clone());
                 Outcome::Done
             }
             Command::CrmCommandTake => Outcome::CrmCommands(std::mem::take(&mut self.crm_commands)),
-            Command::LeaseAcquire {
-                name,
-                holder,
-                ttl_ms,
-            } => match self.leases.get(name) {
-                Some(current) if &current.holder != holder => Outcome::LeaseBusy {
-                    name: name.clone(),
-                    current: current.clone(),
-                },
-                _ => self.grant(index, name, holder, *ttl_ms, effects),
-            },
-            Command::LeaseRenew { name, holder } => match self.leases.get(name) {
-                Some(current) if &current.holder == holder => {
-                    let ttl_ms = current.ttl_ms;
-                    self.grant(index, name, holder, ttl_ms, effects)
-                }
-                current => Outcome::LeaseNotHolder {
-                    name: name.clone(),
-                    current: current.cloned(),
-                },
-            },
-            Command::LeaseRelease { name, holder } => match self.leases.get(name) {
-                Some(current) if &current.holder == holder => {
-                    self.leases.remove(name);
-                    effects.push(LeaseEffect::Released { name: name.clone() });
-                    Outcome::Done
-                }
-                current => Outcome::LeaseNotHolder {
-                    name: name.clone(),
-                    current: current.cloned(),
-                },
-            },
-            Command::LeaseTakeover {
-                name,
-                new_holder,
-                expected_holder,
-                expected_seq,
-                ttl_ms,
-            } => match self.leases.get(name) {
-                Some(current)
-                    if &current.holder == expected_holder && current.seq == *expected_seq =>
-                {
-                    self.grant(index, name, new_holder, *ttl_ms, effects)
-                }
-                current => Outcome::TakeoverRejected {
-                    name: name.clone(),
-                    current: current.cloned(),
-                },
+            Command::Lease(lease) => Outcome::Lease {
+                name: lease.name().to_string(),
+                outcome: self.leases.apply(index, lease, now),
             },
             Command::Batch(commands) => {
                 // All-or-nothing: run on a copy and keep it only if every
                 // command succeeded.
                 let mut scratch = self.clone();
-                let mut scratch_effects = Vec::new();
                 let mut outcomes = Vec::with_capacity(commands.len());
                 for (position, command) in commands.iter().enumerate() {
-                    let outcome = scratch.apply_inner(index, command, &mut scratch_effects);
+                    let outcome = scratch.apply(index, command, now);
                     if !outcome.is_success() {
                         return Outcome::BatchFailed {
                             position,
@@ -195,53 +156,32 @@ impl ClusterState {
                     outcomes.push(outcome);
                 }
                 *self = scratch;
-                effects.extend(scratch_effects);
                 Outcome::Batch(outcomes)
             }
         }
     }
-
-    fn grant(
-        &mut self,
-        index: u64,
-        name: &str,
-        holder: &str,
-        ttl_ms: u64,
-        effects: &mut Vec<LeaseEffect>,
-    ) -> Outcome {
-        let lease = Lease {
-            holder: holder.to_string(),
-            ttl_ms,
-            seq: index,
-        };
-        self.leases.insert(name.to_string(), lease.clone());
-        effects.push(LeaseEffect::Renewed {
-            name: name.to_string(),
-            ttl_ms,
-        });
-        Outcome::LeaseHeld(lease)
-    }
 }
 
-/// `now + ttl`, saturating instead of panicking on absurd ttls (an entry
-/// must never be able to crash the replicas that apply it).
-fn deadline_after(now: Instant, ttl_ms: u64) -> Instant {
-    const CAP: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-    now.checked_add(Duration::from_millis(ttl_ms).min(CAP))
-        .unwrap_or(now)
-}
-
-/// The state machine application: replicated state plus node-local lease
-/// deadlines.
-#[derive(Debug, Default)]
+/// The state machine application: replicated state plus the term of the
+/// last leader-start entry.
+#[derive(Debug)]
 pub struct ClusterApp {
     state: ClusterState,
-    /// Local monotonic deadline of every held lease; meaningful only on the
-    /// leader.
-    deadlines: HashMap<String, Instant>,
     /// Term of the last blank entry applied: a leader's own blank entry
     /// marks the start of its term.
     blank_term: Option<u64>,
+    /// Origin of this replica's monotonic milliseconds.
+    origin: Instant,
+}
+
+impl Default for ClusterApp {
+    fn default() -> Self {
+        ClusterApp {
+            state: ClusterState::default(),
+            blank_term: None,
+            origin: Instant::now(),
+        }
+    }
 }
 
 impl ClusterApp {
@@ -255,63 +195,36 @@ impl ClusterApp {
         self.blank_term
     }
 
-    /// The local deadline of a lease.
-    pub fn deadline(&self, name: &str) -> Option<Instant> {
-        self.deadlines.get(name).copied()
+    /// `at` on this replica's lease clock.
+    pub fn mono(&self, at: Instant) -> Mono {
+        Mono(lease::millis(at.saturating_duration_since(self.origin)))
     }
 
-    /// Leases whose local deadline is at or before `now`.
-    pub fn expired_at(&self, now: Instant) -> Vec<(String, Lease)> {
-        self.state
-            .leases
-            .iter()
-            .filter(|(name, _)| self.deadlines.get(*name).is_some_and(|d| *d <= now))
-            .map(|(n, l)| (n.clone(), l.clone()))
-            .collect()
-    }
-
-    /// Extends every held lease to at least `now + ttl` (never shortens).
-    /// Called when a leader's term starts and after a snapshot restore.
-    fn extend_all(&mut self, now: Instant) {
-        let mut fresh = HashMap::with_capacity(self.state.leases.len());
-        for (name, lease) in &self.state.leases {
-            let candidate = deadline_after(now, lease.ttl_ms);
-            let deadline = match self.deadlines.get(name) {
-                Some(existing) if *existing > candidate => *existing,
-                _ => candidate,
-            };
-            fresh.insert(name.clone(), deadline);
-        }
-        self.deadlines = fresh;
+    /// Held leases whose local deadline is at or before `at`.
+    pub fn expired_at(&self, at: Instant) -> Vec<(String, LeaseRecord)> {
+        self.state.leases.expired(self.mono(at))
     }
 }
 
 impl Application<TypeConfig> for ClusterApp {
-    fn apply(&mut self, log_id: &LogId, payload: &EntryPayload<TypeConfig>) -> CommandResponse {
+    fn apply(
+        &mut self,
+        log_id: &LogId,
+        payload: &EntryPayload<TypeConfig>,
+        now: Instant,
+    ) -> CommandResponse {
         let index = log_id.index;
+        let now = self.mono(now);
         let outcome = match payload {
             EntryPayload::Blank => {
                 self.blank_term = Some(log_id.leader_id.term);
-                self.extend_all(Instant::now());
+                // A new leader cannot know when the last renewals were
+                // sent: every held lease gets a full ttl from now.
+                self.state.leases.extend_all(now);
                 Outcome::Done
             }
             EntryPayload::Membership(_) => Outcome::Done,
-            EntryPayload::Normal(command) => {
-                let mut effects = Vec::new();
-                let outcome = self.state.apply_inner(index, command, &mut effects);
-                let now = Instant::now();
-                for effect in effects {
-                    match effect {
-                        LeaseEffect::Renewed { name, ttl_ms } => {
-                            self.deadlines.insert(name, deadline_after(now, ttl_ms));
-                        }
-                        LeaseEffect::Released { name } => {
-                            self.deadlines.remove(&name);
-                        }
-                    }
-                }
-                outcome
-            }
+            EntryPayload::Normal(command) => self.state.apply(index, command, now),
         };
         CommandResponse { index, outcome }
     }
@@ -320,9 +233,12 @@ impl Application<TypeConfig> for ClusterApp {
         codec::encode_versioned(STATE_FORMAT_VERSION, "cluster state", &self.state)
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), CodecError> {
-        self.state = codec::decode_versioned(STATE_FORMAT_VERSION, "cluster state", snapshot)?;
-        self.extend_all(Instant::now());
+    fn restore(&mut self, snapshot: &[u8], now: Instant) -> Result<(), CodecError> {
+        let mut state: ClusterState =
+            codec::decode_versioned(STATE_FORMAT_VERSION, "cluster state", snapshot)?;
+        let now = self.mono(now);
+        state.leases.extend_all(now);
+        self.state = state;
         Ok(())
     }
 }
@@ -330,6 +246,7 @@ impl Application<TypeConfig> for ClusterApp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lease::{Expected, LeaseCommand, LeaseOutcome};
 
     fn put(key: DocKey, expected: Option<u64>, value: &str) -> Command {
         Command::PutDoc {
@@ -339,16 +256,20 @@ mod tests {
         }
     }
 
+    fn apply(s: &mut ClusterState, index: u64, c: &Command) -> Outcome {
+        s.apply(index, c, Mono(index))
+    }
+
     #[test]
     fn cas_on_documents() {
         let mut s = ClusterState::default();
         let key = DocKey::Config("resources".into());
         assert_eq!(
-            s.apply(5, &put(key.clone(), Some(0), "a")),
+            apply(&mut s, 5, &put(key.clone(), Some(0), "a")),
             Outcome::Written { version: 5 }
         );
         assert_eq!(
-            s.apply(6, &put(key.clone(), Some(0), "b")),
+            apply(&mut s, 6, &put(key.clone(), Some(0), "b")),
             Outcome::VersionConflict {
                 key: key.clone(),
                 expected: 0,
@@ -356,21 +277,22 @@ mod tests {
             }
         );
         assert_eq!(
-            s.apply(7, &put(key.clone(), Some(5), "c")),
+            apply(&mut s, 7, &put(key.clone(), Some(5), "c")),
             Outcome::Written { version: 7 }
         );
         assert_eq!(s.doc(&key).unwrap().value, "c");
-        assert!(!s
-            .apply(
-                8,
-                &Command::DeleteDoc {
-                    key: key.clone(),
-                    expected_version: Some(5)
-                }
-            )
-            .is_success());
+        assert!(!apply(
+            &mut s,
+            8,
+            &Command::DeleteDoc {
+                key: key.clone(),
+                expected_version: Some(5)
+            }
+        )
+        .is_success());
         assert_eq!(
-            s.apply(
+            apply(
+                &mut s,
                 9,
                 &Command::DeleteDoc {
                     key: key.clone(),
@@ -385,65 +307,81 @@ mod tests {
     #[test]
     fn crm_queue_is_taken_atomically() {
         let mut s = ClusterState::default();
-        s.apply(
-            1,
-            &Command::CrmCommandAppend {
-                command: "a".into(),
-            },
-        );
-        s.apply(
-            2,
-            &Command::CrmCommandAppend {
-                command: "b".into(),
-            },
-        );
+        for (i, c) in ["a", "b"].iter().enumerate() {
+            apply(
+                &mut s,
+                i as u64 + 1,
+                &Command::CrmCommandAppend {
+                    command: c.to_string(),
+                },
+            );
+        }
         assert_eq!(
-            s.apply(3, &Command::CrmCommandTake),
+            apply(&mut s, 3, &Command::CrmCommandTake),
             Outcome::CrmCommands(vec!["a".into(), "b".into()])
         );
         assert_eq!(
-            s.apply(4, &Command::CrmCommandTake),
+            apply(&mut s, 4, &Command::CrmCommandTake),
             Outcome::CrmCommands(vec![])
         );
     }
 
     #[test]
-    fn lease_rules() {
+    fn a_guarded_lease_take_back_needs_the_manager_status_unchanged() {
         let mut s = ClusterState::default();
-        let acquire = |h: &str| Command::LeaseAcquire {
-            name: "node/a".into(),
-            holder: h.into(),
-            ttl_ms: 1000,
+        let take = |seq| {
+            Command::Lease(LeaseCommand::Takeover {
+                name: "l".into(),
+                new_holder: "node1".into(),
+                new_incarnation: 2,
+                expected: Some(Expected {
+                    holder: "node1".into(),
+                    seq,
+                }),
+                ttl_ms: 1000,
+            })
         };
-        assert!(matches!(s.apply(1, &acquire("a")), Outcome::LeaseHeld(l) if l.seq == 1));
-        assert!(
-            matches!(s.apply(2, &acquire("b")), Outcome::LeaseBusy { current: l, .. } if l.holder == "a")
+        apply(
+            &mut s,
+            1,
+            &Command::Lease(LeaseCommand::Acquire {
+                name: "l".into(),
+                holder: "node1".into(),
+                incarnation: 1,
+                ttl_ms: 1000,
+            }),
         );
-        let renew = Command::LeaseRenew {
-            name: "node/a".into(),
-            holder: "a".into(),
-        };
-        assert!(matches!(s.apply(3, &renew), Outcome::LeaseHeld(l) if l.seq == 3));
-        // A take-over that observed seq 1 is stale after the renewal at 3.
-        let takeover = |seq| Command::LeaseTakeover {
-            name: "node/a".into(),
-            new_holder: "crm".into(),
-            expected_holder: "a".into(),
-            expected_seq: seq,
-            ttl_ms: 500,
-        };
+        apply(&mut s, 2, &put(DocKey::ManagerStatus, None, "{}"));
+        let stale = Command::Batch(vec![
+            Command::AssertVersion {
+                key: DocKey::ManagerStatus,
+                version: 1,
+            },
+            take(1),
+        ]);
         assert!(matches!(
-            s.apply(4, &takeover(1)),
-            Outcome::TakeoverRejected { .. }
+            apply(&mut s, 3, &stale),
+            Outcome::BatchFailed { position: 0, .. }
         ));
-        assert!(matches!(s.apply(5, &takeover(3)), Outcome::LeaseHeld(l) if l.holder == "crm"));
-        assert!(matches!(s.apply(6, &renew), Outcome::LeaseNotHolder { .. }));
-        let release = Command::LeaseRelease {
-            name: "node/a".into(),
-            holder: "crm".into(),
-        };
-        assert_eq!(s.apply(7, &release), Outcome::Done);
-        assert!(s.lease("node/a").is_none());
+        let fresh = Command::Batch(vec![
+            Command::AssertVersion {
+                key: DocKey::ManagerStatus,
+                version: 2,
+            },
+            take(1),
+        ]);
+        assert!(apply(&mut s, 4, &fresh).is_success());
+        assert_eq!(s.lease("l").unwrap().incarnation, 2);
+        // Lease refusals are failed outcomes (and fail batches).
+        let again = apply(&mut s, 5, &take(1));
+        assert!(matches!(
+            again,
+            Outcome::Lease {
+                outcome: LeaseOutcome::TakeoverRejected { .. },
+                ..
+            }
+        ));
+        assert!(!again.is_success());
     }
 
     #[test]
@@ -457,7 +395,7 @@ mod tests {
             put(key.clone(), Some(3), "never"),
         ]);
         assert!(matches!(
-            s.apply(1, &batch),
+            apply(&mut s, 1, &batch),
             Outcome::BatchFailed { position: 1, .. }
         ));
         assert_eq!(s, ClusterState::default());
@@ -467,7 +405,7 @@ mod tests {
             },
             put(key.clone(), Some(0), "yes"),
         ]);
-        assert!(s.apply(2, &batch).is_success());
+        assert!(apply(&mut s, 2, &batch).is_success());
         assert_eq!(s.crm_commands(), ["x".to_string()]);
     }
 
@@ -476,56 +414,49 @@ mod tests {
         let mut app = ClusterApp::default();
         app.state.apply(
             1,
-            &Command::LeaseAcquire {
+            &Command::Lease(LeaseCommand::Acquire {
                 name: "l".into(),
                 holder: "h".into(),
+                incarnation: 1,
                 ttl_ms: 10,
-            },
+            }),
+            Mono(0),
         );
         let bytes = app.to_snapshot().unwrap();
         let mut other = ClusterApp::default();
-        other.restore(&bytes).unwrap();
+        other.restore(&bytes, Instant::now()).unwrap();
         assert_eq!(other.state, app.state);
-        assert!(other.deadline("l").is_some());
-        assert!(other.restore(&bytes[..bytes.len() - 1]).is_err());
-        assert!(other.restore(&[9, 9, 9]).is_err());
+        assert!(other.state.lease_table().deadline("l").is_some());
+        assert!(other
+            .restore(&bytes[..bytes.len() - 1], Instant::now())
+            .is_err());
+        assert!(other.restore(&[9, 9, 9], Instant::now()).is_err());
         assert_eq!(other.state, app.state);
     }
 
     #[test]
-    fn absurd_ttl_does_not_panic() {
+    fn apply_takes_time_from_its_caller() {
         let mut app = ClusterApp::default();
         let log_id = openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 1);
+        let at = app.origin + std::time::Duration::from_secs(100);
         let response = app.apply(
             &log_id,
-            &EntryPayload::Normal(Command::LeaseAcquire {
+            &EntryPayload::Normal(Command::Lease(LeaseCommand::Acquire {
                 name: "l".into(),
                 holder: "h".into(),
-                ttl_ms: u64::MAX,
-            }),
+                incarnation: 1,
+                ttl_ms: 5_000,
+            })),
+            at,
         );
         assert!(response.outcome.is_success());
-        assert!(app.deadline("l").is_some());
-    }
-
-    #[test]
-    fn leader_start_extends_but_never_shortens() {
-        let mut app = ClusterApp::default();
-        app.state.leases.insert(
-            "l".into(),
-            Lease {
-                holder: "h".into(),
-                ttl_ms: 60_000,
-                seq: 1,
-            },
+        assert_eq!(app.state.lease_table().deadline("l"), Some(Mono(105_000)));
+        assert!(app
+            .expired_at(at + std::time::Duration::from_millis(4_999))
+            .is_empty());
+        assert_eq!(
+            app.expired_at(at + std::time::Duration::from_secs(5)).len(),
+            1
         );
-        let far = Instant::now() + Duration::from_secs(3600);
-        app.deadlines.insert("l".into(), far);
-        app.extend_all(Instant::now());
-        assert_eq!(app.deadline("l"), Some(far));
-        let past = Instant::now();
-        app.deadlines.insert("l".into(), past);
-        app.extend_all(Instant::now());
-        assert!(app.deadline("l").unwrap() > past + Duration::from_secs(50));
     }
 }

@@ -8,7 +8,9 @@ use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteErro
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use storage::SmHandle;
 
-use crate::command::{Command, CommandResponse, DocKey, Lease, Outcome};
+use lease::{Expected, LeaseCommand, LeaseOutcome, LeaseRecord, TakeoverRefusal};
+
+use crate::command::{Command, CommandResponse, DocKey, Outcome};
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::network::client::{HttpError, NetworkFactory, PeerClient};
@@ -360,70 +362,44 @@ impl ClusterStore {
         }
     }
 
-    /// Acquires a free lease (renews it if `holder` already holds it).
-    /// The returned lease's `seq` is the log index of the grant.
-    pub async fn lease_acquire(
+    /// Commits a lease command on the current leader (forwarded if this
+    /// node does not lead), giving up after `budget`: a node renewing its
+    /// lease bounds each attempt, so a hung or partitioned leader costs
+    /// one attempt and the next one asks whoever leads then. With
+    /// `manager_status_guard` the command commits only if the manager
+    /// status still has that version. The state machine's verdict
+    /// (granted, released, or refused) is `Ok`; no answer in time, no
+    /// leader, a failed guard or a take-over the leader refuses to
+    /// propose are errors.
+    pub async fn lease(
         &self,
-        name: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<Lease, StoreError> {
-        let command = Command::LeaseAcquire {
-            name: name.to_string(),
-            holder: holder.to_string(),
-            ttl_ms: ms(ttl),
+        command: LeaseCommand,
+        manager_status_guard: Option<u64>,
+        budget: Duration,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let command = match manager_status_guard {
+            None => Command::Lease(command),
+            Some(version) => Command::Batch(vec![
+                Command::AssertVersion {
+                    key: DocKey::ManagerStatus,
+                    version,
+                },
+                Command::Lease(command),
+            ]),
         };
-        lease_result(self.write(command).await?.outcome, holder)
+        let reply = self
+            .route_within(ForwardRequest::Write(command), budget)
+            .await?;
+        let ForwardReply::Written(response) = reply else {
+            return Err(StoreError::Raft(format!("unexpected reply {reply:?}")));
+        };
+        lease_outcome(response.outcome)
     }
 
-    /// Renews a lease held by `holder`. Fails (times out) without quorum,
-    /// so a partitioned holder stops feeding its watchdog.
-    pub async fn lease_renew(&self, name: &str, holder: &str) -> Result<Lease, StoreError> {
-        let command = Command::LeaseRenew {
-            name: name.to_string(),
-            holder: holder.to_string(),
-        };
-        lease_result(self.write(command).await?.outcome, holder)
-    }
-
-    /// Releases a lease held by `holder`; returns the log index.
-    pub async fn lease_release(&self, name: &str, holder: &str) -> Result<u64, StoreError> {
-        let command = Command::LeaseRelease {
-            name: name.to_string(),
-            holder: holder.to_string(),
-        };
-        let response = self.write(command).await?;
-        outcome_result(response.outcome, holder)?;
-        Ok(response.index)
-    }
-
-    /// Takes over a lease that the leader judges expired, naming the holder
-    /// and renewal sequence number observed (from [`Self::expired_leases`]).
-    /// Refused with [`StoreError::LeaseNotExpired`] if the leader's clock
-    /// says it has not expired, and with [`StoreError::TakeoverRejected`] if
-    /// a renewal was committed since.
-    pub async fn lease_takeover(
-        &self,
-        name: &str,
-        new_holder: &str,
-        expected_holder: &str,
-        expected_seq: u64,
-        ttl: Duration,
-    ) -> Result<Lease, StoreError> {
-        let command = Command::LeaseTakeover {
-            name: name.to_string(),
-            new_holder: new_holder.to_string(),
-            expected_holder: expected_holder.to_string(),
-            expected_seq,
-            ttl_ms: ms(ttl),
-        };
-        lease_result(self.write(command).await?.outcome, new_holder)
-    }
-
-    /// On the leader: the leases whose deadline (leader's monotonic clock)
-    /// has passed. Errors with `NotLeader` on any other node, and while the
-    /// leader has not yet confirmed its term with a quorum.
-    pub async fn expired_leases(&self) -> Result<Vec<(String, Lease)>, StoreError> {
+    /// On the leader: the held leases whose deadline (leader's monotonic
+    /// clock) has passed. Errors with `NotLeader` on any other node, and
+    /// while the leader has not yet confirmed its term with a quorum.
+    pub async fn expired_leases(&self) -> Result<Vec<(String, LeaseRecord)>, StoreError> {
         self.confirm_leadership().await?;
         let term = self.inner.raft.metrics().borrow().current_term;
         let state = self.inner.sm.read();
@@ -433,14 +409,25 @@ impl ClusterStore {
         Ok(state.app.expired_at(Instant::now()))
     }
 
-    /// On this node: time left until the local deadline of a lease (only
-    /// meaningful on the leader). `None` if the lease is not held.
+    /// On this node: time left until the local deadline of a held lease
+    /// (only meaningful on the leader). `None` if the lease is not held.
     pub fn lease_time_left(&self, name: &str) -> Option<Duration> {
         let state = self.inner.sm.read();
-        state
-            .app
-            .deadline(name)
-            .map(|d| d.saturating_duration_since(Instant::now()))
+        let now = state.app.mono(Instant::now());
+        state.app.state().lease_table().time_left(name, now)
+    }
+
+    /// Commits `command` only if this node is the leader, never forwarding
+    /// it: the CRM acts only where it runs, so a deposed leader's round
+    /// cannot commit through the new one.
+    pub async fn write_here(&self, command: Command) -> Result<CommandResponse, StoreError> {
+        match self
+            .handle_on_leader(ForwardRequest::Write(command))
+            .await?
+        {
+            ForwardReply::Written(response) => Ok(response),
+            other => Err(StoreError::Raft(format!("unexpected reply {other:?}"))),
+        }
     }
 
     // ----- routing -------------------------------------------------------------
@@ -520,33 +507,32 @@ impl ClusterStore {
         }
     }
 
-    /// Checks on the leader that a take-over names a lease that is expired
-    /// right now with exactly the expected holder and sequence number.
+    /// Checks on the leader, before proposing, that a take-over names a
+    /// lease that is expired right now with exactly the expected holder and
+    /// sequence (or, without `expected`, a free lease).
     async fn check_takeover(
         &self,
         name: &str,
-        expected_holder: &str,
-        expected_seq: u64,
+        expected: Option<&Expected>,
     ) -> Result<(), StoreError> {
-        let expired = self.expired_leases().await?;
-        if expired
-            .iter()
-            .any(|(n, l)| n == name && l.holder == expected_holder && l.seq == expected_seq)
-        {
-            return Ok(());
+        self.confirm_leadership().await?;
+        let term = self.inner.raft.metrics().borrow().current_term;
+        let state = self.inner.sm.read();
+        if state.app.blank_term() != Some(term) {
+            return Err(StoreError::NotLeader { leader: None });
         }
-        let current = self.read_local(|s| s.lease(name).cloned()).value;
-        match current {
-            Some(l) if l.holder == expected_holder && l.seq == expected_seq => {
-                Err(StoreError::LeaseNotExpired {
-                    name: name.to_string(),
-                })
-            }
-            current => Err(StoreError::TakeoverRejected {
-                name: name.to_string(),
-                current,
-            }),
-        }
+        let now = state.app.mono(Instant::now());
+        state
+            .app
+            .state()
+            .lease_table()
+            .check_takeover(name, expected, now)
+            .map_err(|refusal| match refusal {
+                TakeoverRefusal::NotExpired { name, .. } => StoreError::LeaseNotExpired { name },
+                TakeoverRefusal::Changed { name, current } => {
+                    StoreError::TakeoverRejected { name, current }
+                }
+            })
     }
 
     /// Executes a request on this node, which must be the leader. Used both
@@ -556,9 +542,8 @@ impl ClusterStore {
             ForwardRequest::Write(command) => {
                 // Every take-over, also inside a batch, must name a lease
                 // this leader sees expired right now.
-                for (name, expected_holder, expected_seq) in command.takeovers() {
-                    self.check_takeover(name, expected_holder, expected_seq)
-                        .await?;
+                for (name, expected) in command.takeovers() {
+                    self.check_takeover(name, expected).await?;
                 }
                 self.client_write(command).await.map(ForwardReply::Written)
             }
@@ -623,6 +608,23 @@ impl ClusterStore {
         } else {
             self.inner.request_timeout
         };
+        self.route_within(req, budget).await
+    }
+
+    /// [`Self::route`] within `budget`: each try asks the leader known at
+    /// that moment, and the whole attempt (a local commit included) ends
+    /// when the budget is spent.
+    async fn route_within(&self, req: ForwardRequest, budget: Duration) -> ForwardResult {
+        match tokio::time::timeout(budget, self.route_loop(req, budget)).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout {
+                what: "the current leader's answer".into(),
+                ms: ms(budget),
+            }),
+        }
+    }
+
+    async fn route_loop(&self, req: ForwardRequest, budget: Duration) -> ForwardResult {
         let deadline = Instant::now() + budget;
         let mut last_error: StoreError;
         loop {
@@ -707,17 +709,12 @@ fn outcome_result(outcome: Outcome, caller: &str) -> Result<Outcome, StoreError>
             expected,
             current,
         }),
-        Outcome::LeaseBusy { name, current } => Err(StoreError::LeaseBusy {
-            name,
-            holder: current.holder,
-        }),
-        Outcome::LeaseNotHolder { name, current } => Err(StoreError::LeaseNotHolder {
-            name,
-            caller: caller.to_string(),
-            current: current.map(|l| l.holder),
-        }),
-        Outcome::TakeoverRejected { name, current } => {
-            Err(StoreError::TakeoverRejected { name, current })
+        Outcome::Lease { name, outcome } if !outcome.is_success() => {
+            Err(StoreError::LeaseRefused {
+                name,
+                caller: caller.to_string(),
+                outcome: Box::new(outcome),
+            })
         }
         Outcome::BatchFailed { position, outcome } => Err(StoreError::BatchFailed {
             position,
@@ -730,9 +727,20 @@ fn outcome_result(outcome: Outcome, caller: &str) -> Result<Outcome, StoreError>
     }
 }
 
-fn lease_result(outcome: Outcome, caller: &str) -> Result<Lease, StoreError> {
-    match outcome_result(outcome, caller)? {
-        Outcome::LeaseHeld(lease) => Ok(lease),
+/// The lease outcome in a response: alone, or second in a guarded batch.
+fn lease_outcome(outcome: Outcome) -> Result<LeaseOutcome, StoreError> {
+    match outcome {
+        Outcome::Lease { outcome, .. } => Ok(outcome),
+        Outcome::Batch(mut outcomes) => match outcomes.pop() {
+            Some(Outcome::Lease { outcome, .. }) => Ok(outcome),
+            other => Err(StoreError::Raft(format!("unexpected outcome {other:?}"))),
+        },
+        Outcome::BatchFailed { outcome, .. } => match *outcome {
+            Outcome::Lease { outcome, .. } => Ok(outcome),
+            other => Err(outcome_result(other, "")
+                .err()
+                .unwrap_or_else(|| StoreError::Raft("a failed batch without a cause".into()))),
+        },
         other => Err(StoreError::Raft(format!("unexpected outcome {other:?}"))),
     }
 }

@@ -1,15 +1,55 @@
 //! Lease semantics on a three-node cluster: renew, expire, take-over, the
-//! reset of deadlines on leader change and the rejected take-over after a
-//! concurrent renewal.
+//! reset of deadlines on leader change, the rejected take-over after a
+//! concurrent renewal, the guarded take-back, and bounded attempts.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::TestCluster;
-use raft::StoreError;
+use raft::{ClusterStore, LeaseCommand, LeaseOutcome, LeaseRecord, StoreError};
 
 const LEASE: &str = "lrm/n3";
+const BUDGET: Duration = Duration::from_secs(5);
+
+async fn acquire(s: &ClusterStore, holder: &str, ttl: Duration) -> LeaseOutcome {
+    let command = LeaseCommand::Acquire {
+        name: LEASE.into(),
+        holder: holder.into(),
+        incarnation: 1,
+        ttl_ms: ttl.as_millis() as u64,
+    };
+    s.lease(command, None, BUDGET).await.unwrap()
+}
+
+async fn renew(s: &ClusterStore, holder: &str, seq: u64) -> LeaseOutcome {
+    let command = LeaseCommand::Renew {
+        name: LEASE.into(),
+        holder: holder.into(),
+        seq,
+    };
+    s.lease(command, None, BUDGET).await.unwrap()
+}
+
+fn takeover(new: &str, observed: &LeaseRecord, ttl: Duration) -> LeaseCommand {
+    LeaseCommand::Takeover {
+        name: LEASE.into(),
+        new_holder: new.into(),
+        new_incarnation: 9,
+        expected: Some(lease::Expected {
+            holder: observed.holder.clone(),
+            seq: observed.seq,
+        }),
+        ttl_ms: ttl.as_millis() as u64,
+    }
+}
+
+fn granted(o: LeaseOutcome) -> LeaseRecord {
+    match o {
+        LeaseOutcome::Granted(r) => r,
+        other => panic!("not granted: {other:?}"),
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acquire_renew_release_and_holder_checks() {
@@ -18,46 +58,38 @@ async fn acquire_renew_release_and_holder_checks() {
     let f = cluster.followers(leader);
     let holder = cluster.node(f[0]);
 
-    let first = holder
-        .lease_acquire(LEASE, "n3", Duration::from_secs(10))
-        .await
-        .unwrap();
-    let renewed = holder.lease_renew(LEASE, "n3").await.unwrap();
+    let first = granted(acquire(holder, "n3", Duration::from_secs(10)).await);
+    let renewed = granted(renew(holder, "n3", first.seq).await);
     assert!(renewed.seq > first.seq, "renewal must advance the sequence");
     assert_eq!(renewed.ttl_ms, 10_000);
 
-    let busy = cluster
-        .node(f[1])
-        .lease_acquire(LEASE, "n2", Duration::from_secs(10))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        busy,
-        StoreError::LeaseBusy {
-            name: LEASE.into(),
-            holder: "n3".into()
-        }
-    );
-    let not_holder = cluster
-        .node(f[1])
-        .lease_renew(LEASE, "n2")
-        .await
-        .unwrap_err();
-    assert!(matches!(not_holder, StoreError::LeaseNotHolder { .. }));
-    assert!(cluster
-        .node(leader)
-        .lease_release(LEASE, "n2")
-        .await
-        .is_err());
+    let busy = acquire(cluster.node(f[1]), "n2", Duration::from_secs(10)).await;
+    assert!(matches!(busy, LeaseOutcome::Busy { ref current } if current.holder == "n3"));
+    // The same holder under a new run is busy too (an earlier run's lease
+    // is never re-granted under a new sequence).
+    let again = acquire(cluster.node(f[1]), "n3", Duration::from_secs(10)).await;
+    assert!(matches!(again, LeaseOutcome::Busy { .. }));
+    // A renewal with a stale sequence is refused.
+    let stale = renew(cluster.node(f[1]), "n3", first.seq).await;
+    assert!(matches!(stale, LeaseOutcome::NotHolder { .. }));
 
     // The renewal index is a read-your-writes point for the holder.
     let seen = holder
         .read_at_least(renewed.seq, |s| s.lease(LEASE).cloned())
         .await
         .unwrap();
-    assert_eq!(seen.value, Some(renewed));
+    assert_eq!(seen.value, Some(renewed.clone()));
 
-    holder.lease_release(LEASE, "n3").await.unwrap();
+    let release = LeaseCommand::Release {
+        name: LEASE.into(),
+        holder: "n3".into(),
+        seq: renewed.seq,
+        leave_unguarded: false,
+    };
+    assert_eq!(
+        holder.lease(release, None, BUDGET).await.unwrap(),
+        LeaseOutcome::Released(None)
+    );
     let gone = cluster
         .node(leader)
         .read_linearizable(|s| s.lease(LEASE).cloned())
@@ -73,16 +105,12 @@ async fn expiry_and_takeover() {
     let leader = cluster.wait_leader(Duration::from_secs(5)).await;
     let f = cluster.followers(leader);
     let ttl = Duration::from_millis(1000);
-    let lease = cluster
-        .node(f[0])
-        .lease_acquire(LEASE, "n3", ttl)
-        .await
-        .unwrap();
+    let lease = granted(acquire(cluster.node(f[0]), "n3", ttl).await);
 
     // Not yet expired: the take-over is refused by the leader.
     let early = cluster
         .node(f[1])
-        .lease_takeover(LEASE, "crm", "n3", lease.seq, ttl)
+        .lease(takeover("crm", &lease, ttl), None, BUDGET)
         .await
         .unwrap_err();
     assert_eq!(early, StoreError::LeaseNotExpired { name: LEASE.into() });
@@ -102,20 +130,18 @@ async fn expiry_and_takeover() {
     assert_eq!(expired, vec![(LEASE.to_string(), lease.clone())]);
 
     // Take-over through a follower (forwarded) with the observed seq.
-    let taken = cluster
-        .node(f[1])
-        .lease_takeover(LEASE, "crm", "n3", lease.seq, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let taken = granted(
+        cluster
+            .node(f[1])
+            .lease(takeover("crm", &lease, BUDGET), None, BUDGET)
+            .await
+            .unwrap(),
+    );
     assert_eq!(taken.holder, "crm");
     assert!(taken.seq > lease.seq);
     // The old holder can no longer renew.
-    let err = cluster
-        .node(f[0])
-        .lease_renew(LEASE, "n3")
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::LeaseNotHolder { .. }));
+    let refused = renew(cluster.node(f[0]), "n3", lease.seq).await;
+    assert!(matches!(refused, LeaseOutcome::NotHolder { .. }));
     cluster.shutdown().await;
 }
 
@@ -125,23 +151,19 @@ async fn takeover_rejected_after_concurrent_renewal() {
     let leader = cluster.wait_leader(Duration::from_secs(5)).await;
     let f = cluster.followers(leader);
     let ttl = Duration::from_millis(300);
-    cluster
-        .node(f[0])
-        .lease_acquire(LEASE, "n3", ttl)
-        .await
-        .unwrap();
+    granted(acquire(cluster.node(f[0]), "n3", ttl).await);
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
     let expired = cluster.node(leader).expired_leases().await.unwrap();
     let (_, observed) = expired.into_iter().next().expect("lease expired");
 
     // The holder renews after the CRM observed expiry but before its
     // take-over is committed.
-    let renewed = cluster.node(f[0]).lease_renew(LEASE, "n3").await.unwrap();
+    let renewed = granted(renew(cluster.node(f[0]), "n3", observed.seq).await);
     assert!(renewed.seq > observed.seq);
 
     let err = cluster
         .node(leader)
-        .lease_takeover(LEASE, "crm", &observed.holder, observed.seq, ttl)
+        .lease(takeover("crm", &observed, ttl), None, BUDGET)
         .await
         .unwrap_err();
     assert_eq!(
@@ -151,21 +173,6 @@ async fn takeover_rejected_after_concurrent_renewal() {
             current: Some(renewed.clone())
         }
     );
-    // The same command sent raw through a follower is rejected as well
-    // (the apply-time sequence check itself is covered by the state unit
-    // tests, where no leader check stands in front of it).
-    let response = cluster
-        .node(f[1])
-        .write(raft::Command::LeaseTakeover {
-            name: LEASE.into(),
-            new_holder: "crm".into(),
-            expected_holder: "n3".into(),
-            expected_seq: observed.seq,
-            ttl_ms: 300,
-        })
-        .await
-        .unwrap_err();
-    assert!(matches!(response, StoreError::TakeoverRejected { .. }));
     let still = cluster
         .node(f[1])
         .read_linearizable(|s| s.lease(LEASE).cloned())
@@ -176,17 +183,70 @@ async fn takeover_rejected_after_concurrent_renewal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_take_back_is_guarded_by_the_manager_status_version() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let f = cluster.followers(leader);
+    let ttl = Duration::from_millis(300);
+    let old = granted(acquire(cluster.node(f[0]), "n3", ttl).await);
+    let v = cluster
+        .node(f[0])
+        .put_doc(raft::DocKey::ManagerStatus, None, "{}".into())
+        .await
+        .unwrap();
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    // The manager status changed since the node read version v - 1.
+    let err = cluster
+        .node(f[0])
+        .lease(takeover("n3", &old, ttl), Some(v - 1), BUDGET)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::VersionConflict { .. }), "{err:?}");
+    let back = cluster
+        .node(f[0])
+        .lease(takeover("n3", &old, ttl), Some(v), BUDGET)
+        .await
+        .unwrap();
+    assert!(matches!(back, LeaseOutcome::Granted(ref r) if r.incarnation == 9));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_is_bounded_by_its_budget_without_a_quorum() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let f = cluster.followers(leader);
+    cluster.kill(f[1]).await;
+    cluster.kill(leader).await;
+    let started = Instant::now();
+    let command = LeaseCommand::Acquire {
+        name: LEASE.into(),
+        holder: "n3".into(),
+        incarnation: 1,
+        ttl_ms: 1000,
+    };
+    let budget = Duration::from_millis(400);
+    let err = cluster
+        .node(f[0])
+        .lease(command, None, budget)
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < budget + Duration::from_millis(300),
+        "took {:?}: {err:?}",
+        started.elapsed()
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_change_resets_deadlines_to_full_ttl() {
     let mut cluster = TestCluster::start(3).await;
     let old_leader = cluster.wait_leader(Duration::from_secs(5)).await;
     let holder_node = cluster.followers(old_leader)[0];
     let ttl = Duration::from_millis(2000);
     let acquired_at = Instant::now();
-    let lease = cluster
-        .node(holder_node)
-        .lease_acquire(LEASE, "n3", ttl)
-        .await
-        .unwrap();
+    let lease = granted(acquire(cluster.node(holder_node), "n3", ttl).await);
     // Let most of the ttl pass, then kill the leader.
     tokio::time::sleep(Duration::from_millis(1400)).await;
     cluster.kill(old_leader).await;

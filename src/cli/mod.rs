@@ -39,8 +39,8 @@ pub enum SimCommand {
         #[arg(long)]
         final_state: Option<PathBuf>,
         /// Timing profile: `pve` (Proxmox constants, the default unless the
-        /// scenario has a `profile` file) or `default`.
-        #[arg(long, value_parser = ["pve", "default"])]
+        /// scenario has a `profile` file), `default` or `fast`.
+        #[arg(long, value_parser = ["pve", "default", "fast"])]
         profile: Option<String>,
         /// Seed for any randomness (the harness itself is deterministic).
         #[arg(long, default_value_t = 0)]

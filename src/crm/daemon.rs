@@ -110,6 +110,14 @@ impl CrmDaemon {
         self.watchdog_open
     }
 
+    /// Forgets the decisions of a round whose writes did not all commit:
+    /// the master continues from the manager status as stored.
+    pub fn resync(&mut self, stored: &ManagerStatus) {
+        if let Some(manager) = self.manager.as_mut() {
+            manager.resync(stored);
+        }
+    }
+
     /// Asks the daemon to exit (it does so at its next iteration).
     pub fn shutdown_request(&mut self, steps: &mut Vec<CrmStep>) {
         steps.push(CrmStep::Log(super::LogEvent {

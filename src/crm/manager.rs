@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::domain::{NodeName, RequestedState, ResourceConfig, Sid};
 use crate::lrm::{LrmMode, LrmStatus};
 
+use super::fencing::{AgentLease, FenceEvidence};
 use super::group_migration::{GroupMigration, GroupMigrationInput};
 use super::output::{CrmAction, Level, Steps};
 use super::select::{select_service_node, NodeAffinity, Preference, Usage};
@@ -57,8 +58,12 @@ pub struct ManagerInput<'a> {
     /// Pending CRM command lines (the shell clears them on
     /// [`CrmAction::ConsumeCrmCommands`]).
     pub crm_commands: &'a [String],
-    /// Agent locks that are free or expired (the CRM may take them).
-    pub takeable_agent_locks: &'a BTreeSet<NodeName>,
+    /// Every member's agent lease as the leader sees it (a node missing
+    /// here has none): the fencing evidence.
+    pub agent_leases: &'a BTreeMap<NodeName, AgentLease>,
+    /// Configured resources that are on no node yet (just added; the CRM
+    /// places them with [`CrmAction::PlaceResource`]).
+    pub unplaced: &'a [ResourceConfig],
     /// Guest config locks (`backup`, ...).
     pub guest_locks: &'a BTreeMap<Sid, String>,
     /// Offline time before a node is fenced (ms).
@@ -76,6 +81,20 @@ pub struct Manager {
     usage: Usage,
     moved: BTreeMap<Sid, NodeName>,
     group_migration: GroupMigration,
+    /// Nodes whose unguarded lease was reported (once per fence).
+    reported_unguarded: BTreeSet<NodeName>,
+    /// New services reported as having no allowed online node.
+    reported_unplaceable: BTreeSet<Sid>,
+}
+
+/// A node whose LRM reports that its watchdog cannot protect it counts as
+/// offline: it takes no services, and those it has are fenced (its lease
+/// runs out, as it renews nothing) and recovered elsewhere.
+fn watchdog_broken(input: &ManagerInput<'_>, node: &NodeName) -> bool {
+    input
+        .lrm_status
+        .get(node)
+        .is_some_and(|l| l.watchdog_problem.is_some())
 }
 
 fn requested(input: &ManagerInput<'_>, sid: &Sid) -> RequestedState {
@@ -104,7 +123,18 @@ impl Manager {
             usage: Usage::new(),
             moved: BTreeMap::new(),
             group_migration: GroupMigration::default(),
+            reported_unguarded: BTreeSet::new(),
+            reported_unplaceable: BTreeSet::new(),
         }
+    }
+
+    /// Forgets the decisions of a round whose writes did not all commit
+    /// (a lock action or the status write failed): the manager status is
+    /// taken again from the store. Offline timers are kept.
+    pub fn resync(&mut self, stored: &ManagerStatus) {
+        let fresh = Manager::new(self.node.clone(), stored);
+        self.ms = fresh.ms;
+        self.moved.clear();
     }
 
     /// The current manager status (what the last round wrote).
@@ -135,6 +165,14 @@ impl Manager {
         self.node_state(node) == NodeState::Online
     }
 
+    fn agent_lease(input: &ManagerInput<'_>, node: &NodeName) -> AgentLease {
+        input
+            .agent_leases
+            .get(node)
+            .copied()
+            .unwrap_or(AgentLease::Free)
+    }
+
     fn offline_delayed(&mut self, node: &NodeName, now: u64, delay: u64) -> bool {
         if self.node_is_online(node) {
             return false;
@@ -160,7 +198,7 @@ impl Manager {
         out: &mut Steps,
     ) {
         for (node, online) in input.membership {
-            if !online {
+            if !online || watchdog_broken(input, node) {
                 continue;
             }
             self.last_online.insert(node.clone(), input.now_ms);
@@ -185,7 +223,7 @@ impl Manager {
         let known: Vec<NodeName> = self.ms.node_status.keys().cloned().collect();
         for node in known {
             let member = input.membership.get(&node);
-            if member == Some(&true) {
+            if member == Some(&true) && !watchdog_broken(input, &node) {
                 continue;
             }
             match self.node_state(&node) {
@@ -352,6 +390,7 @@ impl Manager {
         );
 
         if self.ms.disarm.is_none() {
+            self.place_new(input, out);
             self.sync_services_with_config(input, out);
         }
 
@@ -371,6 +410,48 @@ impl Manager {
         self.state_machine_loop(input, &results, &modes, only.as_ref(), out);
         self.ms.timestamp = input.now_ms / 1000;
         true
+    }
+
+    /// Places configured resources that are on no node yet (just added) on
+    /// the best online node their node affinity allows, least loaded
+    /// first, as a recovery would choose. They are tracked from the round
+    /// after the shell carried out the placement.
+    fn place_new(&mut self, input: &ManagerInput<'_>, out: &mut Steps) {
+        if input.unplaced.is_empty() {
+            self.reported_unplaceable.clear();
+            return;
+        }
+        self.recompute_usage();
+        for config in input.unplaced {
+            let sid = &config.sid;
+            let probe = ServiceRecord::new(ServiceState::RequestStart, self.node.clone());
+            let selected = select_service_node(
+                &self.usage,
+                input.node_affinity.get(sid),
+                config.failback,
+                &probe,
+                Preference::BestScore,
+            );
+            match selected {
+                Some(node) => {
+                    self.reported_unplaceable.remove(sid);
+                    out.info(format!("placing new service '{sid}' on node '{node}'"));
+                    self.add_usage(&node);
+                    out.act(CrmAction::PlaceResource {
+                        sid: sid.clone(),
+                        node,
+                    });
+                }
+                None => {
+                    if self.reported_unplaceable.insert(sid.clone()) {
+                        out.log(
+                            Level::Warning,
+                            format!("no allowed node is online for new service '{sid}': it waits for one"),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Adds configured services that are not tracked yet and removes
@@ -707,7 +788,13 @@ impl Manager {
                     ServiceState::RequestStop => self.next_request_stop(input, sid, res, out),
                     ServiceState::Freeze => {
                         let node = self.ms.service_status[sid].node.clone();
-                        if modes.get(&node) == Some(&LrmMode::Active) {
+                        // Unfreeze only on an online node that holds its
+                        // lease: frozen services run unprotected, and a
+                        // node seen offline may run them still.
+                        if modes.get(&node) == Some(&LrmMode::Active)
+                            && self.node_is_online(&node)
+                            && Self::agent_lease(input, &node).protects()
+                        {
                             let new = if requested(input, sid) == RequestedState::Started {
                                 ServiceState::Started
                             } else {
@@ -837,10 +924,23 @@ impl Manager {
             self.set_node_state(out, node, NodeState::Fence);
             out.log(Level::Email, format!("FENCE: Try to fence node '{node}'"));
         }
-        if !input.takeable_agent_locks.contains(node) {
-            return false;
+        match Self::agent_lease(input, node).fence_evidence() {
+            FenceEvidence::TakeOver => out.act(CrmAction::TakeAgentLock(node.clone())),
+            // Our own take-over committed but the status that followed it
+            // did not: the node is fenced already.
+            FenceEvidence::AlreadyFenced => {}
+            FenceEvidence::Wait => return false,
+            FenceEvidence::Never => {
+                if self.reported_unguarded.insert(node.clone()) {
+                    out.log(
+                        Level::Warning,
+                        format!("cannot fence node '{node}': it let its agent lock go while its services keep running without watchdog protection (LRM restart or disarm); they stay until the node returns"),
+                    );
+                }
+                return false;
+            }
         }
-        out.act(CrmAction::TakeAgentLock(node.clone()));
+        self.reported_unguarded.remove(node);
         let msg = format!("fencing: acknowledged - got agent lock for node '{node}'");
         out.info(msg.clone());
         self.set_node_state(out, node, NodeState::Unknown);
@@ -1322,7 +1422,7 @@ mod tests {
         affinity: BTreeMap<Sid, NodeAffinity>,
         lrm: BTreeMap<NodeName, LrmStatus>,
         commands: Vec<String>,
-        takeable: BTreeSet<NodeName>,
+        leases: BTreeMap<NodeName, AgentLease>,
         locks: BTreeMap<Sid, String>,
     }
 
@@ -1342,13 +1442,17 @@ mod tests {
                     },
                 );
             }
+            let leases = ["node1", "node2", "node3"]
+                .iter()
+                .map(|x| (n(x), AgentLease::Held { expired: false }))
+                .collect();
             Fixture {
                 membership,
                 resources,
                 affinity: BTreeMap::new(),
                 lrm: BTreeMap::new(),
                 commands: Vec::new(),
-                takeable: BTreeSet::new(),
+                leases,
                 locks: BTreeMap::new(),
             }
         }
@@ -1360,7 +1464,8 @@ mod tests {
                 node_affinity: &self.affinity,
                 lrm_status: &self.lrm,
                 crm_commands: &self.commands,
-                takeable_agent_locks: &self.takeable,
+                agent_leases: &self.leases,
+                unplaced: &[],
                 guest_locks: &self.locks,
                 fence_delay_ms: 60_000,
                 group_migration: GroupMigrationInput::no_groups(10_000),
@@ -1414,7 +1519,8 @@ mod tests {
                 node_affinity: &f.affinity,
                 lrm_status: &f.lrm,
                 crm_commands: &f.commands,
-                takeable_agent_locks: &f.takeable,
+                agent_leases: &f.leases,
+                unplaced: &[],
                 guest_locks: &f.locks,
                 fence_delay_ms: 60_000,
                 group_migration: GroupMigrationInput {
@@ -1502,7 +1608,8 @@ mod tests {
         f.round(&mut m, 60);
         assert_eq!(state(&m, "vm:102"), ServiceState::Fence);
         assert_eq!(m.status().node_status[&n("node2")], NodeState::Fence);
-        f.takeable.insert(n("node2"));
+        f.leases
+            .insert(n("node2"), AgentLease::Held { expired: true });
         let steps = f.round(&mut m, 140);
         let lock_pos = steps
             .iter()
@@ -1515,6 +1622,86 @@ mod tests {
         assert!(lock_pos < move_pos, "fencing acknowledged before the steal");
         assert_eq!(state(&m, "vm:102"), ServiceState::Started);
         assert_eq!(m.status().service_status[&sid("vm:102")].node, n("node3"));
+    }
+
+    #[test]
+    fn a_node_that_left_services_unguarded_is_never_fenced() {
+        let mut f = Fixture::new();
+        let mut m = Manager::new(n("node1"), &ManagerStatus::default());
+        f.round(&mut m, 0);
+        f.membership.insert(n("node2"), false);
+        f.leases.insert(n("node2"), AgentLease::Unguarded);
+        f.round(&mut m, 20);
+        f.round(&mut m, 60);
+        assert_eq!(state(&m, "vm:102"), ServiceState::Fence);
+        for t in [80, 200, 2000] {
+            let steps = f.round(&mut m, t);
+            assert!(!steps
+                .iter()
+                .any(|s| matches!(s, CrmStep::Do(CrmAction::TakeAgentLock(_)))));
+        }
+        assert_eq!(state(&m, "vm:102"), ServiceState::Fence);
+        // A lease that is not there at all is evidence.
+        f.leases.remove(&n("node2"));
+        f.round(&mut m, 2010);
+        assert_eq!(m.status().service_status[&sid("vm:102")].node, n("node3"));
+    }
+
+    #[test]
+    fn frozen_services_thaw_only_on_an_online_node_that_holds_its_lease() {
+        use crate::lrm::LrmState;
+        let mut f = Fixture::new();
+        let mut m = Manager::new(n("node1"), &ManagerStatus::default());
+        f.round(&mut m, 0);
+        let lrm = |mode| LrmStatus {
+            state: Some(LrmState::Active),
+            mode: Some(mode),
+            ..LrmStatus::default()
+        };
+        f.lrm.insert(n("node2"), lrm(LrmMode::Restart));
+        f.round(&mut m, 10);
+        assert_eq!(state(&m, "vm:102"), ServiceState::Freeze);
+        // The restarted LRM reports mode active, but has no lease yet.
+        f.lrm.insert(n("node2"), lrm(LrmMode::Active));
+        f.leases.insert(n("node2"), AgentLease::Unguarded);
+        f.round(&mut m, 20);
+        assert_eq!(state(&m, "vm:102"), ServiceState::Freeze);
+        // Offline, even with the stale LRM status saying active: frozen.
+        f.leases
+            .insert(n("node2"), AgentLease::Held { expired: false });
+        f.membership.insert(n("node2"), false);
+        f.round(&mut m, 30);
+        assert_eq!(state(&m, "vm:102"), ServiceState::Freeze);
+        f.membership.insert(n("node2"), true);
+        f.round(&mut m, 40);
+        assert_eq!(state(&m, "vm:102"), ServiceState::Started);
+    }
+
+    #[test]
+    fn new_services_are_placed_on_the_least_loaded_online_node() {
+        let f = Fixture::new();
+        let mut m = Manager::new(n("node1"), &ManagerStatus::default());
+        f.round(&mut m, 0);
+        let new = vec![ResourceConfig::with_defaults(sid("vm:103"))];
+        let input = ManagerInput {
+            now_ms: 1000,
+            membership: &f.membership,
+            resources: &f.resources,
+            node_affinity: &f.affinity,
+            lrm_status: &f.lrm,
+            crm_commands: &f.commands,
+            agent_leases: &f.leases,
+            unplaced: &new,
+            guest_locks: &f.locks,
+            fence_delay_ms: 60_000,
+            group_migration: GroupMigrationInput::no_groups(10_000),
+        };
+        let mut out = Steps::default();
+        m.manage(&input, &mut out);
+        assert!(out.0.contains(&CrmStep::Do(CrmAction::PlaceResource {
+            sid: sid("vm:103"),
+            node: n("node3"),
+        })));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 
 pub mod affinity;
 pub mod daemon;
+pub mod fencing;
 pub mod group_migration;
+pub mod liveness;
 pub mod manager;
 pub mod output;
 pub mod pve_version;
@@ -18,7 +20,9 @@ pub mod status;
 
 pub use affinity::node_affinity_from_config;
 pub use daemon::{CrmDaemon, CrmDaemonState, CrmInput, CrmOutput};
+pub use fencing::{agent_lease_name, crm_holder, AgentLease, FenceEvidence};
 pub use group_migration::GroupMigrationInput;
+pub use liveness::Liveness;
 pub use manager::{ConfiguredResource, Manager, ManagerInput};
 pub use output::{CrmAction, CrmStep, Level, LogEvent, Steps};
 pub use select::{select_service_node, NodeAffinity, Preference, Usage};

@@ -55,9 +55,12 @@ pub enum CrmAction {
     WatchdogUpdate,
     /// Close the CRM watchdog cleanly.
     WatchdogClose,
-    /// Take the agent lock of a node: the fencing acknowledgement. Must be
-    /// committed before the manager status that moves its services from
-    /// `fence` to `recovery`.
+    /// Take the agent lock of a node over (it expired on the leader, or
+    /// the node has none): the fencing acknowledgement. The shell names
+    /// the holder and sequence it saw, so a renewal committed meanwhile
+    /// makes the take-over fail. Must be committed before the manager
+    /// status that moves the node's services from `fence` to `recovery`;
+    /// if it fails, the rest of the output is dropped.
     TakeAgentLock(NodeName),
     /// Rewrite the requested state of a resource (the `stop` command).
     SetRequestedState(Sid, RequestedState),
@@ -70,6 +73,13 @@ pub enum CrmAction {
         from: NodeName,
         /// The recovery node.
         to: NodeName,
+    },
+    /// Place a resource that is on no node yet (just added).
+    PlaceResource {
+        /// The resource.
+        sid: Sid,
+        /// Where it goes.
+        node: NodeName,
     },
     /// Remove a leftover guest lock of a recovered resource.
     RemoveGuestLock(Sid),

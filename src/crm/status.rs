@@ -284,6 +284,17 @@ impl ManagerStatus {
     pub fn maintenance_requested(&self, node: &NodeName) -> bool {
         self.node_request.get(node).is_some_and(|r| r.maintenance)
     }
+
+    /// Whether the CRM is fencing `node`: its node state is `fence`, or a
+    /// service on it is (the LRM's *fence-requested*, spec 4.1). While it
+    /// is, the node must not take its lease back.
+    pub fn fencing(&self, node: &NodeName) -> bool {
+        self.node_status.get(node) == Some(&NodeState::Fence)
+            || self
+                .service_status
+                .values()
+                .any(|sd| &sd.node == node && sd.state == ServiceState::Fence)
+    }
 }
 
 /// LRM exit codes (spec section 4.6).

@@ -136,12 +136,9 @@ impl NodeConfig {
                 format!("unknown timing profile '{timing_name}': expected default, fast or pve"),
             )
         })?;
-        timing.check_lease_rule().map_err(|e| {
-            invalid(
-                "timing",
-                format!("profile '{timing_name}' breaks the lease rule: {e}"),
-            )
-        })?;
+        timing
+            .check()
+            .map_err(|e| invalid("timing", e.to_string()))?;
         let data_dir = raw
             .data_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));

@@ -1,25 +1,28 @@
 //! The CRM shell: runs [`CrmDaemon`] rounds while this node is the Raft
 //! leader, has applied its term's first entry and hears from a quorum
 //! (checked each round by `expired_leases`, which confirms leadership).
-//! It acts only through committed writes, in the order the round gives.
+//! It acts only through committed writes made here (never forwarded), in
+//! the order the round gives, with compare-and-set on the manager status
+//! and the placement; a round whose writes do not all commit is dropped
+//! and the CRM continues from the stored status. Decisions (liveness,
+//! placement of new services, fencing evidence) are the core's.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use raft::{ClusterStore, DocKey, Lease, StoreError};
+use raft::{ClusterStore, Command, DocKey, LeaseCommand, LeaseRecord, Outcome, StoreError};
 
 use super::config::NodeConfig;
-use super::lease_keeper::agent_lease_name;
 use super::snapshot::{self, placement_key, Snapshot};
 use crate::api::docs;
 use crate::api::ApiState;
 use crate::crm::{
-    node_affinity_from_config, select_service_node, CrmAction, CrmDaemon, CrmInput, CrmStep,
-    GroupMigrationInput, Level, LogEvent, ManagerInput, ManagerStatus, NodeAffinity, NodeState,
-    Preference, ServiceRecord, ServiceState, Usage,
+    agent_lease_name, crm_holder, node_affinity_from_config, AgentLease, CrmAction, CrmDaemon,
+    CrmInput, CrmStep, GroupMigrationInput, Level, Liveness, LogEvent, ManagerInput, ManagerStatus,
+    NodeState, ServiceState,
 };
-use crate::domain::{NodeName, Sid};
+use crate::domain::NodeName;
 
 /// Wall-clock milliseconds (manager status timestamps are wall-clock, as
 /// in Proxmox; lease expiry never uses them).
@@ -38,61 +41,40 @@ pub fn log_event(source: &str, ev: &LogEvent) {
     }
 }
 
-/// Tracks, on the leader, when each follower last made replication
-/// progress or wrote its LRM status; a node with neither for
-/// `offline_after` is offline. The LRM status write makes a restarted node
-/// online in the same round its LRM reports, before replication to it has
-/// resumed.
-struct Liveness {
-    progress: HashMap<u64, (u64, Instant)>,
-    lrm_writes: HashMap<NodeName, (u64, Instant)>,
-    offline_after: Duration,
-}
-
-impl Liveness {
-    /// Names of the nodes whose LRM wrote its status recently.
-    fn recent_lrm_writers(&mut self, snap: &Snapshot) -> BTreeSet<NodeName> {
-        let now = Instant::now();
-        let mut recent = BTreeSet::new();
-        for (node, version) in &snap.lrm_versions {
-            match self.lrm_writes.get_mut(node) {
-                Some(seen) if seen.0 == *version => {
-                    if now.duration_since(seen.1) < self.offline_after {
-                        recent.insert(node.clone());
-                    }
-                }
-                Some(seen) => {
-                    *seen = (*version, now);
-                    recent.insert(node.clone());
-                }
-                // First sight (e.g. a new leader): not proof of a recent write.
-                None => {
-                    let long_ago = now.checked_sub(self.offline_after).unwrap_or(now);
-                    self.lrm_writes.insert(node.clone(), (*version, long_ago));
-                }
+/// Feeds the core's [`Liveness`] with what this leader observes: its own
+/// life, each follower's replication progress (caught up = alive), each
+/// node's lease renewals and LRM status writes.
+fn observe_liveness(
+    liveness: &mut Liveness,
+    store: &ClusterStore,
+    snap: &Snapshot,
+    names: &BTreeMap<u64, NodeName>,
+    me: &NodeName,
+    now_ms: u64,
+) {
+    liveness.alive(me, now_ms);
+    let m = store.raft().metrics().borrow().clone();
+    let last = m.last_log_index.unwrap_or(0);
+    if let Some(rep) = &m.replication {
+        for (id, matched) in rep {
+            let Some(node) = names.get(id) else { continue };
+            let idx = matched.as_ref().map_or(0, |l| l.index);
+            if idx >= last {
+                liveness.alive(node, now_ms);
+            } else {
+                liveness.progress(node, "replication", idx, now_ms);
             }
         }
-        recent
     }
-
-    fn online(&mut self, store: &ClusterStore) -> BTreeSet<u64> {
-        let m = store.raft().metrics().borrow().clone();
-        let last = m.last_log_index.unwrap_or(0);
-        let now = Instant::now();
-        let mut online = BTreeSet::from([m.id]);
-        if let Some(rep) = &m.replication {
-            for (id, matched) in rep {
-                let idx = matched.map_or(0, |l| l.index);
-                let entry = self.progress.entry(*id).or_insert((idx, now));
-                if idx != entry.0 || idx >= last {
-                    *entry = (idx, now);
-                }
-                if now.duration_since(entry.1) < self.offline_after {
-                    online.insert(*id);
-                }
+    for node in names.values() {
+        if let Some(l) = snap.leases.get(&agent_lease_name(node.as_str())) {
+            if l.holder == node.as_str() {
+                liveness.progress(node, "lease", l.seq, now_ms);
             }
         }
-        online
+    }
+    for (node, version) in &snap.lrm_versions {
+        liveness.progress(node, "lrm_status", *version, now_ms);
     }
 }
 
@@ -123,16 +105,18 @@ async fn migrate_groups(store: &ClusterStore) -> Result<(), crate::api::error::A
     Ok(())
 }
 
+/// An unchanged manager status is written again after this long, so
+/// `status` can tell a live master from a dead one (one entry per
+/// interval, whatever the number of services).
+pub const STATUS_REFRESH: Duration = Duration::from_secs(10);
+
 /// Runs CRM rounds until aborted.
 pub async fn run(config: NodeConfig, state: ApiState) {
     let store = state.store.clone();
     let source = format!("{}/crm", config.node);
-    let mut crm: Option<CrmDaemon> = None;
-    let mut liveness = Liveness {
-        progress: HashMap::new(),
-        lrm_writes: HashMap::new(),
-        offline_after: (config.timing.lease_renew_interval * 3).max(Duration::from_millis(1500)),
-    };
+    let mut crm: Option<CrmRun> = None;
+    let offline_after = (config.timing.lease_renew_interval * 3).max(Duration::from_millis(1500));
+    let incarnation = unix_ms().max(1);
     let mut next_round = config.timing.round_interval;
     loop {
         tokio::time::sleep(next_round).await;
@@ -144,6 +128,8 @@ pub async fn run(config: NodeConfig, state: ApiState) {
             }
             continue;
         }
+        // Confirms leadership with a quorum and that this term's first
+        // entry is applied (lease deadlines reset), every round.
         let expired = match store.expired_leases().await {
             Ok(e) => e,
             Err(e) => {
@@ -153,16 +139,25 @@ pub async fn run(config: NodeConfig, state: ApiState) {
                 continue;
             }
         };
-        let daemon = crm.get_or_insert_with(|| {
+        let run = crm.get_or_insert_with(|| {
             let mut steps = Vec::new();
-            let d = CrmDaemon::new(config.node.clone(), &mut steps);
+            let daemon = CrmDaemon::new(config.node.clone(), &mut steps);
             log_steps(&source, &steps);
-            d
+            CrmRun {
+                daemon,
+                liveness: Liveness::new(
+                    u64::try_from(offline_after.as_millis()).unwrap_or(u64::MAX),
+                    unix_ms(),
+                ),
+                last_write: None,
+            }
         });
-        let fencing = match round(&config, &state, daemon, &expired, &mut liveness, &source).await {
+        let fencing = match round(&config, &state, run, &expired, incarnation, &source).await {
             Ok(fencing) => fencing,
             Err(e) => {
-                tracing::warn!("{source}: round aborted: {e}");
+                tracing::warn!("{source}: round aborted: {e}; continuing from the stored status");
+                let stored = snapshot::read(&store).manager_status;
+                run.daemon.resync(&stored);
                 Vec::new()
             }
         };
@@ -173,6 +168,14 @@ pub async fn run(config: NodeConfig, state: ApiState) {
             .saturating_sub(started.elapsed())
             .min(until_lease_expires(&store, &fencing, period));
     }
+}
+
+/// The CRM of this leader term.
+struct CrmRun {
+    daemon: CrmDaemon,
+    liveness: Liveness,
+    /// The manager status last written (timestamp aside) and when.
+    last_write: Option<(ManagerStatus, std::time::Instant)>,
 }
 
 /// Time until the first agent lease of the `fencing` nodes expires on
@@ -195,73 +198,59 @@ fn log_steps(source: &str, steps: &[CrmStep]) {
     }
 }
 
-/// Places services that have no node yet (just added): on the best node
-/// that their node affinity allows among the online nodes, least loaded
-/// first, as a recovery would choose.
-async fn place_new(
-    store: &ClusterStore,
-    snap: &Snapshot,
-    membership: &BTreeMap<NodeName, bool>,
-    affinity: &BTreeMap<Sid, NodeAffinity>,
-    me: &NodeName,
-) -> Result<(), StoreError> {
-    let mut usage: Usage = membership
-        .iter()
-        .filter(|(_, online)| **online)
-        .map(|(n, _)| (n.clone(), 0))
-        .collect();
-    for r in snap.resources.values() {
-        if let Some(u) = usage.get_mut(&r.node) {
-            *u += 1;
-        }
-    }
-    for sid in &snap.unplaced {
-        let failback = snap
-            .configs
-            .iter()
-            .find(|c| &c.sid == sid)
-            .is_none_or(|c| c.failback);
-        let probe = ServiceRecord::new(ServiceState::RequestStart, me.clone());
-        let Some(node) = select_service_node(
-            &usage,
-            affinity.get(sid),
-            failback,
-            &probe,
-            Preference::BestScore,
-        ) else {
-            tracing::warn!(%sid, "no allowed node is online: the new service waits for one");
-            continue;
-        };
-        store
-            .put_doc(placement_key(sid), Some(0), node.to_string())
-            .await?;
-        *usage.entry(node).or_default() += 1;
-    }
-    Ok(())
+/// Whether two manager statuses say the same, the write time aside.
+fn same_content(a: &ManagerStatus, b: &ManagerStatus) -> bool {
+    let mut a = a.clone();
+    a.timestamp = b.timestamp;
+    a == *b
 }
 
-/// One CRM round; returns the nodes left in state `fence`.
+/// One CRM round; returns the nodes left in state `fence`. Any write that
+/// does not commit aborts the round (the caller resyncs from the store).
 async fn round(
     config: &NodeConfig,
     state: &ApiState,
-    daemon: &mut CrmDaemon,
-    expired: &[(String, Lease)],
-    liveness: &mut Liveness,
+    run: &mut CrmRun,
+    expired: &[(String, LeaseRecord)],
+    incarnation: u64,
     source: &str,
 ) -> Result<Vec<NodeName>, StoreError> {
     let store = &state.store;
-    let mut snap = snapshot::read(store);
-    let online_ids = liveness.online(store);
-    let lrm_writers = liveness.recent_lrm_writers(&snap);
-    let membership: BTreeMap<NodeName, bool> = snap
+    let snap = snapshot::read(store);
+    if let Some(e) = &snap.manager_status_error {
+        // Fail closed: never start from an empty status over a real one.
+        return Err(StoreError::Raft(e.clone()));
+    }
+    let now_ms = unix_ms();
+    let names: BTreeMap<u64, NodeName> = snap
         .nodes
         .nodes
         .iter()
-        .filter_map(|(name, e)| {
-            name.parse::<NodeName>().ok().map(|n| {
-                let online = online_ids.contains(&e.id) || lrm_writers.contains(&n);
-                (n, online)
-            })
+        .filter_map(|(name, e)| name.parse::<NodeName>().ok().map(|n| (e.id, n)))
+        .collect();
+    observe_liveness(
+        &mut run.liveness,
+        store,
+        &snap,
+        &names,
+        &config.node,
+        now_ms,
+    );
+    let membership: BTreeMap<NodeName, bool> = names
+        .values()
+        .map(|n| (n.clone(), run.liveness.online(n, now_ms)))
+        .collect();
+    let expired_names: BTreeSet<&str> = expired.iter().map(|(n, _)| n.as_str()).collect();
+    let agent_leases: BTreeMap<NodeName, AgentLease> = membership
+        .keys()
+        .map(|n| {
+            let name = agent_lease_name(n.as_str());
+            let lease = AgentLease::of(
+                n,
+                snap.leases.get(&name),
+                expired_names.contains(name.as_str()),
+            );
+            (n.clone(), lease)
         })
         .collect();
     let node_names: Vec<NodeName> = membership.keys().cloned().collect();
@@ -270,19 +259,6 @@ async fn round(
     for message in dropped {
         tracing::warn!("{source}: {message}");
     }
-    if !snap.unplaced.is_empty() {
-        place_new(store, &snap, &membership, &affinity, &config.node).await?;
-        snap = snapshot::read(store);
-    }
-    let expired_names: BTreeSet<&str> = expired.iter().map(|(n, _)| n.as_str()).collect();
-    let takeable: BTreeSet<NodeName> = membership
-        .keys()
-        .filter(|n| {
-            let lease = agent_lease_name(n.as_str());
-            !snap.leases.contains_key(&lease) || expired_names.contains(lease.as_str())
-        })
-        .cloned()
-        .collect();
     let guest_locks = BTreeMap::new();
     // Every ha-manager daemon reads rules.cfg, so a node that runs one (it
     // has written an LRM status) passes the version gate of the group
@@ -292,8 +268,7 @@ async fn round(
         .filter(|n| snap.lrm_status.contains_key(*n))
         .map(|n| (n.clone(), RULES_CAPABLE_VERSION.to_string()))
         .collect();
-    let now_ms = unix_ms();
-    let output = daemon.iterate(&CrmInput {
+    let output = run.daemon.iterate(&CrmInput {
         quorate: true,
         cluster_state_ok: true,
         cfs_rw_ok: true,
@@ -306,7 +281,8 @@ async fn round(
             node_affinity: &affinity,
             lrm_status: &snap.lrm_status,
             crm_commands: &snap.crm_commands,
-            takeable_agent_locks: &takeable,
+            agent_leases: &agent_leases,
+            unplaced: &snap.unplaced,
             guest_locks: &guest_locks,
             fence_delay_ms: u64::try_from(config.timing.fence_delay.as_millis())
                 .unwrap_or(u64::MAX),
@@ -321,7 +297,7 @@ async fn round(
     for step in output.steps {
         match step {
             CrmStep::Log(ev) => log_event(source, &ev),
-            CrmStep::Do(action) => apply(config, state, &snap, expired, action).await?,
+            CrmStep::Do(action) => apply(config, state, &snap, incarnation, action).await?,
         }
     }
     let fence_nodes = |ms: &ManagerStatus| -> Vec<NodeName> {
@@ -331,15 +307,39 @@ async fn round(
             .map(|(node, _)| node.clone())
             .collect()
     };
-    match output.manager_status {
-        Some(mut ms) => {
-            ms.master_node = Some(config.node.clone());
-            ms.timestamp = now_ms / 1000;
-            let text = serde_json::to_string(&ms).map_err(|e| StoreError::Raft(e.to_string()))?;
-            store.put_doc(DocKey::ManagerStatus, None, text).await?;
-            Ok(fence_nodes(&ms))
-        }
-        None => Ok(fence_nodes(&snap.manager_status)),
+    let Some(mut ms) = output.manager_status else {
+        return Ok(fence_nodes(&snap.manager_status));
+    };
+    ms.master_node = Some(config.node.clone());
+    ms.timestamp = now_ms / 1000;
+    let unchanged = same_content(&ms, &snap.manager_status)
+        && run
+            .last_write
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < STATUS_REFRESH);
+    if !unchanged {
+        let text = serde_json::to_string(&ms).map_err(|e| StoreError::Raft(e.to_string()))?;
+        // Only here (never forwarded), and only over the status this
+        // round started from.
+        let response = store
+            .write_here(Command::PutDoc {
+                key: DocKey::ManagerStatus,
+                expected_version: Some(snap.manager_status_version),
+                value: text,
+            })
+            .await?;
+        committed(response.outcome, "manager status")?;
+        run.last_write = Some((ms.clone(), std::time::Instant::now()));
+    }
+    Ok(fence_nodes(&ms))
+}
+
+/// An outcome that did not take effect is an error.
+fn committed(outcome: Outcome, what: &str) -> Result<Outcome, StoreError> {
+    if outcome.is_success() {
+        Ok(outcome)
+    } else {
+        Err(StoreError::Raft(format!("{what} not written: {outcome:?}")))
     }
 }
 
@@ -347,7 +347,7 @@ async fn apply(
     config: &NodeConfig,
     state: &ApiState,
     snap: &Snapshot,
-    expired: &[(String, Lease)],
+    incarnation: u64,
     action: CrmAction,
 ) -> Result<(), StoreError> {
     let store = &state.store;
@@ -363,25 +363,28 @@ async fn apply(
         | CrmAction::RemoveGuestLock(_) => {}
         CrmAction::TakeAgentLock(node) => {
             let name = agent_lease_name(node.as_str());
-            let me = format!("crm:{}", config.node);
-            if let Some((_, lease)) = expired.iter().find(|(n, _)| *n == name) {
-                store
-                    .lease_takeover(
-                        &name,
-                        &me,
-                        &lease.holder,
-                        lease.seq,
-                        config.timing.lease_ttl,
-                    )
-                    .await?;
-                // The committed take-over is the fencing acknowledgement;
-                // releasing it lets the node take its lease again once it
-                // has restarted.
-                store.lease_release(&name, &me).await?;
-                tracing::warn!(node = %node, lease = %name, "fenced: took over the expired agent lease");
-            } else if snap.leases.contains_key(&name) {
-                return Err(StoreError::LeaseNotExpired { name });
-            }
+            let current = snap.leases.get(&name);
+            let expected = match current {
+                None => None,
+                Some(r) if r.holder == node.as_str() => Some(lease::Expected {
+                    holder: r.holder.clone(),
+                    seq: r.seq,
+                }),
+                // A fencing hold: the take-over committed already.
+                Some(_) => return Ok(()),
+            };
+            let command = Command::Lease(LeaseCommand::Takeover {
+                name: name.clone(),
+                new_holder: crm_holder(config.node.as_str()),
+                new_incarnation: incarnation,
+                expected,
+                ttl_ms: u64::try_from(config.timing.lease_ttl.as_millis()).unwrap_or(u64::MAX),
+            });
+            // The leader checks the expiry before proposing; the apply
+            // checks that no renewal committed since.
+            let response = store.write_here(command).await?;
+            committed(response.outcome, "fencing take-over")?;
+            tracing::warn!(node = %node, lease = %name, "fenced: took over the agent lease");
             let fenced = snap
                 .manager_status
                 .service_status
@@ -404,9 +407,25 @@ async fn apply(
             }
         }
         CrmAction::MoveResourceNode { sid, to, .. } => {
-            store
-                .put_doc(placement_key(&sid), None, to.to_string())
+            let version = snap.placement_versions.get(&sid).copied().unwrap_or(0);
+            let response = store
+                .write_here(Command::PutDoc {
+                    key: placement_key(&sid),
+                    expected_version: Some(version),
+                    value: to.to_string(),
+                })
                 .await?;
+            committed(response.outcome, "placement")?;
+        }
+        CrmAction::PlaceResource { sid, node } => {
+            let response = store
+                .write_here(Command::PutDoc {
+                    key: placement_key(&sid),
+                    expected_version: Some(0),
+                    value: node.to_string(),
+                })
+                .await?;
+            committed(response.outcome, "placement")?;
         }
         CrmAction::MigrateGroups => migrate_groups(store)
             .await

@@ -1,14 +1,17 @@
-//! The HA loop of a node: the lease keeper (agent lease + watchdog), the
-//! CRM (active only on the Raft leader) and the LRM, as three tasks so a
-//! slow store call in one never delays the lease renewals of another.
+//! The HA loop of a node: the lease task (agent lease renewals), the
+//! watchdog thread, the CRM (active only on the Raft leader) and the LRM,
+//! each on its own, so a slow store call or a hung watchdog-mux in one
+//! never delays the others.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::ApiState;
 
+use super::agent_lease::{self, lock, Clock, Wakers};
 use super::config::NodeConfig;
-use super::lease_keeper::{self, LeaseState, Wakers};
+use super::lrm_task::LrmTask;
+use super::watchdog_thread::WatchdogThread;
 use super::{crm_task, lrm_task};
 
 /// Aborts the tasks when dropped (the loop itself may be aborted).
@@ -22,23 +25,33 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Runs the CRM, LRM and lease tasks. Returns once a stop was requested
-/// through `shutdown`, the LRM has finished (services frozen, stopped or
-/// moved as the shutdown policy says) and the keeper has released the
-/// agent lease and the watchdog cleanly, so the node is not reset.
+/// Runs the CRM, LRM, lease task and watchdog thread. Returns once a stop
+/// was requested through `shutdown`, the LRM has finished (services
+/// frozen, stopped or moved as the shutdown policy says) and the lease and
+/// the watchdog are released, so the node is not reset. The HTTP server
+/// and Raft keep running meanwhile: the caller stops them only after this
+/// returns.
 pub async fn run(
     config: NodeConfig,
     state: ApiState,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let lease = Arc::new(Mutex::new(LeaseState::default()));
+) -> anyhow::Result<()> {
+    let clock = Clock::new();
+    let agent = agent_lease::new_agent(&config.node, &config.timing);
     let wake = Arc::new(Wakers::default());
-    let keeper = tokio::spawn(lease_keeper::run(
+    let watchdog = WatchdogThread::start(
+        config.watchdog_socket.clone(),
+        config.timing,
+        agent.clone(),
+        clock,
+        wake.clone(),
+    )?;
+    let lease_task = tokio::spawn(agent_lease::run(
         state.store.clone(),
         config.node.clone(),
         config.timing,
-        config.watchdog_socket.clone(),
-        lease.clone(),
+        agent.clone(),
+        clock,
         wake.clone(),
     ));
     let crm = tokio::spawn(crm_task::run(config.clone(), state.clone()));
@@ -47,38 +60,46 @@ pub async fn run(
         wake.clone(),
     ));
     let lrm = tokio::spawn(lrm_task::run(
-        config.clone(),
-        state.store.clone(),
-        lease.clone(),
-        wake.clone(),
+        LrmTask {
+            config: config.clone(),
+            store: state.store.clone(),
+            agent: agent.clone(),
+            clock,
+            wake: wake.clone(),
+        },
         shutdown,
     ));
-    let _guard = AbortOnDrop(vec![keeper, crm, watcher]);
+    let _guard = AbortOnDrop(vec![lease_task, crm, watcher]);
     if lrm.await.is_err() {
-        return;
+        return Ok(());
     }
-    // The LRM asked for the lease and the watchdog to be released; wait
-    // for the keeper to do it (a few renewal intervals at most).
-    wake.keeper.notify_one();
-    let limit = config.timing.lease_renew_interval * 5 + Duration::from_secs(1);
+    // The LRM asked for the lease and the watchdog to be released (or, on
+    // purpose, left the watchdog armed); wait for the lease task and the
+    // watchdog thread to do it: a few renewal attempts at most.
+    let limit = config.timing.renew_attempt_timeout * 4 + config.timing.feed_interval * 4;
     let end = tokio::time::Instant::now() + limit;
     loop {
-        let released = {
-            let s = match lease.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            s.held.is_none() && !s.watchdog_armed
+        let (released, armed) = {
+            let a = lock(&agent);
+            (
+                matches!(a.lease.state(), lease::NodeLeaseState::Free),
+                a.watchdog_armed,
+            )
         };
-        if released {
+        if released && !armed {
             tracing::info!("agent lease and watchdog released");
-            return;
+            break;
         }
         if tokio::time::Instant::now() >= end {
-            tracing::error!("the agent lease or the watchdog was not released in time");
-            return;
+            tracing::error!(
+                "the agent lease or the watchdog was not released in time (released: {released}, watchdog armed: {armed})"
+            );
+            break;
         }
-        wake.keeper.notify_one();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        wake.lease.notify_one();
+        wake.watchdog.ring();
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    watchdog.stop();
+    Ok(())
 }

@@ -1,27 +1,38 @@
 //! The LRM shell: runs [`Lrm`] rounds on every node, with resource-agent
 //! workers on blocking threads. It acts on the manager status of its local
-//! replica only at or after the index of its last acknowledged renewal
-//! (read-your-writes), and starts services only while its lease is valid.
+//! replica only at or after the index of its last lease grant
+//! (read-your-writes), and starts services only with a fencing token,
+//! which the lease core hands out only while the lease is valid and the
+//! watchdog is armed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lease::LeaseIntent;
 use raft::{ClusterStore, DocKey};
 
+use super::agent_lease::{lock, Clock, DaemonLockPort, ReplicaFacts, SharedAgent, Wakers};
 use super::config::NodeConfig;
 use super::crm_task::{log_event, unix_ms};
-use super::lease_keeper::{agent_lease_name, LeaseState, SharedLease, Wakers};
 use super::shutdown::node_shutdown_kind;
 use super::snapshot::{self, placement_key};
 use crate::agents::{agent_for, FencingToken};
-use crate::crm::{exit_code, ConfiguredResource, ServiceState};
+use crate::crm::{agent_lease_name, exit_code, ConfiguredResource, ServiceState};
 use crate::domain::{NodeName, Sid};
-use crate::lrm::{CommandRequest, Executor, Lrm, LrmAction, LrmInput, LrmStep};
+use crate::lrm::{
+    CommandRequest, Executor, Lrm, LrmAction, LrmInput, LrmStatus, LrmStep, NodeShutdown,
+};
 
 /// Concurrent agent workers per node.
 pub const MAX_WORKERS: usize = 4;
+
+/// An unchanged LRM status is written again after this long, so `status`
+/// can tell a live LRM from a dead one (it calls a status older than 30 s
+/// stale) at a cost of one entry per node per interval, whatever the
+/// number of services.
+pub const STATUS_REFRESH: Duration = Duration::from_secs(10);
 
 type Finished = Arc<Mutex<Vec<(Sid, i32)>>>;
 
@@ -65,6 +76,8 @@ impl Executor for AgentExecutor {
         if res.node != self.node {
             return Some(exit_code::EWRONG_NODE);
         }
+        // Starting needs the fencing token: a valid lease and an armed
+        // watchdog. Without one, try again next round.
         let needs_lease = matches!(req.command, ServiceState::Started);
         let token = match self.token {
             Some(t) => t,
@@ -178,24 +191,80 @@ pub async fn wake_on_manager_status(store: ClusterStore, wake: Arc<Wakers>) {
     }
 }
 
+/// The LRM status last written, to write only what changed.
+#[derive(Default)]
+struct StatusWriter {
+    last: Option<(LrmStatus, Instant)>,
+}
+
+impl StatusWriter {
+    async fn write(
+        &mut self,
+        store: &ClusterStore,
+        node: &NodeName,
+        source: &str,
+        status: LrmStatus,
+    ) {
+        let fresh = self
+            .last
+            .as_ref()
+            .is_some_and(|(s, at)| s.same_content(&status) && at.elapsed() < STATUS_REFRESH);
+        if fresh {
+            return;
+        }
+        let text = match serde_json::to_string(&status) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("{source}: encoding lrm status: {e}");
+                return;
+            }
+        };
+        match store
+            .put_doc(DocKey::LrmStatus(node.to_string()), None, text)
+            .await
+        {
+            Ok(_) => self.last = Some((status, Instant::now())),
+            Err(e) => tracing::warn!("{source}: writing lrm status failed: {e}"),
+        }
+    }
+}
+
+/// Everything the LRM task needs.
+pub struct LrmTask {
+    /// Node configuration.
+    pub config: NodeConfig,
+    /// The store.
+    pub store: ClusterStore,
+    /// The shared lease and watchdog state.
+    pub agent: SharedAgent,
+    /// The lease core's clock.
+    pub clock: Clock,
+    /// Wake-ups.
+    pub wake: Arc<Wakers>,
+}
+
 /// Runs LRM rounds until the LRM exits after a shutdown request (a
 /// change of `shutdown` to true), or until aborted.
-pub async fn run(
-    config: NodeConfig,
-    store: ClusterStore,
-    lease: SharedLease,
-    wake: Arc<Wakers>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
+pub async fn run(task: LrmTask, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let LrmTask {
+        config,
+        store,
+        agent,
+        clock,
+        wake,
+    } = task;
     let source = format!("{}/lrm", config.node);
+    let lease_name = agent_lease_name(config.node.as_str());
     let mut steps = Vec::new();
     let mut lrm = Lrm::new(config.node.clone(), unix_ms(), &mut steps);
-    apply_steps(&source, &lease, &wake, steps);
+    apply_steps(&source, &agent, &wake, steps);
     let finished: Finished = Arc::new(Mutex::new(Vec::new()));
     let mut tick = tokio::time::interval(config.timing.round_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let handle = tokio::runtime::Handle::current();
+    let mut writer = StatusWriter::default();
     let mut shutdown_sent = false;
+    let mut reported_unreadable = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -203,42 +272,32 @@ pub async fn run(
             _ = shutdown.changed(), if !shutdown_sent => {}
         }
         // Read-your-writes: act only on a replica that has applied our
-        // last acknowledged renewal.
-        let renewed = guard(&lease).renewed_index;
-        if store.read_at_least(renewed, |_| ()).await.is_err() {
+        // last lease grant.
+        let granted = lock(&agent).granted_index;
+        if store.read_at_least(granted, |_| ()).await.is_err() {
             continue;
         }
         let snap = snapshot::read(&store);
-        let lease_name = agent_lease_name(config.node.as_str());
-        let (valid, available, token) = {
-            let s = guard(&lease);
-            let valid = s.valid(Instant::now());
-            // What the LRM calls "the agent lock is available": ours and
-            // valid; or, while we hold nothing, free (or a stale record of
-            // ours) in the replica, so the LRM may ask the keeper to take
-            // it. Only the LRM decides to want the lease: a node that must
-            // be fenced never asks, so the CRM can take the lease over.
-            let available = if s.held.is_some() {
-                valid
-            } else {
-                !s.watchdog_failed
-                    && snap
-                        .leases
-                        .get(&lease_name)
-                        .is_none_or(|l| l.holder == config.node.as_str())
-            };
-            // The fencing token doubles as the permission to start
-            // services: only while the lease is valid AND the watchdog is
-            // armed (an unprotected node must not start anything).
-            let token = s
-                .held
-                .as_ref()
-                .filter(|_| s.watchdog_armed)
-                .map(|(l, term)| FencingToken::new(*term, l.seq));
-            (valid, available, token)
+        if let Some(e) = &snap.manager_status_error {
+            // Fail closed: an unreadable status is not an empty one.
+            if !reported_unreadable {
+                tracing::error!("{source}: {e}; not acting until it is readable");
+                reported_unreadable = true;
+            }
+            continue;
+        }
+        reported_unreadable = false;
+        let facts = ReplicaFacts::read(&store, &config.node, &lease_name);
+        let (token, watchdog_problem) = {
+            let a = lock(&agent);
+            let token = a
+                .lease
+                .fencing_token(clock.now())
+                .filter(|_| a.watchdog_armed && a.watchdog_problem.is_none())
+                .map(|seq| FencingToken::new(store.status().term, seq));
+            (token, a.watchdog_problem.clone())
         };
-        let status = store.status();
-        let quorate = status.leader.is_some();
+        let quorate = store.status().leader.is_some();
         let done: Vec<(Sid, i32)> = std::mem::take(&mut *guard(&finished));
         let input = LrmInput {
             now_ms: unix_ms(),
@@ -246,35 +305,50 @@ pub async fn run(
             cluster_state_ok: true,
             cfs_rw_ok: true,
             manager_status: &snap.manager_status,
-            agent_lock_available: available,
             resources: &snap.resources,
             max_workers: MAX_WORKERS,
             finished: done,
         };
         if *shutdown.borrow() && !shutdown_sent {
             shutdown_sent = true;
-            let kind = node_shutdown_kind();
+            // systemctl blocks: never on the runtime.
+            let kind = tokio::task::spawn_blocking(node_shutdown_kind)
+                .await
+                .unwrap_or(NodeShutdown::None);
             tracing::info!(
                 "{source}: stop requested ({kind:?}), shutdown policy {}",
                 config.shutdown_policy
             );
             let output = lrm.shutdown_request(&input, kind, config.shutdown_policy);
-            apply_steps(&source, &lease, &wake, output.steps);
-            write_status(&store, &config.node, &source, output.status).await;
+            apply_steps(&source, &agent, &wake, output.steps);
+            if let Some(mut status) = output.status {
+                status.watchdog_problem = watchdog_problem.clone();
+                writer.write(&store, &config.node, &source, status).await;
+            }
         }
         let mut exec = AgentExecutor {
             node: config.node.clone(),
             resources: snap.resources.clone(),
             runtime_dir: config.agent_runtime_dir.clone(),
-            token: if valid { token } else { None },
+            token,
             finished: finished.clone(),
             store: store.clone(),
             handle: handle.clone(),
             wake: wake.clone(),
         };
-        let output = lrm.iterate(&input, &mut exec);
-        apply_steps(&source, &lease, &wake, output.steps);
-        write_status(&store, &config.node, &source, output.status).await;
+        let mut port = DaemonLockPort {
+            agent: &agent,
+            facts: &facts,
+            clock,
+            quorate,
+            wake: &wake,
+        };
+        let output = lrm.iterate(&input, &mut exec, &mut port);
+        apply_steps(&source, &agent, &wake, output.steps);
+        if let Some(mut status) = output.status {
+            status.watchdog_problem = watchdog_problem;
+            writer.write(&store, &config.node, &source, status).await;
+        }
         if output.exit {
             tracing::info!("{source}: LRM finished");
             return;
@@ -282,42 +356,23 @@ pub async fn run(
     }
 }
 
-async fn write_status(
-    store: &ClusterStore,
-    node: &NodeName,
-    source: &str,
-    status: Option<crate::lrm::LrmStatus>,
-) {
-    let Some(status) = status else { return };
-    match serde_json::to_string(&status) {
-        Ok(text) => {
-            if let Err(e) = store
-                .put_doc(DocKey::LrmStatus(node.to_string()), None, text)
-                .await
-            {
-                tracing::warn!("{source}: writing lrm status failed: {e}");
-            }
-        }
-        Err(e) => tracing::error!("{source}: encoding lrm status: {e}"),
-    }
-}
-
-fn apply_steps(source: &str, lease: &SharedLease, wake: &Wakers, steps: Vec<LrmStep>) {
+fn apply_steps(source: &str, agent: &SharedAgent, wake: &Wakers, steps: Vec<LrmStep>) {
     for step in steps {
         match step {
             LrmStep::Log(ev) => log_event(source, &ev),
             LrmStep::Do(action) => {
-                let mut s: std::sync::MutexGuard<'_, LeaseState> = guard(lease);
-                let before = (s.want, s.watchdog_wanted);
+                let mut a = lock(agent);
                 match action {
-                    LrmAction::TakeAgentLock => s.want = true,
-                    LrmAction::ReleaseAgentLock => s.want = false,
-                    LrmAction::WatchdogOpen | LrmAction::WatchdogUpdate => s.watchdog_wanted = true,
-                    LrmAction::WatchdogClose => s.watchdog_wanted = false,
+                    LrmAction::ReleaseAgentLock { leave_unguarded } => {
+                        a.lease.set_intent(LeaseIntent::Release { leave_unguarded });
+                    }
+                    LrmAction::AbandonAgentLock => a.lease.set_intent(LeaseIntent::Abandon),
+                    LrmAction::WatchdogOpen | LrmAction::WatchdogUpdate => a.watchdog_wanted = true,
+                    LrmAction::WatchdogClose => a.watchdog_wanted = false,
                 }
-                if before != (s.want, s.watchdog_wanted) {
-                    wake.keeper.notify_one();
-                }
+                drop(a);
+                wake.lease.notify_one();
+                wake.watchdog.ring();
             }
         }
     }

@@ -3,15 +3,16 @@
 //! `/metrics`) and the HA loop (CRM on the leader, LRM everywhere).
 //! See README.md for configuration keys, files and ports.
 
+pub mod agent_lease;
 pub mod config;
 pub mod credentials;
 pub mod crm_task;
 pub mod ha_loop;
-pub mod lease_keeper;
 pub mod lifecycle;
 pub mod lrm_task;
 pub mod shutdown;
 pub mod snapshot;
+pub mod watchdog_thread;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -94,9 +95,15 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
     let app = axum::Router::new()
         .nest("/raft", store.router())
         .merge(api::router(state.clone()));
+    // The server (Raft RPCs included) stays up until the HA loop has
+    // released the lease and the watchdog: a node whose Raft went away
+    // first would lose its leader, fail to renew and be reset.
+    let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async {
+                let _ = server_stop_rx.await;
+            })
             .await
         {
             tracing::error!(error = %e, "http server stopped");
@@ -127,8 +134,12 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
                 }
             }
         }
-        _ = &mut ha => tracing::error!("the HA loop ended unexpectedly"),
+        result = &mut ha => match result {
+            Ok(Err(e)) => tracing::error!(error = %e, "the HA loop could not run"),
+            _ => tracing::error!("the HA loop ended unexpectedly"),
+        },
     }
+    let _ = server_stop_tx.send(());
     let _ = store.shutdown().await;
     server.abort();
     if left {

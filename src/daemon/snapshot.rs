@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use raft::{ClusterStore, DocKey, Lease};
+use raft::{ClusterStore, DocKey, LeaseRecord};
 
 use crate::api::docs::{self, NodeDirectory};
 use crate::config::{effective_failback, parse_groups_cfg, parse_resources_cfg, parse_rules_cfg};
@@ -27,6 +27,15 @@ pub struct Snapshot {
     pub applied_index: u64,
     /// Manager status (default if none).
     pub manager_status: ManagerStatus,
+    /// Version of the manager status document (0 = none): the CRM writes
+    /// the next one with compare-and-set on it.
+    pub manager_status_version: u64,
+    /// The stored manager status could not be decoded. Nobody may act on
+    /// it as if it were empty (an LRM would go idle and let its lease go
+    /// with services running): rounds are skipped while this is set.
+    pub manager_status_error: Option<String>,
+    /// Version of each placement document (for compare-and-set).
+    pub placement_versions: BTreeMap<Sid, u64>,
     /// LRM status per node.
     pub lrm_status: BTreeMap<NodeName, LrmStatus>,
     /// Version of each node's LRM status document (a new version is a
@@ -36,13 +45,13 @@ pub struct Snapshot {
     /// listed in `unplaced`).
     pub resources: BTreeMap<Sid, ConfiguredResource>,
     /// Configured resources without placement yet.
-    pub unplaced: Vec<Sid>,
+    pub unplaced: Vec<ResourceConfig>,
     /// Node directory.
     pub nodes: NodeDirectory,
     /// Pending CRM commands.
     pub crm_commands: Vec<String>,
     /// Leases by name.
-    pub leases: BTreeMap<String, Lease>,
+    pub leases: BTreeMap<String, LeaseRecord>,
     /// Groups.
     pub groups: Vec<GroupConfig>,
     /// Node-affinity rules (rules.cfg).
@@ -54,16 +63,17 @@ pub struct Snapshot {
 /// Reads the local replica.
 pub fn read(store: &ClusterStore) -> Snapshot {
     let applied = store.read_local(|s| {
-        let ms = s
-            .doc(&DocKey::ManagerStatus)
-            .and_then(|d| match serde_json::from_str::<ManagerStatus>(&d.value) {
-                Ok(ms) => Some(ms),
-                Err(e) => {
-                    tracing::error!(error = %e, "stored manager status is invalid");
-                    None
-                }
-            })
-            .unwrap_or_default();
+        let (ms, ms_version, ms_error) = match s.doc(&DocKey::ManagerStatus) {
+            None => (ManagerStatus::default(), 0, None),
+            Some(d) => match serde_json::from_str::<ManagerStatus>(&d.value) {
+                Ok(ms) => (ms, d.version, None),
+                Err(e) => (
+                    ManagerStatus::default(),
+                    d.version,
+                    Some(format!("stored manager status is unreadable: {e}")),
+                ),
+            },
+        };
         let lrm: BTreeMap<NodeName, (LrmStatus, u64)> = s
             .lrm_statuses()
             .filter_map(|(n, d)| {
@@ -73,12 +83,12 @@ pub fn read(store: &ClusterStore) -> Snapshot {
                     .map(|v| (node, (v, d.version)))
             })
             .collect();
-        let placement: BTreeMap<String, String> = s
+        let placement: BTreeMap<String, (String, u64)> = s
             .docs()
             .filter_map(|(k, d)| match k {
                 DocKey::Config(name) => name
                     .strip_prefix(PLACEMENT_PREFIX)
-                    .map(|sid| (sid.to_string(), d.value.clone())),
+                    .map(|sid| (sid.to_string(), (d.value.clone(), d.version))),
                 _ => None,
             })
             .collect();
@@ -92,7 +102,7 @@ pub fn read(store: &ClusterStore) -> Snapshot {
             .map(|(n, l)| (n.to_string(), l.clone()))
             .collect();
         (
-            ms,
+            (ms, ms_version, ms_error),
             lrm,
             placement,
             text(docs::RESOURCES_DOC),
@@ -103,8 +113,17 @@ pub fn read(store: &ClusterStore) -> Snapshot {
             leases,
         )
     });
-    let (ms, lrm, placement, res_text, groups_text, rules_text, nodes_text, crm_commands, leases) =
-        applied.value;
+    let (
+        (ms, ms_version, ms_error),
+        lrm,
+        placement,
+        res_text,
+        groups_text,
+        rules_text,
+        nodes_text,
+        crm_commands,
+        leases,
+    ) = applied.value;
     let configs = parse_resources_cfg(&res_text, "resources.cfg").unwrap_or_else(|e| {
         tracing::error!(error = %e, "stored resources.cfg is invalid");
         Vec::new()
@@ -119,23 +138,28 @@ pub fn read(store: &ClusterStore) -> Snapshot {
     });
     let mut resources = BTreeMap::new();
     let mut unplaced = Vec::new();
+    let mut placement_versions = BTreeMap::new();
     let mut all_configs = Vec::with_capacity(configs.len());
     for mut config in configs {
         config.failback = effective_failback(&config, &groups);
         all_configs.push(config.clone());
-        match placement
-            .get(config.sid.as_str())
-            .and_then(|n| n.parse::<NodeName>().ok())
-        {
+        let placed = placement.get(config.sid.as_str());
+        if let Some((_, version)) = placed {
+            placement_versions.insert(config.sid.clone(), *version);
+        }
+        match placed.and_then(|(n, _)| n.parse::<NodeName>().ok()) {
             Some(node) => {
                 resources.insert(config.sid.clone(), ConfiguredResource { config, node });
             }
-            None => unplaced.push(config.sid.clone()),
+            None => unplaced.push(config),
         }
     }
     Snapshot {
         applied_index: applied.applied_index,
         manager_status: ms,
+        manager_status_version: ms_version,
+        manager_status_error: ms_error,
+        placement_versions,
         lrm_versions: lrm.iter().map(|(n, (_, v))| (n.clone(), *v)).collect(),
         lrm_status: lrm.into_iter().map(|(n, (l, _))| (n, l)).collect(),
         resources,

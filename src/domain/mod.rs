@@ -11,14 +11,15 @@ pub mod requested_state;
 pub mod resource;
 pub mod rule;
 pub mod sid;
-pub mod timing;
 
 pub use datacenter::{DatacenterOptions, ShutdownPolicy};
 pub use error::DomainError;
 pub use group::{GroupConfig, GroupNode};
+/// The one timing table (lease core): daemon, simulator and the
+/// watchdog-mux check use it.
+pub use lease::{TimingError, TimingProfile};
 pub use node::NodeName;
 pub use requested_state::RequestedState;
 pub use resource::ResourceConfig;
 pub use rule::NodeAffinityRule;
 pub use sid::Sid;
-pub use timing::TimingProfile;

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::crm::{
-    exit_code, ConfiguredResource, Level, LogEvent, LrmResult, ManagerStatus, NodeState,
-    ServiceRecord, ServiceState,
+    exit_code, ConfiguredResource, Level, LogEvent, LrmResult, ManagerStatus, ServiceRecord,
+    ServiceState,
 };
 use crate::domain::{NodeName, ShutdownPolicy, Sid};
 
@@ -19,13 +19,23 @@ pub const LOST_LOCK_RESTART_GIVE_UP_MS: u64 = 90_000;
 
 const CFS_ERROR: &str = "cfs connection refused - not mounted?";
 
-/// Something the shell must do for the LRM.
+/// Something the shell must do for the LRM. Taking the agent lock is not
+/// an action: it goes through [`LockPort::take`] during the round, as
+/// Proxmox's LRM takes its lock before it decides anything else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LrmAction {
-    /// Acquire or renew the node's agent lock.
-    TakeAgentLock,
-    /// Release the agent lock.
-    ReleaseAgentLock,
+    /// Release the agent lock. `leave_unguarded`: services of this node
+    /// keep running without watchdog protection (frozen by an LRM
+    /// restart, or the cluster is disarmed), so the lease must never let
+    /// the node count as fenced.
+    ReleaseAgentLock {
+        /// Services keep running unprotected.
+        leave_unguarded: bool,
+    },
+    /// Lost lock on a fence request (spec 4.1, 4.8): stop renewing the
+    /// lease and stop feeding the watchdog, but release neither; the armed
+    /// watchdog resets the node unless the lock is regained first.
+    AbandonAgentLock,
     /// Open the watchdog.
     WatchdogOpen,
     /// Feed the watchdog.
@@ -65,6 +75,31 @@ pub struct CommandRequest {
     pub timeout: Option<u64>,
 }
 
+/// How the node's agent lease stands, as the LRM needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentLock {
+    /// Held by this run and valid now: the node may act.
+    Valid,
+    /// Free (or left unguarded by this node): taking it succeeds unless
+    /// somebody takes it first, so the LRM proceeds as if it had it; the
+    /// services start only once it is valid and the watchdog armed.
+    Acquirable,
+    /// Wanted but not usable yet: held by this run with its renewal
+    /// overdue, or held by an earlier run of this node (or a fencing hold
+    /// of the CRM) that can be taken back once it expired.
+    Pending,
+    /// Cannot be had (the CRM is fencing this node, the watchdog does not
+    /// answer, or no quorum).
+    Unavailable,
+}
+
+/// The node's agent lease during an LRM round.
+pub trait LockPort {
+    /// Asks for the lock to be held (acquired, or kept renewed) and tells
+    /// how it stands after the attempt.
+    fn take(&mut self) -> AgentLock;
+}
+
 /// Executes resource commands (spec section 4.5).
 pub trait Executor {
     /// Runs `request`. Returns `Some(exit code)` when it finished inline, or
@@ -97,8 +132,6 @@ pub struct LrmInput<'a> {
     pub cfs_rw_ok: bool,
     /// The stored manager status.
     pub manager_status: &'a ManagerStatus,
-    /// The agent lock is free, expired or ours.
-    pub agent_lock_available: bool,
     /// Configured resources (for `max_restart`).
     pub resources: &'a BTreeMap<Sid, ConfiguredResource>,
     /// Worker limit; 0 = run inline.
@@ -142,7 +175,9 @@ pub struct Lrm {
     /// the LRM exit and release its lease with the service still running.
     deferred_stops: BTreeMap<Sid, CommandRequest>,
     service_status: BTreeMap<Sid, ServiceRecord>,
-    node_state: NodeState,
+    /// The manager status last read has this node, or a service on it,
+    /// in `fence` (spec 4.1).
+    fence_requested: bool,
     maintenance_requested: bool,
     watchdog_open: bool,
     shutdown_request: Option<u64>,
@@ -180,7 +215,7 @@ impl Lrm {
             workers: BTreeMap::new(),
             deferred_stops: BTreeMap::new(),
             service_status: BTreeMap::new(),
-            node_state: NodeState::Unknown,
+            fence_requested: false,
             maintenance_requested: false,
             watchdog_open: false,
             shutdown_request: None,
@@ -231,6 +266,7 @@ impl Lrm {
             // filled in at the end of the iteration, after pruning
             results: BTreeMap::new(),
             timestamp: now_ms / 1000,
+            watchdog_problem: None,
         }
     }
 
@@ -263,11 +299,7 @@ impl Lrm {
         if self.service_status != ms.service_status {
             self.service_status = ms.service_status.clone();
         }
-        self.node_state = ms
-            .node_status
-            .get(&self.node)
-            .copied()
-            .unwrap_or(NodeState::Unknown);
+        self.fence_requested = ms.fencing(&self.node);
         self.maintenance_requested = ms.maintenance_requested(&self.node);
         if self.shutdown_request.is_none() {
             if self.maintenance_requested {
@@ -282,11 +314,7 @@ impl Lrm {
     }
 
     fn fence_requested(&self) -> bool {
-        self.node_state == NodeState::Fence
-            || self
-                .service_status
-                .values()
-                .any(|sd| sd.node == self.node && sd.state == ServiceState::Fence)
+        self.fence_requested
     }
 
     /// Services on (or moving to) this node that are not stopped, frozen,
@@ -311,18 +339,45 @@ impl Lrm {
         self.service_status.values().any(|sd| sd.node == self.node)
     }
 
-    fn take_lock(&mut self, ctx: &mut Ctx<'_, '_>) -> bool {
-        if !ctx.input.agent_lock_available {
-            return false;
+    fn take_lock(&mut self, ctx: &mut Ctx<'_, '_>, lock: &mut dyn LockPort) -> bool {
+        match lock.take() {
+            AgentLock::Valid | AgentLock::Acquirable => {
+                if self.watchdog_open {
+                    ctx.act(LrmAction::WatchdogUpdate);
+                } else {
+                    ctx.act(LrmAction::WatchdogOpen);
+                    self.watchdog_open = true;
+                }
+                true
+            }
+            AgentLock::Pending | AgentLock::Unavailable => false,
         }
-        ctx.act(LrmAction::TakeAgentLock);
-        if self.watchdog_open {
-            ctx.act(LrmAction::WatchdogUpdate);
-        } else {
-            ctx.act(LrmAction::WatchdogOpen);
-            self.watchdog_open = true;
-        }
-        true
+    }
+
+    /// Whether services of this node keep running when it lets its lock
+    /// go: frozen ones (LRM restart) and, while disarmed, all of them.
+    fn leaves_services_running(&self) -> bool {
+        self.mode == LrmMode::Disarm
+            || self
+                .service_status
+                .values()
+                .any(|sd| sd.node == self.node && sd.state == ServiceState::Freeze)
+    }
+
+    fn release_lock(&mut self, ctx: &mut Ctx<'_, '_>) {
+        let leave_unguarded = self.leaves_services_running();
+        ctx.act(LrmAction::ReleaseAgentLock { leave_unguarded });
+    }
+
+    /// Frozen services on this node while the LRM is active again: the
+    /// LRM takes its lock first, so the CRM unfreezes them only while
+    /// the node is protected.
+    fn has_frozen_service(&self) -> bool {
+        self.mode == LrmMode::Active
+            && self
+                .service_status
+                .values()
+                .any(|sd| sd.node == self.node && sd.state == ServiceState::Freeze)
     }
 
     fn give_up_watchdog(&mut self, ctx: &mut Ctx<'_, '_>) {
@@ -635,13 +690,18 @@ impl Lrm {
     }
 
     /// Runs one iteration.
-    pub fn iterate(&mut self, input: &LrmInput<'_>, exec: &mut dyn Executor) -> LrmOutput {
+    pub fn iterate(
+        &mut self,
+        input: &LrmInput<'_>,
+        exec: &mut dyn Executor,
+        lock: &mut dyn LockPort,
+    ) -> LrmOutput {
         let mut ctx = Ctx {
             input,
             steps: Vec::new(),
             status: None,
         };
-        let exit = self.work(&mut ctx, exec);
+        let exit = self.work(&mut ctx, exec, lock);
         self.prune_results();
         if let Some(status) = ctx.status.as_mut() {
             status.results = self.results.clone();
@@ -653,7 +713,12 @@ impl Lrm {
         }
     }
 
-    fn work(&mut self, ctx: &mut Ctx<'_, '_>, exec: &mut dyn Executor) -> bool {
+    fn work(
+        &mut self,
+        ctx: &mut Ctx<'_, '_>,
+        exec: &mut dyn Executor,
+        lock: &mut dyn LockPort,
+    ) -> bool {
         for (sid, code) in ctx.input.finished.clone() {
             self.command_finished(ctx, &sid, code);
         }
@@ -671,23 +736,26 @@ impl Lrm {
             LrmState::WaitForAgentLock => {
                 if !fence
                     && self.mode != LrmMode::Disarm
-                    && self.active_service_count() > 0
+                    && (self.active_service_count() > 0 || self.has_frozen_service())
                     && ctx.input.quorate
-                    && self.take_lock(ctx)
+                    && self.take_lock(ctx, lock)
                 {
                     self.set_state(ctx, LrmState::Active);
                 }
             }
             LrmState::LostAgentLock => {
-                if !fence && ctx.input.quorate && self.take_lock(ctx) {
+                if fence {
+                    ctx.act(LrmAction::AbandonAgentLock);
+                } else if ctx.input.quorate && self.take_lock(ctx, lock) {
                     self.set_state(ctx, LrmState::Active);
                 }
             }
             LrmState::Active => {
                 if fence {
                     ctx.log(Level::Err, "node needs to be fenced - releasing agent_lock");
+                    ctx.act(LrmAction::AbandonAgentLock);
                     self.set_state(ctx, LrmState::LostAgentLock);
-                } else if !self.take_lock(ctx) {
+                } else if !self.take_lock(ctx, lock) {
                     self.set_state(ctx, LrmState::LostAgentLock);
                 } else if self.mode == LrmMode::Maintenance {
                     self.set_state(ctx, LrmState::Maintenance);
@@ -696,7 +764,7 @@ impl Lrm {
                         Level::Info,
                         "HA disarm requested, releasing agent lock and watchdog",
                     );
-                    ctx.act(LrmAction::ReleaseAgentLock);
+                    self.release_lock(ctx);
                     self.give_up_watchdog(ctx);
                     self.set_state(ctx, LrmState::WaitForAgentLock);
                 } else if !self.has_configured_service_on_local_node()
@@ -708,7 +776,7 @@ impl Lrm {
                             Level::Info,
                             format!("node had no service configured for {MAX_ACTIVE_IDLE_ROUNDS} rounds, going idle."),
                         );
-                        ctx.act(LrmAction::ReleaseAgentLock);
+                        self.release_lock(ctx);
                         self.give_up_watchdog(ctx);
                         self.set_state(ctx, LrmState::WaitForAgentLock);
                         self.active_idle_rounds = 0;
@@ -723,6 +791,7 @@ impl Lrm {
                         Level::Err,
                         "node needs to be fenced during maintenance mode - releasing agent_lock",
                     );
+                    ctx.act(LrmAction::AbandonAgentLock);
                     self.set_state(ctx, LrmState::LostAgentLock);
                 } else if self.mode == LrmMode::Disarm
                     && self.active_service_count() == 0
@@ -732,15 +801,15 @@ impl Lrm {
                         Level::Info,
                         "HA disarm requested during maintenance, releasing agent lock and watchdog",
                     );
-                    ctx.act(LrmAction::ReleaseAgentLock);
+                    self.release_lock(ctx);
                     self.give_up_watchdog(ctx);
                     self.set_state(ctx, LrmState::WaitForAgentLock);
                 } else if self.active_service_count() > 0 || self.run_workers(ctx, exec) > 0 {
-                    if !self.take_lock(ctx) {
+                    if !self.take_lock(ctx, lock) {
                         self.set_state(ctx, LrmState::LostAgentLock);
                     }
                 } else if !self.maintenance_requested && self.mode != LrmMode::Maintenance {
-                    if self.take_lock(ctx) {
+                    if self.take_lock(ctx, lock) {
                         self.set_state(ctx, LrmState::Active);
                     } else {
                         self.set_state(ctx, LrmState::LostAgentLock);
@@ -766,12 +835,12 @@ impl Lrm {
                             if self.active_service_count() == 0 && workers == 0 {
                                 self.give_up_watchdog(ctx);
                                 shutdown = true;
-                                ctx.act(LrmAction::ReleaseAgentLock);
+                                self.release_lock(ctx);
                             }
                         } else if self.run_workers(ctx, exec) == 0 {
                             if self.shutdown_errors == 0 {
                                 self.give_up_watchdog(ctx);
-                                ctx.act(LrmAction::ReleaseAgentLock);
+                                self.release_lock(ctx);
                             }
                             shutdown = true;
                         }
@@ -808,6 +877,9 @@ impl Lrm {
                             return true;
                         }
                     } else {
+                        // Nothing runs here: let the lease go (if it is
+                        // still ours) so the watchdog can close cleanly.
+                        self.release_lock(ctx);
                         self.give_up_watchdog(ctx);
                         return true;
                     }
@@ -820,7 +892,7 @@ impl Lrm {
                 let mut exit = false;
                 if self.active_service_count() == 0 && self.run_workers(ctx, exec) == 0 {
                     self.give_up_watchdog(ctx);
-                    ctx.act(LrmAction::ReleaseAgentLock);
+                    self.release_lock(ctx);
                     exit = self.shutdown_request.is_some();
                 }
                 if !exit {
@@ -868,9 +940,24 @@ mod tests {
         }
     }
 
+    /// A lock that stands as told, counting the takes.
+    struct Lock(AgentLock, u32);
+
+    impl LockPort for Lock {
+        fn take(&mut self) -> AgentLock {
+            self.1 += 1;
+            self.0
+        }
+    }
+
+    fn valid() -> Lock {
+        Lock(AgentLock::Valid, 0)
+    }
+
     fn status_with(services: &[(&str, ServiceState, &str)]) -> ManagerStatus {
         let mut ms = ManagerStatus::default();
-        ms.node_status.insert(n("node1"), NodeState::Online);
+        ms.node_status
+            .insert(n("node1"), crate::crm::NodeState::Online);
         for (s, st, uid) in services {
             let mut sd = ServiceRecord::new(*st, n("node1"));
             sd.uid = Some(uid.to_string());
@@ -907,7 +994,6 @@ mod tests {
             cluster_state_ok: true,
             cfs_rw_ok: true,
             manager_status: ms,
-            agent_lock_available: true,
             resources: res,
             max_workers: workers,
             finished: Vec::new(),
@@ -923,13 +1009,12 @@ mod tests {
             calls: Vec::new(),
             answer: Some(exit_code::SUCCESS),
         };
-        let out = lrm.iterate(&input(&ms, &res, 0), &mut exec);
+        let out = lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut valid());
         assert_eq!(lrm.state(), LrmState::Active);
-        assert!(out.steps.contains(&LrmStep::Do(LrmAction::TakeAgentLock)));
         assert!(out.steps.contains(&LrmStep::Do(LrmAction::WatchdogOpen)));
         let status = out.status.expect("status written");
         assert_eq!(status.results["u1"].exit_code, exit_code::SUCCESS);
-        lrm.iterate(&input(&ms, &res, 0), &mut exec);
+        lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut valid());
         assert_eq!(exec.calls.len(), 1, "same uid is executed at most once");
     }
 
@@ -946,13 +1031,13 @@ mod tests {
             calls: Vec::new(),
             answer: None,
         };
-        lrm.iterate(&input(&ms, &res, 2), &mut exec);
+        lrm.iterate(&input(&ms, &res, 2), &mut exec, &mut valid());
         assert_eq!(exec.calls.len(), 2);
-        lrm.iterate(&input(&ms, &res, 2), &mut exec);
+        lrm.iterate(&input(&ms, &res, 2), &mut exec, &mut valid());
         assert_eq!(exec.calls.len(), 2, "still running: nothing new starts");
         let mut inp = input(&ms, &res, 2);
         inp.finished = vec![(sid("vm:101"), exit_code::SUCCESS)];
-        let out = lrm.iterate(&inp, &mut exec);
+        let out = lrm.iterate(&inp, &mut exec, &mut valid());
         assert_eq!(exec.calls.len(), 3);
         assert_eq!(exec.calls[2].sid, sid("vm:103"));
         assert!(out.status.unwrap().results.contains_key("a"));
@@ -967,12 +1052,12 @@ mod tests {
             calls: Vec::new(),
             answer: Some(exit_code::ERROR),
         };
-        let out = lrm.iterate(&input(&ms, &res, 0), &mut exec);
+        let out = lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut valid());
         assert!(
             out.status.unwrap().results.is_empty(),
             "first failure is retried silently"
         );
-        let out = lrm.iterate(&input(&ms, &res, 0), &mut exec);
+        let out = lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut valid());
         assert_eq!(
             out.status.unwrap().results["u1"].exit_code,
             exit_code::ERROR
@@ -989,11 +1074,98 @@ mod tests {
             calls: Vec::new(),
             answer: Some(0),
         };
-        lrm.iterate(&input(&ms, &res, 0), &mut exec);
+        lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut valid());
         let ms2 = status_with(&[("vm:101", ServiceState::Fence, "u2")]);
-        let out = lrm.iterate(&input(&ms2, &res, 0), &mut exec);
+        let out = lrm.iterate(&input(&ms2, &res, 0), &mut exec, &mut valid());
         assert_eq!(lrm.state(), LrmState::LostAgentLock);
         assert!(lrm.watchdog_open());
         assert!(!out.steps.contains(&LrmStep::Do(LrmAction::WatchdogClose)));
+        assert!(
+            out.steps
+                .contains(&LrmStep::Do(LrmAction::AbandonAgentLock)),
+            "a fence request stops renewals and feeding"
+        );
+        // Still fenced next round: the lock is not taken again.
+        let mut lock = valid();
+        lrm.iterate(&input(&ms2, &res, 0), &mut exec, &mut lock);
+        assert_eq!(lock.1, 0);
+        assert_eq!(lrm.state(), LrmState::LostAgentLock);
+    }
+
+    #[test]
+    fn a_pending_lock_keeps_being_asked_for_but_is_not_used() {
+        let ms = status_with(&[("vm:101", ServiceState::Started, "u1")]);
+        let res = resources(&["vm:101"], 1);
+        let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
+        let mut exec = Recorder {
+            calls: Vec::new(),
+            answer: Some(0),
+        };
+        let mut lock = Lock(AgentLock::Pending, 0);
+        lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut lock);
+        assert_eq!(lrm.state(), LrmState::WaitForAgentLock);
+        assert_eq!(lock.1, 1, "asked for");
+        assert!(exec.calls.is_empty());
+        lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut valid());
+        assert_eq!(lrm.state(), LrmState::Active);
+        // The renewal falls behind: lost, but still asked for (no abandon).
+        let mut lock = Lock(AgentLock::Pending, 0);
+        let out = lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut lock);
+        assert_eq!(lrm.state(), LrmState::LostAgentLock);
+        assert!(!out
+            .steps
+            .contains(&LrmStep::Do(LrmAction::AbandonAgentLock)));
+        let mut lock = Lock(AgentLock::Pending, 0);
+        lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut lock);
+        assert_eq!(lock.1, 1, "lost_agent_lock keeps trying to regain it");
+    }
+
+    #[test]
+    fn frozen_services_make_a_restarted_lrm_take_its_lock_before_the_crm_unfreezes() {
+        let ms = status_with(&[("vm:101", ServiceState::Freeze, "u1")]);
+        let res = resources(&["vm:101"], 1);
+        let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
+        let mut exec = Recorder {
+            calls: Vec::new(),
+            answer: Some(0),
+        };
+        let mut lock = valid();
+        lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut lock);
+        assert_eq!(lock.1, 1);
+        assert_eq!(lrm.state(), LrmState::Active);
+        assert!(exec.calls.is_empty(), "frozen services are left alone");
+    }
+
+    #[test]
+    fn a_restart_releases_the_lock_unguarded_when_frozen_services_keep_running() {
+        let ms = status_with(&[("vm:101", ServiceState::Started, "u1")]);
+        let res = resources(&["vm:101"], 1);
+        let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
+        let mut exec = Recorder {
+            calls: Vec::new(),
+            answer: Some(0),
+        };
+        lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut valid());
+        lrm.shutdown_request(
+            &input(&ms, &res, 0),
+            NodeShutdown::None,
+            ShutdownPolicy::Conditional,
+        );
+        let frozen = status_with(&[("vm:101", ServiceState::Freeze, "u2")]);
+        let out = lrm.iterate(&input(&frozen, &res, 0), &mut exec, &mut valid());
+        assert!(out.exit);
+        let release = out
+            .steps
+            .iter()
+            .position(|s| {
+                *s == LrmStep::Do(LrmAction::ReleaseAgentLock {
+                    leave_unguarded: true,
+                })
+            })
+            .expect("released, left unguarded");
+        // The shell closes the watchdog only once the release committed
+        // (lease core): asked for in either order here.
+        assert!(release < out.steps.len());
+        assert!(out.steps.contains(&LrmStep::Do(LrmAction::WatchdogClose)));
     }
 }

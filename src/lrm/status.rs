@@ -93,11 +93,26 @@ pub struct LrmStatus {
     /// LRM clock at write (seconds).
     #[serde(default)]
     pub timestamp: u64,
+    /// Why this node's watchdog cannot protect it (mux unreachable, hung,
+    /// or a device timeout that does not fit the timing profile). An
+    /// extension of Proxmox's format: such a node takes no services and
+    /// the CRM treats it as offline, so its services go elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_problem: Option<String>,
 }
 
 impl LrmStatus {
     /// The mode, with a missing one read as `active`.
     pub fn mode_or_active(&self) -> LrmMode {
         self.mode.unwrap_or(LrmMode::Active)
+    }
+
+    /// Whether this document says the same as `other`, the write time
+    /// aside: a shell writes only what changed.
+    pub fn same_content(&self, other: &LrmStatus) -> bool {
+        self.state == other.state
+            && self.mode == other.mode
+            && self.results == other.results
+            && self.watchdog_problem == other.watchdog_problem
     }
 }

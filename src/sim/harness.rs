@@ -114,6 +114,7 @@ pub fn run_world(world: &mut World, cmdlist: Vec<Vec<String>>) -> Option<String>
             if !lrm_skipped && world.run_lrm(node) {
                 world.lrm_exited(node);
             }
+            world.lease_and_watchdog_tasks();
             for n in &nodes {
                 if !world.watchdog_check(n) {
                     world.power(n, false, "watchdog");

@@ -1,8 +1,10 @@
 //! Deterministic simulator (design.md section 9, spec section 8): virtual
-//! time, simulated nodes, lock store, watchdogs and resources driving the
-//! real CRM and LRM state machines. See README.md.
+//! time, simulated nodes, the lease core (leader-side table and each
+//! node's lease client), watchdogs and resources driving the real CRM and
+//! LRM state machines. See README.md.
 
 pub mod harness;
+pub mod leases;
 pub mod scenario;
 pub mod world;
 
@@ -17,6 +19,7 @@ pub fn timing_for(profile: &str) -> Option<SimTiming> {
     match profile {
         "pve" => Some(SimTiming::PVE),
         "default" => Some(SimTiming::DEFAULT),
+        "fast" => Some(SimTiming::FAST),
         _ => None,
     }
 }
@@ -33,7 +36,7 @@ pub fn run_dir(dir: &Path, profile: Option<&str>) -> Result<SimResult, ScenarioE
         file: "profile".into(),
         line: 0,
         token: name.clone(),
-        message: "unknown profile (expected pve or default)".into(),
+        message: "unknown profile (expected pve, default or fast)".into(),
     })?;
     Ok(run(&sc, timing))
 }

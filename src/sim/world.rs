@@ -4,38 +4,46 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use lease::{
+    Expected, LeaseCommand, LeaseEvent, LeaseIntent, LeaseMode, Mono, NodeLease, ReplicaView,
+    TimingProfile, WatchdogAction,
+};
+
 use crate::crm::Level;
 use crate::crm::{
-    exit_code, ConfiguredResource, CrmAction, CrmDaemon, CrmStep, LogEvent, ManagerStatus,
-    NodeAffinity, ServiceState,
+    agent_lease_name, crm_holder, exit_code, AgentLease, ConfiguredResource, CrmAction, CrmDaemon,
+    CrmStep, LogEvent, ManagerStatus, NodeAffinity, ServiceState,
 };
 use crate::domain::{NodeName, RequestedState, ResourceConfig, ShutdownPolicy, Sid};
 use crate::lrm::{
     log_step, CommandRequest, Executor, Lrm, LrmAction, LrmStatus, LrmStep, NodeShutdown,
 };
 
+use super::leases::{SimLeases, SimLockPort};
 use super::scenario::{Scenario, ServiceEntry};
+
+/// Name of the manager lock (pve profile: Proxmox's CRM lock; default
+/// and fast: stands for Raft leadership).
+pub const MANAGER_LOCK: &str = "ha_manager_lock";
 
 /// The pve-manager version of a node whose `hardware_status` entry has
 /// none (spec 8.2). It is older than the group migration minimum, so
 /// groups are only migrated in scenarios that set versions.
 pub const DEFAULT_PVE_MANAGER_VERSION: &str = "9.0.0~2";
 
-/// Timing of one simulator profile (ms).
+/// Timing of one simulator profile: the profile from the one timing
+/// table, plus the harness's own pacing (ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimTiming {
-    /// `pve` or `default`.
+    /// `pve`, `default` or `fast`.
     pub name: &'static str,
+    /// The timing profile the daemons would run (lease ttl, watchdog,
+    /// fence delay, renewals, feeding).
+    pub profile: TimingProfile,
     /// Time one daemon iteration takes.
     pub step_ms: u64,
     /// Minimum round length.
     pub looptime_ms: u64,
-    /// Lock expiry.
-    pub lock_timeout_ms: u64,
-    /// Watchdog expiry.
-    pub watchdog_timeout_ms: u64,
-    /// Offline time before fencing.
-    pub fence_delay_ms: u64,
     /// Quiet time after the last command before the run ends.
     pub end_quiet_ms: u64,
     /// Hard limit of simulated time.
@@ -44,46 +52,64 @@ pub struct SimTiming {
     pub delay_scale_ms: u64,
     /// The CRM master holds a watchdog (pve behaviour).
     pub crm_watchdog: bool,
-    /// The daemon round interval of the modelled profile (10 s in pve,
-    /// 1 s in ours); only used in log texts that quote a duration in
-    /// rounds ("retry ha groups migration in 6 rounds (~ 60 seconds)").
-    pub nominal_round_ms: u64,
 }
 
 impl SimTiming {
-    /// Proxmox's simulator timing (spec sections 8.3 and 10).
+    /// Proxmox's simulator harness (spec sections 8.3 and 10) with the
+    /// `pve` profile.
     pub const PVE: SimTiming = SimTiming {
         name: "pve",
+        profile: TimingProfile::PVE,
         step_ms: 1000,
         looptime_ms: 20_000,
-        lock_timeout_ms: 120_000,
-        watchdog_timeout_ms: 60_000,
-        fence_delay_ms: 60_000,
         end_quiet_ms: 500_000,
         max_time_ms: 10_000_000,
         delay_scale_ms: 1000,
         crm_watchdog: true,
-        nominal_round_ms: 10_000,
     };
 
-    /// Our default profile (TimingProfile::DEFAULT): 1 s daemon rounds,
-    /// so every harness interval is a tenth of pve's; lease ttl 13 s,
-    /// watchdog = mux client timeout + device timeout = 10 s, fence delay
-    /// 2 s; the CRM holds no watchdog (it acts only through committed
-    /// writes).
+    /// The `default` profile: 1 s daemon rounds, so every harness interval
+    /// is a tenth of pve's; the CRM holds no watchdog (it acts only
+    /// through committed writes).
     pub const DEFAULT: SimTiming = SimTiming {
         name: "default",
+        profile: TimingProfile::DEFAULT,
         step_ms: 100,
         looptime_ms: 2000,
-        lock_timeout_ms: 13_000,
-        watchdog_timeout_ms: 10_000,
-        fence_delay_ms: 2000,
         end_quiet_ms: 50_000,
         max_time_ms: 1_000_000,
         delay_scale_ms: 100,
         crm_watchdog: false,
-        nominal_round_ms: 1000,
     };
+
+    /// The `fast` profile: 0.5 s daemon rounds, a twentieth of pve's.
+    pub const FAST: SimTiming = SimTiming {
+        name: "fast",
+        profile: TimingProfile::FAST,
+        step_ms: 50,
+        looptime_ms: 1000,
+        end_quiet_ms: 25_000,
+        max_time_ms: 500_000,
+        delay_scale_ms: 50,
+        crm_watchdog: false,
+    };
+
+    /// Offline time before fencing (ms).
+    pub fn fence_delay_ms(&self) -> u64 {
+        lease::millis(self.profile.fence_delay)
+    }
+
+    /// A watchdog fires this long after its last feed: the mux notices
+    /// the missed deadline, then the device runs out (ms).
+    pub fn watchdog_timeout_ms(&self) -> u64 {
+        lease::millis(self.profile.reset_after_last_feed())
+    }
+
+    /// The daemon round interval of the modelled profile; only used in log
+    /// texts that quote a duration in rounds.
+    pub fn nominal_round_ms(&self) -> u64 {
+        lease::millis(self.profile.round_interval)
+    }
 }
 
 /// Power/network/cfs state and daemons of one node.
@@ -113,12 +139,12 @@ pub struct SimNode {
     pub crm_stop: bool,
     /// Services running on this node.
     pub running: BTreeSet<Sid>,
-}
-
-#[derive(Debug, Clone)]
-struct LockEntry {
-    node: NodeName,
-    time: u64,
+    /// The LRM's agent lease client (lease core, node side).
+    pub agent_lease: NodeLease,
+    /// The CRM's manager lock client.
+    pub crm_lease: NodeLease,
+    /// The LRM wants its watchdog open.
+    pub watchdog_wanted: bool,
 }
 
 /// Which daemon owns a watchdog handle.
@@ -128,6 +154,10 @@ pub enum WatchdogOwner {
     Crm,
     /// The LRM.
     Lrm,
+    /// An LRM that exited without closing its watchdog: the mux saw an
+    /// unclean disconnect and stopped feeding the device, which resets
+    /// the node one device timeout later. No later run can feed it.
+    Abandoned,
 }
 
 /// The whole simulated cluster.
@@ -139,7 +169,12 @@ pub struct World {
     pub now: u64,
     /// Nodes by name.
     pub nodes: BTreeMap<NodeName, SimNode>,
-    locks: BTreeMap<String, LockEntry>,
+    /// The cluster store's leases.
+    pub leases: SimLeases,
+    /// Version of the stored manager status (bumped on every write).
+    pub manager_status_version: u64,
+    /// Runs of the daemons so far (a new run, a new lease incarnation).
+    incarnations: u64,
     /// Watchdog handles: (node, owner) -> last update.
     pub watchdogs: BTreeMap<(NodeName, WatchdogOwner), u64>,
     /// Stored manager status.
@@ -190,6 +225,9 @@ impl World {
                         lrm_restart: false,
                         crm_stop: false,
                         running: BTreeSet::new(),
+                        agent_lease: node_lease(&agent_lease_name(n.as_str()), n, 0, &timing),
+                        crm_lease: node_lease(MANAGER_LOCK, n, 0, &timing),
+                        watchdog_wanted: false,
                     },
                 )
             })
@@ -198,7 +236,9 @@ impl World {
             timing,
             now: 0,
             nodes,
-            locks: BTreeMap::new(),
+            leases: SimLeases::default(),
+            manager_status_version: 0,
+            incarnations: 0,
             watchdogs: BTreeMap::new(),
             manager_status: sc.manager_status.clone(),
             lrm_status: BTreeMap::new(),
@@ -283,36 +323,95 @@ impl World {
             .collect()
     }
 
-    fn lock_available(&self, name: &str, me: &NodeName, time: u64) -> bool {
+    /// Whether `me` could take the manager lock now: its own run holds
+    /// it validly, it is free, or its holder's lease expired.
+    fn manager_lock_available(&self, me: &NodeName, time: u64) -> bool {
         if !self.quorate_for(me) {
             return false;
         }
-        match self.locks.get(name) {
+        let Some(n) = self.nodes.get(me) else {
+            return false;
+        };
+        if n.crm_lease.valid(Mono(time)) {
+            return true;
+        }
+        match self.leases.table.record(MANAGER_LOCK) {
             None => true,
-            Some(l) => &l.node == me || time.saturating_sub(l.time) > self.timing.lock_timeout_ms,
+            Some(_) => self
+                .leases
+                .table
+                .deadline(MANAGER_LOCK)
+                .is_some_and(|d| d <= Mono(time)),
         }
     }
 
-    fn take_lock(&mut self, name: &str, me: &NodeName, time: u64, source: &str) {
-        let fresh = match self.locks.get(name) {
-            None => true,
-            Some(l) => &l.node != me || time.saturating_sub(l.time) > self.timing.lock_timeout_ms,
+    /// Runs one poll of a lease client of `node` (its lease task).
+    fn lease_task(&mut self, node: &NodeName, manager: bool, time: u64, source: &str) {
+        let quorate = self.quorate_for(node);
+        let version = self.manager_status_version;
+        let fencing = self.manager_status.fencing(node);
+        let Some(n) = self.nodes.get_mut(node) else {
+            return;
         };
-        if fresh {
+        let lease = if manager {
+            &mut n.crm_lease
+        } else {
+            &mut n.agent_lease
+        };
+        let record = self.leases.table.record(lease.name()).cloned();
+        let view = ReplicaView {
+            record: record.as_ref(),
+            crm_fencing_me: fencing && !manager,
+            manager_status_version: version,
+        };
+        let name = lease.name().to_string();
+        let event = self.leases.exchange(lease, time, quorate, &view);
+        if let Some(LeaseEvent::Acquired { .. }) = event {
             self.log_line("info", time, source, &format!("got lock '{name}'"));
         }
-        self.locks.insert(
-            name.to_string(),
-            LockEntry {
-                node: me.clone(),
-                time,
-            },
-        );
     }
 
-    fn release_lock(&mut self, name: &str, me: &NodeName) {
-        if self.locks.get(name).is_some_and(|l| &l.node == me) {
-            self.locks.remove(name);
+    /// Every powered node's lease tasks run, and its watchdog is armed,
+    /// fed or released as the lease core says (design.md section 5: the
+    /// watchdog is fed on its own timer while the lease is valid).
+    pub fn lease_and_watchdog_tasks(&mut self) {
+        let now = self.now;
+        let nodes: Vec<NodeName> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.power)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for node in &nodes {
+            self.lease_task(node, false, now, &format!("{node}/lrm"));
+            if self.timing.crm_watchdog {
+                self.lease_task(node, true, now, &format!("{node}/crm"));
+            }
+            self.watchdog_task(node, now);
+        }
+    }
+
+    /// Arms, feeds or releases `node`'s LRM watchdog as its lease says.
+    fn watchdog_task(&mut self, node: &NodeName, now: u64) {
+        let Some(n) = self.nodes.get(node) else {
+            return;
+        };
+        if !n.power {
+            return;
+        }
+        let key = (node.clone(), WatchdogOwner::Lrm);
+        let armed = self.watchdogs.contains_key(&key);
+        match n
+            .agent_lease
+            .watchdog_action(Mono(now), n.watchdog_wanted, armed)
+        {
+            WatchdogAction::Arm | WatchdogAction::Feed => {
+                self.watchdogs.insert(key, now);
+            }
+            WatchdogAction::Release => {
+                self.watchdogs.remove(&key);
+            }
+            WatchdogAction::Nothing => {}
         }
     }
 
@@ -346,11 +445,10 @@ impl World {
         let mut drop_msgs = Vec::new();
         let affinity = self.node_affinity(&self.services, &mut drop_msgs);
         let membership = self.membership();
-        let takeable: BTreeSet<NodeName> = self
+        let agent_leases: BTreeMap<NodeName, AgentLease> = self
             .nodes
             .keys()
-            .filter(|m| self.lock_available(&format!("ha_agent_{m}_lock"), node, time))
-            .cloned()
+            .map(|m| (m.clone(), self.leases.agent_lease(m, time)))
             .collect();
         let (cfs_rw, cfs_update) = self
             .nodes
@@ -362,7 +460,7 @@ impl World {
                 cluster_state_ok: cfs_update,
                 cfs_rw_ok: cfs_rw,
                 stored_status: &self.manager_status,
-                manager_lock_available: self.lock_available("ha_manager_lock", node, time),
+                manager_lock_available: self.manager_lock_available(node, time),
                 manager: crate::crm::ManagerInput {
                     now_ms: time,
                     membership: &membership,
@@ -370,13 +468,14 @@ impl World {
                     node_affinity: &affinity,
                     lrm_status: &self.lrm_status,
                     crm_commands: &self.crm_commands,
-                    takeable_agent_locks: &takeable,
+                    agent_leases: &agent_leases,
+                    unplaced: &[],
                     guest_locks: &self.guest_locks,
-                    fence_delay_ms: self.timing.fence_delay_ms,
+                    fence_delay_ms: self.timing.fence_delay_ms(),
                     group_migration: crate::crm::GroupMigrationInput {
                         groups: &self.groups,
                         node_versions: &self.node_versions,
-                        round_interval_ms: self.timing.nominal_round_ms,
+                        round_interval_ms: self.timing.nominal_round_ms(),
                     },
                 },
             };
@@ -388,9 +487,17 @@ impl World {
                 self.log_line("info", time, &source, &m);
             }
         }
-        self.apply_crm_steps(node, time, &source, output.steps);
-        if let Some(ms) = output.manager_status {
-            self.manager_status = ms;
+        let committed = self.apply_crm_steps(node, time, &source, output.steps);
+        match output.manager_status {
+            Some(ms) if committed => {
+                self.manager_status = ms;
+                self.manager_status_version += 1;
+            }
+            // A lock action did not commit: the rest of the round is
+            // dropped and the master continues from the stored status,
+            // as the daemon does.
+            Some(_) => crm.resync(&self.manager_status),
+            None => {}
         }
         let end = time + self.timing.step_ms;
         if let Some(n) = self.nodes.get_mut(node) {
@@ -403,30 +510,54 @@ impl World {
         output.exit
     }
 
-    /// Applies CRM steps in order.
+    /// Applies CRM steps in order; false (and the rest dropped) when a
+    /// lock action could not be committed.
     pub fn apply_crm_steps(
         &mut self,
         node: &NodeName,
         time: u64,
         source: &str,
         steps: Vec<CrmStep>,
-    ) {
+    ) -> bool {
         for step in steps {
             match step {
                 CrmStep::Log(ev) => self.log_event(time, source, &ev),
-                CrmStep::Do(action) => self.apply_crm_action(node, time, source, action),
+                CrmStep::Do(action) => {
+                    if !self.apply_crm_action(node, time, source, action) {
+                        return false;
+                    }
+                }
             }
         }
+        true
     }
 
     fn log_event(&mut self, time: u64, source: &str, ev: &LogEvent) {
         self.log_line(ev.level.tag(), time, source, &ev.message);
     }
 
-    fn apply_crm_action(&mut self, node: &NodeName, time: u64, source: &str, action: CrmAction) {
+    fn apply_crm_action(
+        &mut self,
+        node: &NodeName,
+        time: u64,
+        source: &str,
+        action: CrmAction,
+    ) -> bool {
         match action {
-            CrmAction::TakeManagerLock => self.take_lock("ha_manager_lock", node, time, source),
-            CrmAction::ReleaseManagerLock => self.release_lock("ha_manager_lock", node),
+            CrmAction::TakeManagerLock => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.crm_lease.set_intent(LeaseIntent::Hold);
+                }
+                self.lease_task(node, true, time, source);
+            }
+            CrmAction::ReleaseManagerLock => {
+                if let Some(n) = self.nodes.get_mut(node) {
+                    n.crm_lease.set_intent(LeaseIntent::Release {
+                        leave_unguarded: false,
+                    });
+                }
+                self.lease_task(node, true, time, source);
+            }
             CrmAction::WatchdogOpen | CrmAction::WatchdogUpdate => {
                 if self.timing.crm_watchdog {
                     self.watchdogs
@@ -437,9 +568,21 @@ impl World {
                 self.watchdogs.remove(&(node.clone(), WatchdogOwner::Crm));
             }
             CrmAction::TakeAgentLock(target) => {
-                let name = format!("ha_agent_{target}_lock");
-                let holder = self.locks.get(&name).map(|l| l.node.clone());
-                if holder.as_ref() == Some(&target)
+                let name = agent_lease_name(target.as_str());
+                let current = self.leases.table.record(&name).cloned();
+                let expected = match &current {
+                    None => None,
+                    Some(r) if r.mode == LeaseMode::Held && r.holder == target.as_str() => {
+                        Some(Expected {
+                            holder: r.holder.clone(),
+                            seq: r.seq,
+                        })
+                    }
+                    // A fencing hold of a CRM: already taken over.
+                    Some(r) if r.mode == LeaseMode::Held => return true,
+                    Some(_) => None,
+                };
+                if expected.is_some()
                     && self
                         .watchdogs
                         .contains_key(&(target.clone(), WatchdogOwner::Lrm))
@@ -449,7 +592,32 @@ impl World {
                         "lease '{name}' taken over while the watchdog of '{target}' had not fired"
                     ));
                 }
-                self.take_lock(&name, node, time, source);
+                let request = lease::LeaseRequest {
+                    command: LeaseCommand::Takeover {
+                        name: name.clone(),
+                        new_holder: crm_holder(node.as_str()),
+                        new_incarnation: self.incarnations,
+                        expected,
+                        ttl_ms: lease::millis(self.timing.profile.lease_ttl),
+                    },
+                    manager_status_guard: None,
+                };
+                let quorate = self.quorate_for(node);
+                let version = self.manager_status_version;
+                match self.leases.deliver(time, quorate, version, &request) {
+                    Ok(outcome) if outcome.is_success() => {
+                        self.log_line("info", time, source, &format!("got lock '{name}'"));
+                    }
+                    other => {
+                        self.log_line(
+                            "err",
+                            time,
+                            source,
+                            &format!("fencing take-over of '{name}' failed: {other:?}"),
+                        );
+                        return false;
+                    }
+                }
             }
             CrmAction::SetRequestedState(sid, state) => {
                 if let Some(e) = self.services.get_mut(&sid) {
@@ -464,9 +632,15 @@ impl World {
             CrmAction::RemoveGuestLock(sid) => {
                 self.guest_locks.remove(&sid);
             }
+            CrmAction::PlaceResource { sid, node } => {
+                if let Some(e) = self.services.get_mut(&sid) {
+                    e.node = node;
+                }
+            }
             CrmAction::ConsumeCrmCommands => self.crm_commands.clear(),
             CrmAction::MigrateGroups => self.migrate_groups(time, source),
         }
+        true
     }
 
     /// Persists the group migration: generated rules appended to the rules
@@ -514,9 +688,13 @@ impl World {
             .get(node)
             .map_or((true, true), |n| (n.cfs_rw, n.cfs_update));
         let quorate = self.quorate_for(node);
-        let lock_ok = self.lock_available(&format!("ha_agent_{node}_lock"), node, time);
         let now_label = self.fmt_time(time).trim().to_string();
-        let (output, moves) = {
+        let fencing_me = self.manager_status.fencing(node);
+        let manager_status_version = self.manager_status_version;
+        let Some(mut agent_lease) = self.nodes.get(node).map(|n| n.agent_lease.clone()) else {
+            return false;
+        };
+        let (output, moves, lease_events) = {
             let World {
                 nodes,
                 services,
@@ -524,6 +702,7 @@ impl World {
                 fa_tries,
                 violations,
                 manager_status,
+                leases,
                 ..
             } = self;
             let input = crate::lrm::LrmInput {
@@ -532,10 +711,18 @@ impl World {
                 cluster_state_ok: cfs_update,
                 cfs_rw_ok: cfs_rw,
                 manager_status,
-                agent_lock_available: lock_ok,
                 resources: services,
                 max_workers: 0,
                 finished: Vec::new(),
+            };
+            let mut port = SimLockPort {
+                leases,
+                lease: &mut agent_lease,
+                now: time,
+                quorate,
+                fencing_me,
+                manager_status_version,
+                events: Vec::new(),
             };
             let mut exec = SimExecutor {
                 sim: ResourceSim {
@@ -549,9 +736,18 @@ impl World {
                 },
                 node: node.clone(),
             };
-            let out = lrm.iterate(&input, &mut exec);
-            (out, exec.sim.moves)
+            let out = lrm.iterate(&input, &mut exec, &mut port);
+            (out, exec.sim.moves, port.events)
         };
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.agent_lease = agent_lease;
+        }
+        for event in lease_events {
+            if let LeaseEvent::Acquired { .. } = event {
+                let name = agent_lease_name(node.as_str());
+                self.log_line("info", time, &source, &format!("got lock '{name}'"));
+            }
+        }
         for (sid, to) in moves {
             if let Some(e) = self.services.get_mut(&sid) {
                 e.node = to;
@@ -584,18 +780,24 @@ impl World {
             match step {
                 LrmStep::Log(ev) => self.log_event(time, source, &ev),
                 LrmStep::Do(action) => {
-                    let lock = format!("ha_agent_{node}_lock");
+                    let Some(n) = self.nodes.get_mut(node) else {
+                        continue;
+                    };
                     match action {
-                        LrmAction::TakeAgentLock => self.take_lock(&lock, node, time, source),
-                        LrmAction::ReleaseAgentLock => self.release_lock(&lock, node),
+                        LrmAction::ReleaseAgentLock { leave_unguarded } => {
+                            n.agent_lease
+                                .set_intent(LeaseIntent::Release { leave_unguarded });
+                            self.lease_task(node, false, time, source);
+                        }
+                        LrmAction::AbandonAgentLock => {
+                            n.agent_lease.set_intent(LeaseIntent::Abandon);
+                        }
                         LrmAction::WatchdogOpen | LrmAction::WatchdogUpdate => {
-                            self.watchdogs
-                                .insert((node.clone(), WatchdogOwner::Lrm), time);
+                            n.watchdog_wanted = true;
                         }
-                        LrmAction::WatchdogClose => {
-                            self.watchdogs.remove(&(node.clone(), WatchdogOwner::Lrm));
-                        }
+                        LrmAction::WatchdogClose => n.watchdog_wanted = false,
                     }
+                    self.watchdog_task(node, time);
                 }
             }
         }
@@ -618,7 +820,6 @@ impl World {
             cluster_state_ok: cfs_update,
             cfs_rw_ok: cfs_rw,
             manager_status: &self.manager_status,
-            agent_lock_available: false,
             resources: &self.services,
             max_workers: 0,
             finished: Vec::new(),
@@ -637,7 +838,7 @@ impl World {
     /// Checks the watchdogs of `node`; false if one expired (the handles
     /// are dropped).
     pub fn watchdog_check(&mut self, node: &NodeName) -> bool {
-        let timeout = self.timing.watchdog_timeout_ms;
+        let timeout = self.timing.watchdog_timeout_ms();
         let now = self.now;
         let expired: Vec<(NodeName, WatchdogOwner)> = self
             .watchdogs
@@ -662,6 +863,8 @@ impl World {
         let mut steps = Vec::new();
         let crm = CrmDaemon::new(node.clone(), &mut steps);
         n.crm = Some(crm);
+        self.incarnations += 1;
+        n.crm_lease = node_lease(MANAGER_LOCK, node, self.incarnations, &self.timing);
         let time = n.crm_time;
         self.apply_crm_steps(node, time, &format!("{node}/crm"), steps);
     }
@@ -677,6 +880,14 @@ impl World {
         let mut steps = Vec::new();
         let lrm = Lrm::new(node.clone(), n.lrm_time, &mut steps);
         n.lrm = Some(lrm);
+        self.incarnations += 1;
+        n.agent_lease = node_lease(
+            &agent_lease_name(node.as_str()),
+            node,
+            self.incarnations,
+            &self.timing,
+        );
+        n.watchdog_wanted = false;
         let time = n.lrm_time;
         self.apply_lrm_steps(node, time, &format!("{node}/lrm"), steps);
     }
@@ -937,6 +1148,17 @@ impl World {
     pub fn lrm_exited(&mut self, node: &NodeName) {
         let time = self.nodes.get(node).map_or(self.now, |n| n.lrm_time);
         self.log_line("info", time, &format!("{node}/lrm"), "exit (loop end)");
+        if self
+            .watchdogs
+            .remove(&(node.clone(), WatchdogOwner::Lrm))
+            .is_some()
+        {
+            let mux = lease::millis(self.timing.profile.mux_client_timeout);
+            self.watchdogs.insert(
+                (node.clone(), WatchdogOwner::Abandoned),
+                time.saturating_sub(mux),
+            );
+        }
         let (restart, shutdown, has_crm) = self
             .nodes
             .get(node)
@@ -1265,6 +1487,11 @@ impl Executor for SimExecutor<'_> {
         };
         Some(code)
     }
+}
+
+/// A lease client of a daemon run.
+fn node_lease(name: &str, node: &NodeName, incarnation: u64, timing: &SimTiming) -> NodeLease {
+    NodeLease::new(name, node.as_str(), incarnation, &timing.profile)
 }
 
 /// Converts a scenario service entry to what the CRM reads.

@@ -30,16 +30,25 @@ const KEY_SNAPSHOT: &[u8] = b"current_snapshot";
 /// replica must reach the same replicated state and return the same
 /// responses. Node-local, non-replicated data (for example a leader's lease
 /// deadlines) may live in the same value but must not influence responses.
+/// The application never reads a clock: the state machine passes the
+/// monotonic time at which it applies each batch.
 pub trait Application<C: RaftTypeConfig>: Send + Sync + 'static {
-    /// Applies one committed entry (blank, membership or application data).
-    fn apply(&mut self, log_id: &LogId<C::NodeId>, payload: &EntryPayload<C>) -> C::R;
+    /// Applies one committed entry (blank, membership or application
+    /// data) at local time `now`.
+    fn apply(
+        &mut self,
+        log_id: &LogId<C::NodeId>,
+        payload: &EntryPayload<C>,
+        now: std::time::Instant,
+    ) -> C::R;
 
     /// Serializes the replicated state (with its own format version).
     fn to_snapshot(&self) -> Result<Vec<u8>, CodecError>;
 
-    /// Replaces the replicated state with a snapshot made by `to_snapshot`.
-    /// On error the current state must be left unchanged.
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), CodecError>;
+    /// Replaces the replicated state with a snapshot made by `to_snapshot`,
+    /// at local time `now`. On error the current state must be left
+    /// unchanged.
+    fn restore(&mut self, snapshot: &[u8], now: std::time::Instant) -> Result<(), CodecError>;
 }
 
 /// State machine contents shared between the store and local readers.
@@ -119,7 +128,7 @@ where
         let mut last_membership = StoredMembership::default();
         if let Some(raw) = tree.get(KEY_SNAPSHOT)? {
             let stored: StoredSnapshot<C> = codec::decode("snapshot", &raw)?;
-            app.restore(&stored.data)?;
+            app.restore(&stored.data, std::time::Instant::now())?;
             last_applied = stored.meta.last_log_id;
             last_membership = stored.meta.last_membership;
         }
@@ -260,12 +269,15 @@ where
     {
         let mut state = self.state.write();
         let mut responses = Vec::new();
+        // The shell's clock, read once per batch and handed to the
+        // application (which never reads one itself).
+        let now = std::time::Instant::now();
         for entry in entries {
             if let EntryPayload::Membership(m) = &entry.payload {
                 state.last_membership =
                     StoredMembership::new(Some(entry.log_id.clone()), m.clone());
             }
-            let response = state.app.apply(&entry.log_id, &entry.payload);
+            let response = state.app.apply(&entry.log_id, &entry.payload, now);
             state.last_applied = Some(entry.log_id);
             responses.push(response);
         }
@@ -294,7 +306,7 @@ where
             let mut state = self.state.write();
             state
                 .app
-                .restore(&data)
+                .restore(&data, std::time::Instant::now())
                 .map_err(|e| io(StorageIOError::read_snapshot(Some(meta.signature()), &e)))?;
             state.last_applied = meta.last_log_id.clone();
             state.last_membership = meta.last_membership.clone();

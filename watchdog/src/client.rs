@@ -142,8 +142,8 @@ impl WatchdogClient {
     }
 
     /// The mux's device timeout: the node resets at most this long after
-    /// the mux stops feeding the device. Feed it to
-    /// [`crate::check_timing`].
+    /// the mux stops feeding the device. The daemon checks it against its
+    /// timing profile (`lease::TimingProfile::check_mux_device_timeout`).
     pub fn device_timeout(&self) -> Duration {
         self.device_timeout
     }

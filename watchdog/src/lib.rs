@@ -5,7 +5,10 @@
 //! - [`mux`]: the watchdog-mux daemon (binary `watchdog-mux`).
 //! - [`client`]: the blocking client the LRM uses.
 //! - [`protocol`]: the wire format between them.
-//! - [`timing`]: the timing rule the daemon checks at start-up.
+//!
+//! The timing rule that ties the mux and device timeouts to the lease ttl
+//! lives in one place, the `lease` crate (`TimingProfile::check`), which
+//! the daemon applies to the mux it connects to.
 //!
 //! See the crate README for the protocol and how to test.
 
@@ -18,7 +21,5 @@ pub mod duration;
 pub mod mux;
 pub mod protocol;
 pub mod test_backend;
-pub mod timing;
 
 pub use client::{ClientError, WatchdogClient};
-pub use timing::{check_timing, feed_window, TimingError};

@@ -19,7 +19,12 @@ pub struct KvApp {
 }
 
 impl Application<KvConfig> for KvApp {
-    fn apply(&mut self, _log_id: &LogId<u64>, payload: &EntryPayload<KvConfig>) -> String {
+    fn apply(
+        &mut self,
+        _log_id: &LogId<u64>,
+        payload: &EntryPayload<KvConfig>,
+        _now: std::time::Instant,
+    ) -> String {
         match payload {
             EntryPayload::Normal(cmd) => {
                 let (k, v) = cmd.split_once('=').unwrap_or((cmd.as_str(), ""));
@@ -35,7 +40,7 @@ impl Application<KvConfig> for KvApp {
         codec::encode("kv snapshot", &self.map)
     }
 
-    fn restore(&mut self, snapshot: &[u8]) -> Result<(), CodecError> {
+    fn restore(&mut self, snapshot: &[u8], _now: std::time::Instant) -> Result<(), CodecError> {
         self.map = codec::decode("kv snapshot", snapshot)?;
         Ok(())
     }

@@ -1,0 +1,760 @@
+//! The node-side lease (design.md section 5): when to send what, and
+//! whether the node may act and feed its watchdog.
+//!
+//! A shell drives it: it sets the [`LeaseIntent`] the LRM decided, calls
+//! [`NodeLease::poll`] to get the request to send now (at most one is in
+//! flight), sends it to the current leader with a per-attempt timeout of
+//! [`TimingProfile::renew_attempt_timeout`], and reports the answer with
+//! [`NodeLease::on_reply`]. A separate timer asks [`NodeLease::may_feed`]
+//! before every watchdog keepalive. Time is always passed in.
+//!
+//! The rules:
+//! - After a grant acknowledged for a request sent at `t_sent`, the node
+//!   may act and feed until `t_sent + feed_window`, never longer.
+//! - A lost lock (`Abandon`) is neither renewed nor fed: the watchdog stays
+//!   armed and the node resets, unless it gets the lease back first.
+//! - A watchdog that does not answer stops renewals: the node cannot be
+//!   protected, so the cluster must be able to take its lease over.
+//! - A lease held by an earlier run of this node (or by a fencing hold of
+//!   the CRM) is never renewed or re-acquired under a new sequence: it is
+//!   taken over only once the leader judges it expired, and only while the
+//!   CRM is not fencing this node, checked against the manager status the
+//!   decision was based on.
+
+use std::time::Duration;
+
+use crate::command::{Expected, LeaseCommand, LeaseMode, LeaseOutcome, LeaseRecord};
+use crate::timing::TimingProfile;
+use crate::Mono;
+
+/// What the LRM wants of its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseIntent {
+    /// Acquire it if needed and keep renewing it.
+    Hold,
+    /// Release it (if held). `leave_unguarded`: services keep running
+    /// without protection (LRM restart with frozen services, disarm).
+    Release {
+        /// Services keep running unprotected.
+        leave_unguarded: bool,
+    },
+    /// Lost lock: neither renew nor feed, do not release. The armed
+    /// watchdog resets the node unless the lease is regained first.
+    Abandon,
+}
+
+/// The node's view of its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeLeaseState {
+    /// Not held by this run.
+    Free,
+    /// Held by this run at `seq`; the node may act until `valid_until`.
+    Held {
+        /// The sequence (fencing token) of the last grant.
+        seq: u64,
+        /// End of the feed window of the last acknowledged grant.
+        valid_until: Mono,
+    },
+}
+
+/// What the node reads from its local replica before deciding.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaView<'a> {
+    /// The lease record as the replica has it.
+    pub record: Option<&'a LeaseRecord>,
+    /// The CRM has this node (or one of its services) in `fence`.
+    pub crm_fencing_me: bool,
+    /// Version of the manager status the previous field was read from.
+    pub manager_status_version: u64,
+}
+
+/// A request for the leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// The command to commit.
+    pub command: LeaseCommand,
+    /// Commit only if the manager status still has this version (the
+    /// take-back of a lease of an earlier run checks that the CRM did not
+    /// start fencing the node meanwhile).
+    pub manager_status_guard: Option<u64>,
+}
+
+/// Why a request did not get an answer from the state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestFailure {
+    /// No answer within the attempt timeout (it may still commit later).
+    Timeout,
+    /// No leader, transport error, or the leader refused to propose (for
+    /// instance a take-over of a lease that has not expired yet, or a
+    /// manager-status guard that no longer holds).
+    Unavailable(String),
+}
+
+/// Something a shell may want to log or react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseEvent {
+    /// The lease was taken (not a renewal).
+    Acquired {
+        /// The fencing token.
+        seq: u64,
+    },
+    /// The leader says this run no longer holds the lease.
+    Lost {
+        /// The lease as it is now.
+        current: Option<LeaseRecord>,
+    },
+    /// Released as asked.
+    Released,
+}
+
+/// What to do with the node's watchdog-mux client now
+/// ([`NodeLease::watchdog_action`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchdogAction {
+    /// Connect (arm) and feed: the LRM wants it and the lease is valid.
+    Arm,
+    /// Feed the armed client.
+    Feed,
+    /// Close it cleanly (magic close): not wanted, and the lease is no
+    /// longer held, so nothing it protected can outlive a lease.
+    Release,
+    /// Nothing: wait for the lease, or starve an armed client whose lease
+    /// is not valid (it then resets the node).
+    Nothing,
+}
+
+/// The watchdog-related answer of [`NodeLease::may_feed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedDecision {
+    /// Feed the watchdog now.
+    Feed,
+    /// Do not feed: the lease is not valid (or abandoned), so an armed
+    /// watchdog must run out.
+    Starve,
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    t_sent: Mono,
+    command: LeaseCommand,
+}
+
+/// The node side of one agent lease.
+#[derive(Debug, Clone)]
+pub struct NodeLease {
+    name: String,
+    holder: String,
+    incarnation: u64,
+    ttl_ms: u64,
+    window: Duration,
+    renew_interval: Duration,
+    attempt_timeout: Duration,
+    retry_backoff: Duration,
+    state: NodeLeaseState,
+    intent: LeaseIntent,
+    in_flight: Option<InFlight>,
+    last_sent: Option<Mono>,
+    last_failed: bool,
+    /// Send time of the oldest request of this run that got no answer
+    /// since the last grant: a late commit of it is adopted with this
+    /// (earliest possible) send time.
+    oldest_unanswered: Option<Mono>,
+    watchdog_failed: bool,
+}
+
+impl NodeLease {
+    /// The lease `name` of `holder` (run `incarnation`), timed by `timing`.
+    /// A profile without a feed window (refused by [`TimingProfile::check`]
+    /// anyway) gives a lease that is never valid: safe, and useless.
+    pub fn new(name: &str, holder: &str, incarnation: u64, timing: &TimingProfile) -> Self {
+        let window = timing.feed_window().unwrap_or(Duration::ZERO);
+        NodeLease {
+            name: name.to_string(),
+            holder: holder.to_string(),
+            incarnation,
+            ttl_ms: crate::millis(timing.lease_ttl),
+            window,
+            renew_interval: timing.lease_renew_interval,
+            attempt_timeout: timing.renew_attempt_timeout,
+            retry_backoff: (timing.lease_renew_interval / 5).max(Duration::from_millis(1)),
+            state: NodeLeaseState::Free,
+            intent: LeaseIntent::Release {
+                leave_unguarded: false,
+            },
+            in_flight: None,
+            last_sent: None,
+            last_failed: false,
+            oldest_unanswered: None,
+            watchdog_failed: false,
+        }
+    }
+
+    /// The lease name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The holder name.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// This run's incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The current state.
+    pub fn state(&self) -> NodeLeaseState {
+        self.state
+    }
+
+    /// The current intent.
+    pub fn intent(&self) -> LeaseIntent {
+        self.intent
+    }
+
+    /// Sets what the LRM wants.
+    pub fn set_intent(&mut self, intent: LeaseIntent) {
+        if intent == LeaseIntent::Hold && self.intent != LeaseIntent::Hold {
+            // A new wish is acted on at once, not one interval later.
+            self.last_sent = None;
+        }
+        self.intent = intent;
+    }
+
+    /// The watchdog stopped answering (or came back). While it does not
+    /// answer the node renews nothing: it cannot be protected, so the
+    /// cluster must be able to take its lease over one ttl later.
+    pub fn set_watchdog_failed(&mut self, failed: bool) {
+        self.watchdog_failed = failed;
+    }
+
+    /// Whether the watchdog is known broken.
+    pub fn watchdog_failed(&self) -> bool {
+        self.watchdog_failed
+    }
+
+    /// Whether this run holds the lease and may act on its services now.
+    pub fn valid(&self, now: Mono) -> bool {
+        match self.state {
+            NodeLeaseState::Held { valid_until, .. } => {
+                now < valid_until && self.intent != LeaseIntent::Abandon && !self.watchdog_failed
+            }
+            NodeLeaseState::Free => false,
+        }
+    }
+
+    /// The fencing token (the grant's sequence) while the lease is valid.
+    pub fn fencing_token(&self, now: Mono) -> Option<u64> {
+        match self.state {
+            NodeLeaseState::Held { seq, .. } if self.valid(now) => Some(seq),
+            _ => None,
+        }
+    }
+
+    /// Whether an armed watchdog may be fed now.
+    pub fn may_feed(&self, now: Mono) -> FeedDecision {
+        if self.valid(now) {
+            FeedDecision::Feed
+        } else {
+            FeedDecision::Starve
+        }
+    }
+
+    /// What to do with the watchdog now. `wanted`: the LRM wants it open;
+    /// `armed`: the client is connected. An unwanted client is closed only
+    /// once the lease is released: services left running when the lease
+    /// goes keep their protection until the release committed, so the
+    /// lease can never expire under an unprotected service.
+    pub fn watchdog_action(&self, now: Mono, wanted: bool, armed: bool) -> WatchdogAction {
+        let valid = self.valid(now);
+        match (armed, wanted) {
+            (false, true) if valid => WatchdogAction::Arm,
+            (false, _) => WatchdogAction::Nothing,
+            (true, false) if self.state == NodeLeaseState::Free => WatchdogAction::Release,
+            (true, _) if valid => WatchdogAction::Feed,
+            (true, _) => WatchdogAction::Nothing,
+        }
+    }
+
+    /// Whether a request is waiting for its answer.
+    pub fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// When [`NodeLease::poll`] has something to do next (a renewal due, a
+    /// retry, an attempt timing out).
+    pub fn next_wakeup(&self, now: Mono) -> Mono {
+        if let Some(f) = &self.in_flight {
+            return f.t_sent.after(self.attempt_timeout);
+        }
+        match self.intent {
+            LeaseIntent::Abandon => Mono(u64::MAX),
+            _ if self.watchdog_failed => Mono(u64::MAX),
+            _ => match self.last_sent {
+                None => now,
+                Some(t) => t.after(if self.last_failed {
+                    self.retry_backoff
+                } else {
+                    self.renew_interval
+                }),
+            },
+        }
+    }
+
+    /// The request to send now, if any; the shell sends it to the current
+    /// leader and reports the answer with [`NodeLease::on_reply`]. A
+    /// request still in flight past its attempt timeout counts as failed.
+    pub fn poll(&mut self, now: Mono, view: &ReplicaView<'_>) -> Option<LeaseRequest> {
+        if let Some(f) = &self.in_flight {
+            if now < f.t_sent.after(self.attempt_timeout) {
+                return None;
+            }
+            self.on_reply(now, Err(RequestFailure::Timeout));
+        }
+        let request = match self.intent {
+            LeaseIntent::Abandon => None,
+            LeaseIntent::Release { leave_unguarded } => match self.state {
+                NodeLeaseState::Held { seq, .. } => Some(LeaseRequest {
+                    command: LeaseCommand::Release {
+                        name: self.name.clone(),
+                        holder: self.holder.clone(),
+                        seq,
+                        leave_unguarded,
+                    },
+                    manager_status_guard: None,
+                }),
+                NodeLeaseState::Free => None,
+            },
+            LeaseIntent::Hold => {
+                if self.watchdog_failed || now < self.next_wakeup(now) {
+                    None
+                } else {
+                    self.hold_request(view)
+                }
+            }
+        };
+        if let Some(r) = &request {
+            self.in_flight = Some(InFlight {
+                t_sent: now,
+                command: r.command.clone(),
+            });
+            self.last_sent = Some(now);
+            if self.oldest_unanswered.is_none() {
+                self.oldest_unanswered = Some(now);
+            }
+        }
+        request
+    }
+
+    fn hold_request(&self, view: &ReplicaView<'_>) -> Option<LeaseRequest> {
+        let plain = |command| {
+            Some(LeaseRequest {
+                command,
+                manager_status_guard: None,
+            })
+        };
+        if let NodeLeaseState::Held { seq, .. } = self.state {
+            return plain(LeaseCommand::Renew {
+                name: self.name.clone(),
+                holder: self.holder.clone(),
+                seq,
+            });
+        }
+        match view.record {
+            None => plain(self.acquire()),
+            Some(r) if r.mode == LeaseMode::Unguarded && r.holder == self.holder => {
+                plain(self.acquire())
+            }
+            // Unguarded by someone else: not ours to take.
+            Some(r) if r.mode == LeaseMode::Unguarded => None,
+            // Held by an earlier run of this node or by a fencing hold of
+            // the CRM: take it back once it expired, unless the CRM is
+            // fencing this node (then it takes the lease itself).
+            Some(_) if view.crm_fencing_me => None,
+            Some(r) => Some(LeaseRequest {
+                command: LeaseCommand::Takeover {
+                    name: self.name.clone(),
+                    new_holder: self.holder.clone(),
+                    new_incarnation: self.incarnation,
+                    expected: Some(Expected {
+                        holder: r.holder.clone(),
+                        seq: r.seq,
+                    }),
+                    ttl_ms: self.ttl_ms,
+                },
+                manager_status_guard: Some(view.manager_status_version),
+            }),
+        }
+    }
+
+    fn acquire(&self) -> LeaseCommand {
+        LeaseCommand::Acquire {
+            name: self.name.clone(),
+            holder: self.holder.clone(),
+            incarnation: self.incarnation,
+            ttl_ms: self.ttl_ms,
+        }
+    }
+
+    fn is_mine(&self, r: &LeaseRecord) -> bool {
+        r.mode == LeaseMode::Held && r.holder == self.holder && r.incarnation == self.incarnation
+    }
+
+    /// Reports the answer to the request in flight. Answers that come
+    /// without a request in flight (after a timeout) are ignored: the next
+    /// request learns the outcome from the state machine.
+    pub fn on_reply(
+        &mut self,
+        _now: Mono,
+        result: Result<LeaseOutcome, RequestFailure>,
+    ) -> Option<LeaseEvent> {
+        let flight = self.in_flight.take()?;
+        let was_held = matches!(self.state, NodeLeaseState::Held { .. });
+        match result {
+            Err(_) => {
+                self.last_failed = true;
+                None
+            }
+            Ok(LeaseOutcome::Granted(r)) => {
+                self.last_failed = false;
+                self.oldest_unanswered = None;
+                self.state = NodeLeaseState::Held {
+                    seq: r.seq,
+                    valid_until: flight.t_sent.after(self.window),
+                };
+                (!was_held).then_some(LeaseEvent::Acquired { seq: r.seq })
+            }
+            Ok(LeaseOutcome::Released(_)) => {
+                self.last_failed = false;
+                self.oldest_unanswered = None;
+                self.state = NodeLeaseState::Free;
+                Some(LeaseEvent::Released)
+            }
+            Ok(
+                LeaseOutcome::Busy { current }
+                | LeaseOutcome::TakeoverRejected {
+                    current: Some(current),
+                },
+            ) if self.is_mine(&current) => self.adopt(current),
+            // Our own earlier renewal committed after we stopped waiting
+            // (the sequence moved on): hold what is there; a pending
+            // release is sent again with it on the next poll.
+            Ok(LeaseOutcome::NotHolder {
+                current: Some(current),
+            }) if self.is_mine(&current) => self.adopt(current),
+            Ok(LeaseOutcome::Busy { .. } | LeaseOutcome::TakeoverRejected { .. }) => {
+                self.last_failed = true;
+                None
+            }
+            Ok(LeaseOutcome::NotHolder { current }) => {
+                self.last_failed = true;
+                self.oldest_unanswered = None;
+                let released = matches!(flight.command, LeaseCommand::Release { .. });
+                self.state = NodeLeaseState::Free;
+                if released {
+                    Some(LeaseEvent::Released)
+                } else if was_held {
+                    Some(LeaseEvent::Lost { current })
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// A request of this run that we stopped waiting for committed after
+    /// all: take its grant, valid from the earliest time it can have been
+    /// sent.
+    fn adopt(&mut self, current: LeaseRecord) -> Option<LeaseEvent> {
+        let was_held = matches!(self.state, NodeLeaseState::Held { .. });
+        let sent = self.oldest_unanswered.unwrap_or(Mono(0));
+        self.oldest_unanswered = None;
+        self.last_failed = false;
+        self.state = NodeLeaseState::Held {
+            seq: current.seq,
+            valid_until: sent.after(self.window),
+        };
+        // Renew right away: the adopted window may be short.
+        self.last_sent = None;
+        (!was_held).then_some(LeaseEvent::Acquired { seq: current.seq })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::LeaseTable;
+
+    const T: TimingProfile = TimingProfile::FAST;
+
+    fn lease() -> NodeLease {
+        NodeLease::new("ha_agent_node1_lock", "node1", 7, &T)
+    }
+
+    fn view(record: Option<&LeaseRecord>) -> ReplicaView<'_> {
+        ReplicaView {
+            record,
+            crm_fencing_me: false,
+            manager_status_version: 3,
+        }
+    }
+
+    /// Sends what the lease wants to `table` (as leader, committed at
+    /// `index`, applied at `now`) and feeds the answer back.
+    fn round_trip(
+        l: &mut NodeLease,
+        table: &mut LeaseTable,
+        index: &mut u64,
+        now: Mono,
+    ) -> Option<LeaseEvent> {
+        let record = table.record(l.name()).cloned();
+        let req = l.poll(now, &view(record.as_ref()))?;
+        *index += 1;
+        let out = table.apply(*index, &req.command, now);
+        l.on_reply(now, Ok(out))
+    }
+
+    #[test]
+    fn acquire_then_renew_on_its_interval_and_valid_for_the_window() {
+        let mut l = lease();
+        let mut t = LeaseTable::default();
+        let mut i = 0;
+        assert!(
+            round_trip(&mut l, &mut t, &mut i, Mono(0)).is_none(),
+            "no intent, no request"
+        );
+        l.set_intent(LeaseIntent::Hold);
+        assert_eq!(
+            round_trip(&mut l, &mut t, &mut i, Mono(100)),
+            Some(LeaseEvent::Acquired { seq: 1 })
+        );
+        let window = crate::millis(T.feed_window().unwrap());
+        assert!(l.valid(Mono(100 + window - 1)));
+        assert!(!l.valid(Mono(100 + window)));
+        assert_eq!(l.may_feed(Mono(100 + window)), FeedDecision::Starve);
+        // Not due yet.
+        assert!(l.poll(Mono(200), &view(t.record(l.name()))).is_none());
+        assert!(round_trip(&mut l, &mut t, &mut i, Mono(600)).is_none());
+        assert_eq!(l.fencing_token(Mono(601)), Some(2));
+        assert!(l.valid(Mono(600 + window - 1)));
+    }
+
+    #[test]
+    fn validity_counts_from_the_send_time_not_the_answer() {
+        let mut l = lease();
+        l.set_intent(LeaseIntent::Hold);
+        let mut t = LeaseTable::default();
+        let req = l.poll(Mono(0), &view(None)).unwrap();
+        let out = t.apply(1, &req.command, Mono(400));
+        l.on_reply(Mono(450), Ok(out));
+        let window = crate::millis(T.feed_window().unwrap());
+        assert!(!l.valid(Mono(window)));
+        assert!(l.valid(Mono(window - 1)));
+    }
+
+    #[test]
+    fn a_slow_attempt_times_out_and_the_next_one_goes_out() {
+        let mut l = lease();
+        l.set_intent(LeaseIntent::Hold);
+        assert!(l.poll(Mono(0), &view(None)).is_some());
+        assert!(l.poll(Mono(499), &view(None)).is_none(), "still in flight");
+        // The 500 ms attempt timeout is over: the retry (to whoever leads
+        // now) goes out at once.
+        assert!(l.poll(Mono(500), &view(None)).is_some());
+        // A refused attempt is retried after the short backoff.
+        l.on_reply(
+            Mono(510),
+            Err(RequestFailure::Unavailable("no leader".into())),
+        );
+        assert!(l.poll(Mono(599), &view(None)).is_none());
+        assert!(l.poll(Mono(600), &view(None)).is_some());
+    }
+
+    #[test]
+    fn a_late_commit_of_our_own_request_is_adopted_from_its_send_time() {
+        let mut l = lease();
+        l.set_intent(LeaseIntent::Hold);
+        let mut t = LeaseTable::default();
+        let first = l.poll(Mono(0), &view(None)).unwrap();
+        // It times out on our side but commits at the leader.
+        t.apply(1, &first.command, Mono(900));
+        let retry = l.poll(Mono(600), &view(None)).unwrap();
+        let out = t.apply(2, &retry.command, Mono(950));
+        assert!(matches!(out, LeaseOutcome::Busy { .. }));
+        assert_eq!(
+            l.on_reply(Mono(960), Ok(out)),
+            Some(LeaseEvent::Acquired { seq: 1 })
+        );
+        let window = crate::millis(T.feed_window().unwrap());
+        assert!(
+            !l.valid(Mono(window)),
+            "valid from the FIRST send, not the retry"
+        );
+        // And it renews at once with the adopted sequence.
+        let renew = l.poll(Mono(970), &view(t.record(l.name()))).unwrap();
+        assert!(matches!(renew.command, LeaseCommand::Renew { seq: 1, .. }));
+    }
+
+    #[test]
+    fn an_earlier_run_s_lease_is_taken_back_only_when_not_fenced_and_guarded() {
+        let old = LeaseRecord {
+            holder: "node1".into(),
+            incarnation: 6,
+            ttl_ms: 5000,
+            seq: 40,
+            mode: LeaseMode::Held,
+        };
+        let mut l = lease();
+        l.set_intent(LeaseIntent::Hold);
+        let fenced = ReplicaView {
+            record: Some(&old),
+            crm_fencing_me: true,
+            manager_status_version: 9,
+        };
+        assert!(
+            l.poll(Mono(0), &fenced).is_none(),
+            "the CRM takes it over itself"
+        );
+        let req = l.poll(Mono(0), &view(Some(&old))).unwrap();
+        assert_eq!(req.manager_status_guard, Some(3));
+        assert!(matches!(
+            req.command,
+            LeaseCommand::Takeover {
+                expected: Some(Expected { seq: 40, .. }),
+                ..
+            }
+        ));
+        // Never a plain acquire under a new sequence.
+        let mut t = LeaseTable::default();
+        t.apply(
+            40,
+            &LeaseCommand::Acquire {
+                name: l.name().into(),
+                holder: "node1".into(),
+                incarnation: 6,
+                ttl_ms: 5000,
+            },
+            Mono(0),
+        );
+        assert!(matches!(
+            t.apply(41, &l.acquire(), Mono(0)),
+            LeaseOutcome::Busy { .. }
+        ));
+    }
+
+    #[test]
+    fn the_watchdog_arms_on_a_valid_lease_and_closes_only_after_the_release() {
+        let mut l = lease();
+        let mut t = LeaseTable::default();
+        let mut i = 0;
+        assert_eq!(
+            l.watchdog_action(Mono(0), true, false),
+            WatchdogAction::Nothing
+        );
+        l.set_intent(LeaseIntent::Hold);
+        round_trip(&mut l, &mut t, &mut i, Mono(0));
+        assert_eq!(l.watchdog_action(Mono(1), true, false), WatchdogAction::Arm);
+        assert_eq!(l.watchdog_action(Mono(1), true, true), WatchdogAction::Feed);
+        // Not wanted any more, but still held: keep feeding.
+        l.set_intent(LeaseIntent::Release {
+            leave_unguarded: true,
+        });
+        assert_eq!(
+            l.watchdog_action(Mono(2), false, true),
+            WatchdogAction::Feed
+        );
+        round_trip(&mut l, &mut t, &mut i, Mono(3));
+        assert_eq!(
+            l.watchdog_action(Mono(4), false, true),
+            WatchdogAction::Release
+        );
+        // Held but lapsed: starve.
+        let mut l = lease();
+        l.set_intent(LeaseIntent::Hold);
+        round_trip(&mut l, &mut t, &mut i, Mono(10_000));
+        let late = Mono(10_000 + crate::millis(T.feed_window().unwrap()));
+        assert_eq!(l.watchdog_action(late, true, true), WatchdogAction::Nothing);
+        assert_eq!(
+            l.watchdog_action(late, false, true),
+            WatchdogAction::Nothing
+        );
+    }
+
+    #[test]
+    fn lost_lock_neither_renews_nor_feeds() {
+        let mut l = lease();
+        let mut t = LeaseTable::default();
+        let mut i = 0;
+        l.set_intent(LeaseIntent::Hold);
+        round_trip(&mut l, &mut t, &mut i, Mono(0));
+        l.set_intent(LeaseIntent::Abandon);
+        assert!(!l.valid(Mono(1)));
+        assert_eq!(l.may_feed(Mono(1)), FeedDecision::Starve);
+        assert!(l.poll(Mono(10_000), &view(t.record(l.name()))).is_none());
+        assert_eq!(l.next_wakeup(Mono(10_000)), Mono(u64::MAX));
+    }
+
+    #[test]
+    fn a_broken_watchdog_stops_renewals() {
+        let mut l = lease();
+        let mut t = LeaseTable::default();
+        let mut i = 0;
+        l.set_intent(LeaseIntent::Hold);
+        round_trip(&mut l, &mut t, &mut i, Mono(0));
+        l.set_watchdog_failed(true);
+        assert!(!l.valid(Mono(1)));
+        assert!(l.poll(Mono(5_000), &view(t.record(l.name()))).is_none());
+    }
+
+    #[test]
+    fn renewal_refused_after_a_takeover_means_lost() {
+        let mut l = lease();
+        let mut t = LeaseTable::default();
+        let mut i = 0;
+        l.set_intent(LeaseIntent::Hold);
+        round_trip(&mut l, &mut t, &mut i, Mono(0));
+        i += 1;
+        t.apply(
+            i,
+            &LeaseCommand::Takeover {
+                name: l.name().into(),
+                new_holder: "crm:node2".into(),
+                new_incarnation: 1,
+                expected: Some(Expected {
+                    holder: "node1".into(),
+                    seq: 1,
+                }),
+                ttl_ms: 5000,
+            },
+            Mono(6000),
+        );
+        let ev = round_trip(&mut l, &mut t, &mut i, Mono(6000));
+        assert!(matches!(ev, Some(LeaseEvent::Lost { .. })), "{ev:?}");
+        assert_eq!(l.state(), NodeLeaseState::Free);
+    }
+
+    #[test]
+    fn release_leaves_an_unguarded_record_that_the_next_run_takes_back() {
+        let mut l = lease();
+        let mut t = LeaseTable::default();
+        let mut i = 0;
+        l.set_intent(LeaseIntent::Hold);
+        round_trip(&mut l, &mut t, &mut i, Mono(0));
+        l.set_intent(LeaseIntent::Release {
+            leave_unguarded: true,
+        });
+        assert_eq!(
+            round_trip(&mut l, &mut t, &mut i, Mono(100)),
+            Some(LeaseEvent::Released)
+        );
+        assert_eq!(t.record(l.name()).unwrap().mode, LeaseMode::Unguarded);
+        let mut next = NodeLease::new("ha_agent_node1_lock", "node1", 8, &T);
+        next.set_intent(LeaseIntent::Hold);
+        assert!(matches!(
+            round_trip(&mut next, &mut t, &mut i, Mono(200)),
+            Some(LeaseEvent::Acquired { .. })
+        ));
+    }
+}
