@@ -196,13 +196,14 @@ impl LeaseTable {
         self.deadline(name).map(|d| d.since(now))
     }
 
-    /// Held leases whose deadline is at or before `now` (meaningful on the
-    /// leader only).
+    /// Held leases whose deadline lies before `now` (meaningful on the
+    /// leader only). A lease is still valid at its deadline itself, as a
+    /// Proxmox lock is still valid at exactly its timeout.
     pub fn expired(&self, now: Mono) -> Vec<(String, LeaseRecord)> {
         self.records
             .iter()
             .filter(|(name, r)| {
-                r.mode == LeaseMode::Held && self.deadlines.get(*name).is_some_and(|d| *d <= now)
+                r.mode == LeaseMode::Held && self.deadlines.get(*name).is_some_and(|d| *d < now)
             })
             .map(|(n, r)| (n.clone(), r.clone()))
             .collect()
@@ -224,7 +225,7 @@ impl LeaseTable {
                 if r.mode == LeaseMode::Held && r.holder == e.holder && r.seq == e.seq =>
             {
                 match self.deadlines.get(name) {
-                    Some(d) if *d <= now => Ok(()),
+                    Some(d) if *d < now => Ok(()),
                     Some(d) => Err(TakeoverRefusal::NotExpired {
                         name: name.to_string(),
                         left: d.since(now),
@@ -392,13 +393,14 @@ mod tests {
             holder: "node1".into(),
             seq: 1,
         };
-        assert!(t.expired(Mono(1099)).is_empty());
+        assert!(t.expired(Mono(1100)).is_empty(), "valid at its deadline");
         assert!(matches!(
             t.check_takeover(N, Some(&e), Mono(1099)),
             Err(TakeoverRefusal::NotExpired { left, .. }) if left == Duration::from_millis(1)
         ));
-        assert_eq!(t.expired(Mono(1100)).len(), 1);
-        assert!(t.check_takeover(N, Some(&e), Mono(1100)).is_ok());
+        assert!(t.check_takeover(N, Some(&e), Mono(1100)).is_err());
+        assert_eq!(t.expired(Mono(1101)).len(), 1);
+        assert!(t.check_takeover(N, Some(&e), Mono(1101)).is_ok());
         let stale = Expected {
             holder: "node1".into(),
             seq: 0,

@@ -77,7 +77,7 @@ impl SimLeases {
     pub fn agent_lease(&self, node: &NodeName, now: u64) -> AgentLease {
         let name = agent_lease_name(node.as_str());
         let record = self.table.record(&name);
-        let expired = self.table.deadline(&name).is_some_and(|d| d <= Mono(now));
+        let expired = self.table.deadline(&name).is_some_and(|d| d < Mono(now));
         AgentLease::of(node, record, expired)
     }
 }

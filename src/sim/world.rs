@@ -141,8 +141,6 @@ pub struct SimNode {
     pub running: BTreeSet<Sid>,
     /// The LRM's agent lease client (lease core, node side).
     pub agent_lease: NodeLease,
-    /// The CRM's manager lock client.
-    pub crm_lease: NodeLease,
     /// The LRM wants its watchdog open.
     pub watchdog_wanted: bool,
 }
@@ -226,7 +224,6 @@ impl World {
                         crm_stop: false,
                         running: BTreeSet::new(),
                         agent_lease: node_lease(&agent_lease_name(n.as_str()), n, 0, &timing),
-                        crm_lease: node_lease(MANAGER_LOCK, n, 0, &timing),
                         watchdog_wanted: false,
                     },
                 )
@@ -323,45 +320,88 @@ impl World {
             .collect()
     }
 
-    /// Whether `me` could take the manager lock now: its own run holds
-    /// it validly, it is free, or its holder's lease expired.
+    /// Whether `me` could take the manager lock now: it holds it (as
+    /// Proxmox's lock, it belongs to the node name), it is free, or its
+    /// holder let it expire.
     fn manager_lock_available(&self, me: &NodeName, time: u64) -> bool {
         if !self.quorate_for(me) {
             return false;
         }
-        let Some(n) = self.nodes.get(me) else {
-            return false;
-        };
-        if n.crm_lease.valid(Mono(time)) {
-            return true;
-        }
         match self.leases.table.record(MANAGER_LOCK) {
             None => true,
+            Some(r) if r.holder == me.as_str() => true,
             Some(_) => self
                 .leases
                 .table
                 .deadline(MANAGER_LOCK)
-                .is_some_and(|d| d <= Mono(time)),
+                .is_some_and(|d| d < Mono(time)),
         }
     }
 
-    /// Runs one poll of a lease client of `node` (its lease task).
-    fn lease_task(&mut self, node: &NodeName, manager: bool, time: u64, source: &str) {
+    /// The CRM takes or renews the manager lock (pve: Proxmox's CRM lock,
+    /// renewed by each master round; default and fast: it stands for Raft
+    /// leadership). Committed to the same lease table as the agent leases.
+    fn take_manager_lock(&mut self, me: &NodeName, time: u64, source: &str) {
+        if !self.manager_lock_available(me, time) {
+            return;
+        }
+        let ttl_ms = lease::millis(self.timing.profile.lease_ttl);
+        let command = match self.leases.table.record(MANAGER_LOCK) {
+            None => LeaseCommand::Acquire {
+                name: MANAGER_LOCK.into(),
+                holder: me.to_string(),
+                incarnation: 0,
+                ttl_ms,
+            },
+            Some(r) if r.holder == me.as_str() => LeaseCommand::Renew {
+                name: MANAGER_LOCK.into(),
+                holder: me.to_string(),
+                seq: r.seq,
+            },
+            Some(r) => LeaseCommand::Takeover {
+                name: MANAGER_LOCK.into(),
+                new_holder: me.to_string(),
+                new_incarnation: 0,
+                expected: Some(Expected {
+                    holder: r.holder.clone(),
+                    seq: r.seq,
+                }),
+                ttl_ms,
+            },
+        };
+        let fresh = !matches!(command, LeaseCommand::Renew { .. });
+        if self.leases.commit(time, &command).is_success() && fresh {
+            self.log_line("info", time, source, &format!("got lock '{MANAGER_LOCK}'"));
+        }
+    }
+
+    fn release_manager_lock(&mut self, me: &NodeName, time: u64) {
+        if let Some(r) = self.leases.table.record(MANAGER_LOCK) {
+            if r.holder == me.as_str() {
+                let command = LeaseCommand::Release {
+                    name: MANAGER_LOCK.into(),
+                    holder: me.to_string(),
+                    seq: r.seq,
+                    leave_unguarded: false,
+                };
+                self.leases.commit(time, &command);
+            }
+        }
+    }
+
+    /// Runs one poll of `node`'s agent lease client (its lease task).
+    fn lease_task(&mut self, node: &NodeName, time: u64, source: &str) {
         let quorate = self.quorate_for(node);
         let version = self.manager_status_version;
         let fencing = self.manager_status.fencing(node);
         let Some(n) = self.nodes.get_mut(node) else {
             return;
         };
-        let lease = if manager {
-            &mut n.crm_lease
-        } else {
-            &mut n.agent_lease
-        };
+        let lease = &mut n.agent_lease;
         let record = self.leases.table.record(lease.name()).cloned();
         let view = ReplicaView {
             record: record.as_ref(),
-            crm_fencing_me: fencing && !manager,
+            crm_fencing_me: fencing,
             manager_status_version: version,
         };
         let name = lease.name().to_string();
@@ -383,10 +423,7 @@ impl World {
             .map(|(k, _)| k.clone())
             .collect();
         for node in &nodes {
-            self.lease_task(node, false, now, &format!("{node}/lrm"));
-            if self.timing.crm_watchdog {
-                self.lease_task(node, true, now, &format!("{node}/crm"));
-            }
+            self.lease_task(node, now, &format!("{node}/lrm"));
             self.watchdog_task(node, now);
         }
     }
@@ -544,20 +581,8 @@ impl World {
         action: CrmAction,
     ) -> bool {
         match action {
-            CrmAction::TakeManagerLock => {
-                if let Some(n) = self.nodes.get_mut(node) {
-                    n.crm_lease.set_intent(LeaseIntent::Hold);
-                }
-                self.lease_task(node, true, time, source);
-            }
-            CrmAction::ReleaseManagerLock => {
-                if let Some(n) = self.nodes.get_mut(node) {
-                    n.crm_lease.set_intent(LeaseIntent::Release {
-                        leave_unguarded: false,
-                    });
-                }
-                self.lease_task(node, true, time, source);
-            }
+            CrmAction::TakeManagerLock => self.take_manager_lock(node, time, source),
+            CrmAction::ReleaseManagerLock => self.release_manager_lock(node, time),
             CrmAction::WatchdogOpen | CrmAction::WatchdogUpdate => {
                 if self.timing.crm_watchdog {
                     self.watchdogs
@@ -787,7 +812,7 @@ impl World {
                         LrmAction::ReleaseAgentLock { leave_unguarded } => {
                             n.agent_lease
                                 .set_intent(LeaseIntent::Release { leave_unguarded });
-                            self.lease_task(node, false, time, source);
+                            self.lease_task(node, time, source);
                         }
                         LrmAction::AbandonAgentLock => {
                             n.agent_lease.set_intent(LeaseIntent::Abandon);
@@ -863,8 +888,7 @@ impl World {
         let mut steps = Vec::new();
         let crm = CrmDaemon::new(node.clone(), &mut steps);
         n.crm = Some(crm);
-        self.incarnations += 1;
-        n.crm_lease = node_lease(MANAGER_LOCK, node, self.incarnations, &self.timing);
+
         let time = n.crm_time;
         self.apply_crm_steps(node, time, &format!("{node}/crm"), steps);
     }
