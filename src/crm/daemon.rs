@@ -164,7 +164,7 @@ impl CrmDaemon {
         if fenced {
             return false;
         }
-        if !input.manager.resources.is_empty() {
+        if !input.manager.resources.is_empty() || !input.manager.unplaced.is_empty() {
             return true;
         }
         let master_ok = match &ms.master_node {
@@ -246,6 +246,7 @@ impl CrmDaemon {
                     && input.cluster_state_ok
                     && stored.disarm.is_none()
                     && input.manager.resources.is_empty()
+                    && input.manager.unplaced.is_empty()
                     && stored.service_status.is_empty()
                 {
                     self.idle_rounds += 1;

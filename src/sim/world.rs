@@ -1172,15 +1172,14 @@ impl World {
     pub fn lrm_exited(&mut self, node: &NodeName) {
         let time = self.nodes.get(node).map_or(self.now, |n| n.lrm_time);
         self.log_line("info", time, &format!("{node}/lrm"), "exit (loop end)");
-        if self
-            .watchdogs
-            .remove(&(node.clone(), WatchdogOwner::Lrm))
-            .is_some()
-        {
+        if let Some(last_feed) = self.watchdogs.remove(&(node.clone(), WatchdogOwner::Lrm)) {
+            // The mux fails the client at once: the device runs out one
+            // device timeout from now, or earlier if the client's own
+            // deadline was nearer.
             let mux = lease::millis(self.timing.profile.mux_client_timeout);
             self.watchdogs.insert(
                 (node.clone(), WatchdogOwner::Abandoned),
-                time.saturating_sub(mux),
+                last_feed.min(time.saturating_sub(mux)),
             );
         }
         let (restart, shutdown, has_crm) = self
