@@ -451,11 +451,14 @@ mod tests {
         );
         assert!(response.outcome.is_success());
         assert_eq!(app.state.lease_table().deadline("l"), Some(Mono(105_000)));
-        assert!(app
-            .expired_at(at + std::time::Duration::from_millis(4_999))
-            .is_empty());
+        assert!(
+            app.expired_at(at + std::time::Duration::from_secs(5))
+                .is_empty(),
+            "valid at its deadline"
+        );
         assert_eq!(
-            app.expired_at(at + std::time::Duration::from_secs(5)).len(),
+            app.expired_at(at + std::time::Duration::from_millis(5_001))
+                .len(),
             1
         );
     }

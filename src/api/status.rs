@@ -208,7 +208,10 @@ pub fn current(st: &ApiState) -> Vec<StatusEntry> {
                 let fresh = now.saturating_sub(l.timestamp) <= 30;
                 let state = l.state.map_or("unknown", |s| s.as_str());
                 let mode = l.mode_or_active().as_str();
-                let s = if !fresh {
+                let s = if let Some(problem) = &l.watchdog_problem {
+                    // Not dead: alive but unprotected, so it runs nothing.
+                    format!("watchdog cannot protect this node: {problem}; no services")
+                } else if !fresh {
                     "old timestamp - dead?".to_string()
                 } else if mode != "active" {
                     format!("{mode} mode")
@@ -217,7 +220,9 @@ pub fn current(st: &ApiState) -> Vec<StatusEntry> {
                 } else {
                     state.to_string()
                 };
-                let wd = if fresh && matches!(l.state, Some(LrmState::Active)) {
+                let wd = if l.watchdog_problem.is_some() {
+                    "watchdog failed"
+                } else if fresh && matches!(l.state, Some(LrmState::Active)) {
                     "watchdog active"
                 } else {
                     "watchdog standby"
