@@ -250,7 +250,7 @@ fn the_service_sees_the_fencing_token() {
     );
     let web = agent(dir.path(), "envtest", &cmd);
     web.start(TOKEN).unwrap();
-    assert_eq!(read_when_written(&out), "7 42 7.42 exec:envtest");
+    assert_eq!(read_when_written(&out), "7 42 42 exec:envtest");
     web.stop(Some(Duration::ZERO), TOKEN).unwrap();
 }
 

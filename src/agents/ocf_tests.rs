@@ -164,7 +164,7 @@ fn the_agent_gets_the_ocf_environment_and_fencing_token() {
         "OCF_RESKEY_CRM_meta_migrate_target=node2".to_string(),
         "HA_FENCING_TERM=7".to_string(),
         "HA_FENCING_SEQ=42".to_string(),
-        "HA_FENCING_TOKEN=7.42".to_string(),
+        "HA_FENCING_TOKEN=42".to_string(),
     ] {
         assert!(env.lines().any(|l| l == line), "missing {line} in:\n{env}");
     }

@@ -98,7 +98,7 @@ fn start_status_stop_through_systemctl() {
         .into_iter()
         .filter(|c| c.starts_with("start "))
         .collect();
-    assert_eq!(starts, ["start nginx.service token=7.42"]);
+    assert_eq!(starts, ["start nginx.service token=42"]);
     assert_eq!(fake.agent.stop(None, TOKEN).unwrap(), StopOutcome::Stopped);
     assert_eq!(fake.agent.status(TOKEN).unwrap(), ServiceStatus::Stopped);
     assert_eq!(
@@ -114,7 +114,7 @@ fn start_writes_the_fencing_environment_file() {
     let env = fs::read_to_string(fake.agent.env_file()).unwrap();
     assert_eq!(
         env,
-        "HA_FENCING_TERM=7\nHA_FENCING_SEQ=42\nHA_FENCING_TOKEN=7.42\n"
+        "HA_FENCING_TERM=7\nHA_FENCING_SEQ=42\nHA_FENCING_TOKEN=42\n"
     );
     assert!(fake
         .agent
@@ -149,7 +149,7 @@ fn a_hanging_stop_is_forced_after_the_timeout() {
     assert!(fake
         .calls()
         .iter()
-        .any(|c| c == "kill --signal=SIGKILL web.service token=7.42"));
+        .any(|c| c == "kill --signal=SIGKILL web.service token=42"));
     assert_eq!(fake.agent.status(TOKEN).unwrap(), ServiceStatus::Stopped);
 }
 

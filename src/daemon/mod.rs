@@ -77,11 +77,13 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
         config.advertise.clone(),
         creds.cluster_secret.clone(),
     );
-    if config.timing.name != "pve" {
-        // Failover time is bounded by the lease ttl; a fast election keeps
-        // the CRM gap after a leader crash well below it.
-        store_config = store_config.fast();
-    }
+    // Raft's timing is part of the one timing rule: a node must be able to
+    // renew through a new leader inside its feed window.
+    store_config.heartbeat_interval = config.timing.raft_heartbeat;
+    store_config.election_timeout = (
+        config.timing.election_timeout_min,
+        config.timing.election_timeout_max,
+    );
     let store = ClusterStore::start(store_config)
         .await
         .context("starting the cluster store")?;

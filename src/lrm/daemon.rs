@@ -387,19 +387,32 @@ impl Lrm {
         }
     }
 
+    /// Whether the command of `uid` needs no (further) run: its result is
+    /// reported. A `stopped` command is enforced again every round only
+    /// while it fails (spec 4.5: the LRM keeps a stopped service stopped);
+    /// once it succeeded, a stopped service costs nothing in steady state
+    /// (no agent call, no status change) until the CRM sends a new uid.
+    fn done(&self, uid: &str, command: ServiceState) -> bool {
+        match self.results.get(uid) {
+            None => false,
+            Some(r) => command != ServiceState::Stopped || r.exit_code == exit_code::SUCCESS,
+        }
+    }
+
     fn queue(&mut self, sid: Sid, uid: Option<String>, request: CommandRequest) {
-        if request.command != ServiceState::Stopped {
-            if let Some(uid) = &uid {
-                if self.results.contains_key(uid) {
-                    return;
-                }
-            }
+        if uid.as_ref().is_some_and(|u| self.done(u, request.command)) {
+            return;
         }
         if let Some(w) = self.workers.get(&sid) {
             if w.running {
                 if uid.is_none() && request.command == ServiceState::RequestStop {
                     self.deferred_stops.insert(sid, request);
                 }
+                return;
+            }
+            // Already queued, waiting for a free worker: keep its place
+            // (its start_tries), or a busy node would starve it.
+            if w.uid == uid && w.request == request {
                 return;
             }
         }
@@ -554,11 +567,7 @@ impl Lrm {
             })
             // what `queue` would skip anyway, filtered before copying
             .filter(|(sid, sd)| {
-                let done = sd.state != ServiceState::Stopped
-                    && sd
-                        .uid
-                        .as_ref()
-                        .is_some_and(|u| self.results.contains_key(u));
+                let done = sd.uid.as_ref().is_some_and(|u| self.done(u, sd.state));
                 let busy = self.workers.get(*sid).is_some_and(|w| w.running);
                 !done && !busy
             })
@@ -1090,6 +1099,50 @@ mod tests {
         lrm.iterate(&input(&ms2, &res, 0), &mut exec, &mut lock);
         assert_eq!(lock.1, 0);
         assert_eq!(lrm.state(), LrmState::LostAgentLock);
+    }
+
+    #[test]
+    fn a_stopped_service_costs_nothing_once_its_stop_succeeded() {
+        let ms = status_with(&[("vm:101", ServiceState::Stopped, "s1")]);
+        let res = resources(&["vm:101"], 1);
+        let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
+        let mut exec = Recorder {
+            calls: Vec::new(),
+            answer: Some(exit_code::SUCCESS),
+        };
+        let mut lock = valid();
+        // An LRM with only a stopped service stays idle; make it active.
+        lrm.state = LrmState::Active;
+        for _ in 0..5 {
+            lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut lock);
+        }
+        assert_eq!(exec.calls.len(), 1, "enforced once per uid");
+        // A stop that fails is enforced again every round.
+        let ms = status_with(&[("vm:101", ServiceState::Stopped, "s2")]);
+        exec.answer = Some(exit_code::ERROR);
+        for _ in 0..3 {
+            lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut lock);
+        }
+        assert_eq!(exec.calls.len(), 4);
+    }
+
+    #[test]
+    fn a_queued_command_keeps_its_place_while_workers_are_busy() {
+        let ms = status_with(&[
+            ("vm:101", ServiceState::Started, "a"),
+            ("vm:102", ServiceState::Started, "b"),
+            ("vm:103", ServiceState::Started, "c"),
+        ]);
+        let res = resources(&["vm:101", "vm:102", "vm:103"], 1);
+        let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
+        let mut exec = Recorder {
+            calls: Vec::new(),
+            answer: None,
+        };
+        let mut lock = valid();
+        lrm.iterate(&input(&ms, &res, 1), &mut exec, &mut lock);
+        lrm.iterate(&input(&ms, &res, 1), &mut exec, &mut lock);
+        assert_eq!(lrm.workers[&sid("vm:103")].start_tries, 2);
     }
 
     #[test]
