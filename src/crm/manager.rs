@@ -902,9 +902,14 @@ impl Manager {
                 let requested_started = confs
                     .peek()
                     .is_some_and(|(k, c)| *k == sid && c.config.state == RequestedState::Started);
-                let has_result = sd.uid.as_deref().is_some_and(|u| results.contains_key(u));
+                // No news: no result, or the success already taken in.
+                let settled = sd
+                    .uid
+                    .as_deref()
+                    .and_then(|u| results.get(u))
+                    .is_none_or(|r| r.exit_code == exit_code::SUCCESS && sd.running);
                 let steady = requested_started
-                    && !has_result
+                    && settled
                     && sd.cmd.is_none()
                     && sd.maintenance_node.is_none()
                     && self.usage.contains_key(&sd.node)
@@ -1221,7 +1226,13 @@ impl Manager {
             }
             other => {
                 let online = self.node_is_online(&node);
-                let uid = res.map(|_| self.new_uid());
+                // A new uid only when the LRM must run the command again
+                // (a start to retry); a reported success stays as it is,
+                // so a healthy service costs no writes. The LRM re-checks
+                // started services on its own (monitor interval).
+                let uid = res
+                    .filter(|r| r.exit_code != exit_code::SUCCESS)
+                    .map(|_| self.new_uid());
                 let Some(sd) = self.ms.service_status.get_mut(sid) else {
                     return;
                 };
@@ -1587,10 +1598,31 @@ mod tests {
         f.round(&mut m, 20);
         let sd = &m.status().service_status[&sid("vm:101")];
         assert!(sd.running);
-        assert_ne!(
+        assert_eq!(
             sd.uid.as_deref(),
             Some(uid1.as_str()),
-            "a consumed result gets a fresh uid"
+            "a reported success keeps its uid: a healthy service costs no writes"
+        );
+        let before = m.status().clone();
+        f.round(&mut m, 30);
+        let mut after = m.status().clone();
+        after.timestamp = before.timestamp;
+        assert_eq!(after, before, "steady: nothing changes");
+        // A failed start gets a fresh uid (the LRM must run it again).
+        let mut st = LrmStatus::default();
+        st.results.insert(
+            uid1.clone(),
+            LrmResult {
+                sid: sid("vm:101"),
+                state: ServiceState::Started,
+                exit_code: exit_code::ERROR,
+            },
+        );
+        f.lrm.insert(n("node1"), st);
+        f.round(&mut m, 40);
+        assert_ne!(
+            m.status().service_status[&sid("vm:101")].uid.as_deref(),
+            Some(uid1.as_str())
         );
     }
 

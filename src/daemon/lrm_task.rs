@@ -36,6 +36,12 @@ pub const STATUS_REFRESH: Duration = Duration::from_secs(10);
 
 type Finished = Arc<Mutex<Vec<(Sid, i32)>>>;
 
+/// Started services are checked again every five rounds (5 s in the
+/// default profile); a check that finds nothing wrong writes nothing.
+fn monitor_interval_ms(config: &NodeConfig) -> u64 {
+    lease::millis(config.timing.round_interval * 5)
+}
+
 fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
@@ -307,6 +313,7 @@ pub async fn run(task: LrmTask, mut shutdown: tokio::sync::watch::Receiver<bool>
             manager_status: &snap.manager_status,
             resources: &snap.resources,
             max_workers: MAX_WORKERS,
+            monitor_interval_ms: monitor_interval_ms(&config),
             finished: done,
         };
         if *shutdown.borrow() && !shutdown_sent {

@@ -136,6 +136,11 @@ pub struct LrmInput<'a> {
     pub resources: &'a BTreeMap<Sid, ConfiguredResource>,
     /// Worker limit; 0 = run inline.
     pub max_workers: usize,
+    /// How often a started service whose start was reported is checked
+    /// again (the agent's status; a service found down is started again
+    /// under the restart policy). Results only change when something
+    /// happened, so a healthy service costs no log entries.
+    pub monitor_interval_ms: u64,
     /// Asynchronous workers that ended since the last iteration.
     pub finished: Vec<(Sid, i32)>,
 }
@@ -168,6 +173,9 @@ pub struct Lrm {
     state_change_ms: u64,
     results: BTreeMap<String, LrmResult>,
     restart_tries: BTreeMap<Sid, u32>,
+    /// When each started service was last checked (its `started` command
+    /// finished), for the periodic re-check.
+    last_checked: BTreeMap<Sid, u64>,
     workers: BTreeMap<Sid, Worker>,
     /// Shutdown stop jobs for services whose worker was still busy (e.g. a
     /// start in flight) when the request came: queued once it ends. Unlike
@@ -212,6 +220,7 @@ impl Lrm {
             state_change_ms: now_ms,
             results: BTreeMap::new(),
             restart_tries: BTreeMap::new(),
+            last_checked: BTreeMap::new(),
             workers: BTreeMap::new(),
             deferred_stops: BTreeMap::new(),
             service_status: BTreeMap::new(),
@@ -400,7 +409,19 @@ impl Lrm {
     }
 
     fn queue(&mut self, sid: Sid, uid: Option<String>, request: CommandRequest) {
-        if uid.as_ref().is_some_and(|u| self.done(u, request.command)) {
+        self.queue_command(sid, uid, request, false);
+    }
+
+    /// Queues a command; `recheck` runs a reported `started` again (the
+    /// periodic monitor).
+    fn queue_command(
+        &mut self,
+        sid: Sid,
+        uid: Option<String>,
+        request: CommandRequest,
+        recheck: bool,
+    ) {
+        if !recheck && uid.as_ref().is_some_and(|u| self.done(u, request.command)) {
             return;
         }
         if let Some(w) = self.workers.get(&sid) {
@@ -472,6 +493,9 @@ impl Lrm {
         let Some(w) = self.workers.remove(sid) else {
             return;
         };
+        if w.request.command == ServiceState::Started {
+            self.last_checked.insert(sid.clone(), ctx.input.now_ms);
+        }
         let Some(uid) = w.uid else {
             if code != exit_code::SUCCESS {
                 self.shutdown_errors += 1;
@@ -555,7 +579,10 @@ impl Lrm {
     fn manage_resources(&mut self, ctx: &mut Ctx<'_, '_>, exec: &mut dyn Executor) -> usize {
         let ss = &self.service_status;
         self.restart_tries.retain(|sid, _| ss.contains_key(sid));
-        let todo: Vec<(Sid, Option<String>, CommandRequest)> = self
+        self.last_checked.retain(|sid, _| ss.contains_key(sid));
+        let now = ctx.input.now_ms;
+        let interval = ctx.input.monitor_interval_ms;
+        let todo: Vec<(Sid, Option<String>, CommandRequest, bool)> = self
             .service_status
             .iter()
             .filter(|(_, sd)| sd.node == self.node && sd.uid.is_some())
@@ -566,26 +593,32 @@ impl Lrm {
                 )
             })
             // what `queue` would skip anyway, filtered before copying
-            .filter(|(sid, sd)| {
+            .filter_map(|(sid, sd)| {
                 let done = sd.uid.as_ref().is_some_and(|u| self.done(u, sd.state));
-                let busy = self.workers.get(*sid).is_some_and(|w| w.running);
-                !done && !busy
-            })
-            .map(|(sid, sd)| {
-                (
-                    sid.clone(),
-                    sd.uid.clone(),
-                    CommandRequest {
-                        sid: sid.clone(),
-                        command: sd.state,
-                        target: sd.target.clone(),
-                        timeout: sd.timeout,
-                    },
-                )
+                let busy = self.workers.get(sid).is_some_and(|w| w.running);
+                let recheck = done
+                    && sd.state == ServiceState::Started
+                    && self
+                        .last_checked
+                        .get(sid)
+                        .is_none_or(|t| now.saturating_sub(*t) >= interval);
+                ((!done || recheck) && !busy).then(|| {
+                    (
+                        sid.clone(),
+                        sd.uid.clone(),
+                        CommandRequest {
+                            sid: sid.clone(),
+                            command: sd.state,
+                            target: sd.target.clone(),
+                            timeout: sd.timeout,
+                        },
+                        recheck,
+                    )
+                })
             })
             .collect();
-        for (sid, uid, req) in todo {
-            self.queue(sid, uid, req);
+        for (sid, uid, req, recheck) in todo {
+            self.queue_command(sid, uid, req, recheck);
         }
         self.run_workers(ctx, exec)
     }
@@ -1005,6 +1038,7 @@ mod tests {
             manager_status: ms,
             resources: res,
             max_workers: workers,
+            monitor_interval_ms: 10_000,
             finished: Vec::new(),
         }
     }
@@ -1124,6 +1158,37 @@ mod tests {
             lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut lock);
         }
         assert_eq!(exec.calls.len(), 4);
+    }
+
+    #[test]
+    fn a_started_service_is_checked_again_only_every_monitor_interval() {
+        let ms = status_with(&[("vm:101", ServiceState::Started, "u1")]);
+        let res = resources(&["vm:101"], 1);
+        let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
+        let mut exec = Recorder {
+            calls: Vec::new(),
+            answer: Some(exit_code::SUCCESS),
+        };
+        let mut lock = valid();
+        let at = |t: u64| {
+            let mut i = input(&ms, &res, 0);
+            i.now_ms = t;
+            i
+        };
+        let first = lrm.iterate(&at(0), &mut exec, &mut lock);
+        let status = first.status.expect("status");
+        for t in [1_000, 5_000, 9_999] {
+            let out = lrm.iterate(&at(t), &mut exec, &mut lock);
+            assert_eq!(out.status.unwrap().results, status.results);
+        }
+        assert_eq!(exec.calls.len(), 1);
+        let out = lrm.iterate(&at(10_000), &mut exec, &mut lock);
+        assert_eq!(exec.calls.len(), 2, "re-checked after the interval");
+        assert_eq!(
+            out.status.unwrap().results,
+            status.results,
+            "a healthy check changes nothing"
+        );
     }
 
     #[test]
