@@ -373,6 +373,11 @@ async fn apply(
                 // A fencing hold: the take-over committed already.
                 Some(_) => return Ok(()),
             };
+            let evidence = if expected.is_some() {
+                "took over the expired agent lease"
+            } else {
+                "took over the free agent lease (the node held none)"
+            };
             let command = Command::Lease(LeaseCommand::Takeover {
                 name: name.clone(),
                 new_holder: crm_holder(config.node.as_str()),
@@ -384,7 +389,7 @@ async fn apply(
             // checks that no renewal committed since.
             let response = store.write_here(command).await?;
             committed(response.outcome, "fencing take-over")?;
-            tracing::warn!(node = %node, lease = %name, "fenced: took over the agent lease");
+            tracing::warn!(node = %node, lease = %name, "fenced: {evidence}");
             let fenced = snap
                 .manager_status
                 .service_status
