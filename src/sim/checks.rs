@@ -31,26 +31,18 @@ impl World {
     pub(crate) fn refresh_standing(&mut self) {
         let topo = self.topology();
         let now = self.now;
-        let good: Vec<(NodeName, bool)> = self
-            .nodes
-            .iter()
-            .map(|(name, n)| {
-                let mux_fault = n.mux.failure().is_some_and(|(_, why)| why.is_mux_fault());
-                let ok = n.running_daemon()
-                    && n.network
-                    && n.mux.answers()
-                    && !mux_fault
-                    && self.cluster.quorate(&topo, name);
-                (name.clone(), ok)
-            })
-            .collect();
-        for (name, ok) in good {
-            if let Some(n) = self.nodes.get_mut(&name) {
-                if !ok {
-                    n.standing_since = None;
-                } else if n.standing_since.is_none() {
-                    n.standing_since = Some(now);
-                }
+        let World { nodes, cluster, .. } = self;
+        for (name, n) in nodes.iter_mut() {
+            let mux_fault = n.mux.failure().is_some_and(|(_, why)| why.is_mux_fault());
+            let ok = n.running_daemon()
+                && n.network
+                && n.mux.answers()
+                && !mux_fault
+                && cluster.quorate(&topo, name);
+            if !ok {
+                n.standing_since = None;
+            } else if n.standing_since.is_none() {
+                n.standing_since = Some(now);
             }
         }
     }

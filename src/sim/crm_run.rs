@@ -281,8 +281,7 @@ impl World {
                 let mux_timeout = self.timing.mux_client_timeout_ms();
                 if let Some(n) = self.nodes.get_mut(node) {
                     if n.mux.armed(WatchdogOwner::Crm)
-                        && n
-                            .mux
+                        && n.mux
                             .release(WatchdogOwner::Crm, time, mux_timeout)
                             .is_err()
                     {

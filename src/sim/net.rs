@@ -71,6 +71,8 @@ pub struct Network {
     pub params: NetParams,
     /// Links whose last message was lost.
     lost_last: BTreeSet<(NodeName, NodeName)>,
+    /// Bumped whenever a link changes.
+    generation: u64,
 }
 
 impl Network {
@@ -80,6 +82,7 @@ impl Network {
             blocked: BTreeSet::new(),
             params,
             lost_last: BTreeSet::new(),
+            generation: 0,
         }
     }
 
@@ -88,8 +91,14 @@ impl Network {
         &self.blocked
     }
 
+    /// Changes whenever a link is cut or restored.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Cuts (`up == false`) or restores the link `from -> to`.
     pub fn set_link(&mut self, from: &NodeName, to: &NodeName, up: bool) {
+        self.generation += 1;
         let key = (from.clone(), to.clone());
         if up {
             self.blocked.remove(&key);
@@ -100,6 +109,7 @@ impl Network {
 
     /// Restores every link.
     pub fn heal_all(&mut self) {
+        self.generation += 1;
         self.blocked.clear();
     }
 

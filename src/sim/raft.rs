@@ -42,23 +42,29 @@ impl Topology {
         let names: Vec<NodeName> = members.iter().map(|(n, _)| n.clone()).collect();
         let participant: Vec<bool> = members.iter().map(|(_, l)| l.participant).collect();
         let network: Vec<bool> = members.iter().map(|(_, l)| l.network).collect();
-        let send = (0..names.len())
+        let count = names.len();
+        let mut send: Vec<Vec<bool>> = (0..count)
             .map(|a| {
-                (0..names.len())
+                (0..count)
                     .map(|b| {
                         if a == b {
                             participant[a]
                         } else {
-                            participant[a]
-                                && participant[b]
-                                && network[a]
-                                && network[b]
-                                && !blocked.contains(&(names[a].clone(), names[b].clone()))
+                            participant[a] && participant[b] && network[a] && network[b]
                         }
                     })
                     .collect()
             })
             .collect();
+        for (from, to) in blocked {
+            let a = names.iter().position(|x| x == from);
+            let b = names.iter().position(|x| x == to);
+            if let (Some(a), Some(b)) = (a, b) {
+                if a != b {
+                    send[a][b] = false;
+                }
+            }
+        }
         Topology {
             names,
             participant,

@@ -86,14 +86,20 @@ impl World {
         }
     }
 
-    /// Raft, and every node's standing, after anything changed.
+    /// Raft, and every node's standing, after anything changed (nothing
+    /// to do when nothing they depend on did).
     pub fn net_changed(&mut self) {
+        let key = self.net_key();
+        if key.is_some() && key == self.refreshed_for {
+            return;
+        }
         let topo = self.topology();
         let now = self.now;
         for line in self.cluster.refresh_raft(&topo, now) {
             self.log_line("info", now, "raft", &line);
         }
         self.refresh_standing();
+        self.refreshed_for = self.net_key();
     }
 
     /// An answer reaches its node: the lease core takes it if it is the

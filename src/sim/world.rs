@@ -5,7 +5,9 @@
 //! `lrm_run.rs` run the daemons, `tasks.rs` the events between their
 //! iterations, `commands.rs` the cmdlist, `checks.rs` the violations.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use crate::crm::{ConfiguredResource, ManagerStatus};
 use crate::domain::{NodeName, ResourceConfig, ShutdownPolicy, Sid};
@@ -76,6 +78,29 @@ pub struct World {
     pub liveness_violations: Vec<String>,
     /// When a CRM round was last skipped (`skip-round crm`).
     pub crm_skipped_at: Option<u64>,
+    /// The topology last built, with the inputs it was built from.
+    topo_cache: RefCell<Option<(TopoKey, Rc<Topology>)>>,
+    /// What Raft and the standings were last refreshed for.
+    pub(crate) refreshed_for: Option<NetKey>,
+}
+
+/// What a [`Topology`] is built from: per node whether it takes part in
+/// Raft and has its network up (2 bits each), and the links' generation.
+type TopoKey = (u128, u64);
+
+/// What Raft and the nodes' standings depend on (see
+/// [`World::net_changed`](World::net_changed)): the topology, the leader,
+/// its term and whether it started, a running election, each node's mux
+/// health and whether it believes in the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NetKey {
+    topo: TopoKey,
+    leader: Option<usize>,
+    term: u64,
+    started: bool,
+    election: bool,
+    mux: u128,
+    belief: u128,
 }
 
 impl World {
@@ -124,6 +149,8 @@ impl World {
             violations: Vec::new(),
             liveness_violations: Vec::new(),
             crm_skipped_at: None,
+            topo_cache: RefCell::new(None),
+            refreshed_for: None,
         };
         // Nodes that start powered run their daemons from the start.
         for (n, hw) in &sc.hardware {
@@ -170,8 +197,27 @@ impl World {
         self.violations.push(format!("{}: {msg}", t.trim()));
     }
 
-    /// The network as it is now.
-    pub fn topology(&self) -> Topology {
+    fn topo_key(&self) -> Option<TopoKey> {
+        if self.nodes.len() > 64 {
+            return None;
+        }
+        let mut bits = 0u128;
+        for (i, n) in self.nodes.values().enumerate() {
+            let v = u128::from(n.running_daemon()) | (u128::from(n.network) << 1);
+            bits |= v << (2 * i);
+        }
+        Some((bits, self.cluster.net.generation()))
+    }
+
+    /// The network as it is now (rebuilt only when a node's power,
+    /// daemon, pause or network, or a link changed).
+    pub fn topology(&self) -> Rc<Topology> {
+        let key = self.topo_key();
+        if let (Some(k), Some((cached, topo))) = (key, &*self.topo_cache.borrow()) {
+            if k == *cached {
+                return topo.clone();
+            }
+        }
         let members: Vec<(NodeName, NodeLink)> = self
             .nodes
             .iter()
@@ -185,7 +231,35 @@ impl World {
                 )
             })
             .collect();
-        Topology::build(&members, self.cluster.net.blocked())
+        let topo = Rc::new(Topology::build(&members, self.cluster.net.blocked()));
+        if let Some(k) = key {
+            *self.topo_cache.borrow_mut() = Some((k, topo.clone()));
+        }
+        topo
+    }
+
+    /// The [`NetKey`] of now (`None` for clusters too large to key).
+    pub(crate) fn net_key(&self) -> Option<NetKey> {
+        let topo = self.topo_key()?;
+        let raft = &self.cluster.raft;
+        let leader = raft
+            .leader()
+            .and_then(|l| self.nodes.keys().position(|n| n == l));
+        let (mut mux, mut belief) = (0u128, 0u128);
+        for (i, (name, n)) in self.nodes.iter().enumerate() {
+            let fault = n.mux.failure().is_some_and(|(_, why)| why.is_mux_fault());
+            mux |= (u128::from(n.mux.answers()) | (u128::from(fault) << 1)) << (2 * i);
+            belief |= u128::from(raft.belief(name) == raft.leader()) << i;
+        }
+        Some(NetKey {
+            topo,
+            leader,
+            term: raft.term(),
+            started: raft.term_started(),
+            election: raft.election_pending(),
+            mux,
+            belief,
+        })
     }
 
     /// Quorum as seen from `node`: it exchanges messages with the leader
