@@ -426,7 +426,10 @@ impl World {
             return;
         }
         let mut steps = Vec::new();
-        let crm = CrmDaemon::new(node.clone(), &mut steps);
+        let mut crm = CrmDaemon::new(node.clone(), &mut steps);
+        // Outside pve the manager lock is Raft leadership: no other node
+        // can take over from a leader whose own services are in fence.
+        crm.set_leader_only(!self.timing.crm_watchdog);
         n.crm = Some(crm);
         let time = n.crm_time;
         self.apply_crm_steps(node, time, &format!("{node}/crm"), steps);
