@@ -90,7 +90,7 @@ fn runs() -> &'static [Run] {
                     .file_name()
                     .map(|n| n.to_string_lossy().to_string())
                     .unwrap_or_default();
-                let result = ha_manager::sim::run_dir(&dir, None, 0).map_err(|e| e.to_string());
+                let result = ha_manager::sim::run_dir(&dir, None, None).map_err(|e| e.to_string());
                 Run { name, dir, result }
             })
             .collect()
@@ -471,7 +471,7 @@ fn final_state_comparison_reports_each_field() {
 #[test]
 fn group_migration_rewrites_the_config() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/group-migrate-versions");
-    let result = ha_manager::sim::run_dir(&dir, None, 0).expect("scenario loads");
+    let result = ha_manager::sim::run_dir(&dir, None, None).expect("scenario loads");
     let fs = &result.final_state;
     assert!(fs.groups.is_empty(), "groups deleted: {:?}", fs.groups);
     assert_eq!(fs.rules, ["ha-group-pref3"]);

@@ -42,12 +42,13 @@ pub enum SimCommand {
         /// scenario has a `profile` file), `default` or `fast`.
         #[arg(long, value_parser = ["pve", "default", "fast"])]
         profile: Option<String>,
-        /// Seed of the run: 0 (the default) keeps sorted node order, no
-        /// message delay or loss and fixed election timeouts; any other
-        /// value randomizes node order within a round, message delay and
-        /// loss and election timeouts. Same scenario and seed, same log.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        /// Seed of the run (default: the scenario's `seed` file, else 0).
+        /// Seed 0 keeps sorted node order, no message delay or loss and
+        /// fixed election timeouts; any other value randomizes node order
+        /// within a round, message delay and loss and election timeouts.
+        /// Same scenario and seed, same log.
+        #[arg(long)]
+        seed: Option<u64>,
     },
 }
 

@@ -14,8 +14,10 @@
 //! before the reset. A node is in good standing while its daemon runs
 //! (powered, not stopped, not paused), its network is up, it exchanges
 //! messages with the Raft leader (or, while an election runs, with a
-//! majority of the members), and its watchdog-mux was neither restarted
-//! with a client armed nor hung. A reset of the pve CRM watchdog while
+//! majority of the members), its local store is readable (no `cfs rw
+//! fail`: Proxmox's LRM ends itself with its watchdog armed when it
+//! cannot read the manager status in maintenance, spec 4.1), and its
+//! watchdog-mux was neither restarted with a client armed nor hung. A reset of the pve CRM watchdog while
 //! CRM rounds were being skipped is not counted (the CRM daemon was not
 //! running its loop, as Proxmox's would not).
 
@@ -36,6 +38,7 @@ impl World {
             let mux_fault = n.mux.failure().is_some_and(|(_, why)| why.is_mux_fault());
             let ok = n.running_daemon()
                 && n.network
+                && n.cfs_rw
                 && n.mux.answers()
                 && !mux_fault
                 && cluster.quorate(&topo, name);

@@ -227,9 +227,27 @@ impl World {
                     node.network = *action == "on";
                 }
             }
+            ["pause", "leader"] => match self.cluster.raft.leader().cloned() {
+                Some(leader) => {
+                    self.hw_log("hardware", &format!("the leader is '{leader}'"));
+                    self.pause(&leader);
+                }
+                None => self.hw_log("hardware", "no leader to pause"),
+            },
             ["pause", n] => {
                 if let Some(n) = node_of(n) {
                     self.pause(&n);
+                }
+            }
+            ["resume", "all"] => {
+                let paused: Vec<NodeName> = self
+                    .nodes
+                    .iter()
+                    .filter(|(_, n)| n.paused)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for n in paused {
+                    self.resume(&n);
                 }
             }
             ["resume", n] => {

@@ -322,6 +322,8 @@ impl World {
             return;
         };
         n.draining = None;
+        // A drain may end after the iteration that exited.
+        n.lrm_time = n.lrm_time.max(time);
         n.agent.watchdog_wanted = false;
         if n.mux.armed(WatchdogOwner::Lrm) {
             n.mux.disconnect(WatchdogOwner::Lrm, time, mux_timeout);

@@ -34,9 +34,14 @@ pub fn timing_for(profile: &str) -> Option<SimTiming> {
     SimTiming::by_name(profile)
 }
 
-/// Loads and runs a scenario directory with `seed`. `profile` overrides
-/// the scenario's own `profile` file; without either, `pve` is used.
-pub fn run_dir(dir: &Path, profile: Option<&str>, seed: u64) -> Result<SimResult, ScenarioError> {
+/// Loads and runs a scenario directory. `profile` and `seed` override the
+/// scenario's own `profile` and `seed` files; without either, `pve` and
+/// seed 0 are used.
+pub fn run_dir(
+    dir: &Path,
+    profile: Option<&str>,
+    seed: Option<u64>,
+) -> Result<SimResult, ScenarioError> {
     let sc = Scenario::load(dir)?;
     let name = profile
         .map(str::to_string)
@@ -49,5 +54,5 @@ pub fn run_dir(dir: &Path, profile: Option<&str>, seed: u64) -> Result<SimResult
         message: "unknown profile (expected pve, default or fast)".into(),
     })?;
     sc.validate_for(&timing)?;
-    Ok(run_seeded(&sc, timing, seed))
+    Ok(run_seeded(&sc, timing, seed.or(sc.seed).unwrap_or(0)))
 }

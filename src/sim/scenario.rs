@@ -101,6 +101,8 @@ pub struct Scenario {
     pub shutdown_policy: ShutdownPolicy,
     /// Profile named by a `profile` file, if any.
     pub profile: Option<String>,
+    /// Seed named by a `seed` file, if any.
+    pub seed: Option<u64>,
     /// The text of `cmdlist` (for line numbers in errors found once the
     /// profile is known).
     pub cmdlist_text: String,
@@ -423,6 +425,13 @@ impl Scenario {
             }
             sc.profile = Some(p);
         }
+        if let Some(text) = read_opt(dir, "seed")? {
+            let t = text.trim();
+            sc.seed = Some(
+                t.parse()
+                    .map_err(|_| err("seed", 1, t, "expected a non-negative integer"))?,
+            );
+        }
         sc.validate_commands(&cmd_text)?;
         sc.cmdlist_text = cmd_text;
         Ok(sc)
@@ -497,6 +506,7 @@ impl Scenario {
                         return bad(action, "expected work or fail");
                     }
                 }
+                ["pause", "leader"] | ["resume", "all"] => {}
                 ["reboot" | "shutdown" | "restart-lrm" | "pause" | "resume", node] => {
                     if !node_ok(node) {
                         return bad(node, "unknown node");

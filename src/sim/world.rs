@@ -247,7 +247,7 @@ impl World {
             .and_then(|l| self.nodes.keys().position(|n| n == l));
         let (mut mux, mut belief) = (0u128, 0u128);
         for (i, (name, n)) in self.nodes.iter().enumerate() {
-            let fault = n.mux.failure().is_some_and(|(_, why)| why.is_mux_fault());
+            let fault = n.mux.failure().is_some_and(|(_, why)| why.is_mux_fault()) || !n.cfs_rw;
             mux |= (u128::from(n.mux.answers()) | (u128::from(fault) << 1)) << (2 * i);
             belief |= u128::from(raft.belief(name) == raft.leader()) << i;
         }
