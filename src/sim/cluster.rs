@@ -13,8 +13,8 @@
 //! the whole exchange happens at once.
 
 use lease::{
-    LeaseCommand, LeaseEvent, LeaseOutcome, LeaseRequest, LeaseTable, Mono, NodeLease, ReplicaView,
-    RequestFailure,
+    LeaseCommand, LeaseEvent, LeaseOutcome, LeaseRequest, LeaseTable, Mono, NodeLease,
+    NodeLeaseState, ReplicaView, RequestFailure,
 };
 
 use crate::crm::{agent_lease_name, AgentLease};
@@ -224,11 +224,19 @@ impl Cluster {
             crm_fencing_me: fencing_me,
             manager_status_version: version,
         };
-        let Some(request) = client.lease.poll(Mono(now), &view) else {
+        let was_free = client.lease.state() == NodeLeaseState::Free;
+        let polled = client.lease.poll(Mono(now), &view);
+        // A grant to this run whose answer was missed, adopted from the
+        // replica by the poll.
+        let adopted = match client.lease.state() {
+            NodeLeaseState::Held { seq, .. } if was_free => Some(LeaseEvent::Acquired { seq }),
+            _ => None,
+        };
+        let Some(request) = polled else {
             if !client.lease.in_flight() {
                 client.inflight = None;
             }
-            return None;
+            return adopted;
         };
         self.next_request += 1;
         let id = self.next_request;
@@ -239,8 +247,10 @@ impl Cluster {
             id,
             request,
         };
-        let reply = self.send_request(topo, now, msg, version)?;
-        client.accept(now, reply).1
+        match self.send_request(topo, now, msg, version) {
+            Some(reply) => client.accept(now, reply).1.or(adopted),
+            None => adopted,
+        }
     }
 
     fn send_request(

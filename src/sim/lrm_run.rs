@@ -288,6 +288,9 @@ impl World {
         let lrm = Lrm::new(node.clone(), n.lrm_time, &mut steps);
         n.lrm = Some(lrm);
         n.agent = AgentClient::new(node, incarnation, epoch, &timing);
+        n.agent
+            .lease
+            .set_watchdog_armed(n.mux.armed(WatchdogOwner::Lrm));
         let time = n.lrm_time;
         self.apply_lrm_steps(node, time, &format!("{node}/lrm"), steps);
     }

@@ -241,6 +241,12 @@ impl World {
                 n.agent.lease.set_watchdog_failed(true);
                 n.agent.probe_at = Some(time + WATCHDOG_RETRY_MS);
             }
+            // The lease core gates a take-back on an armed watchdog.
+            let now_armed = n.mux.armed(WatchdogOwner::Lrm);
+            n.agent.lease.set_watchdog_armed(now_armed);
+            if now_armed && !armed {
+                wake_lease = true;
+            }
             // A problem with no wish to arm clears itself.
             if !n.agent.watchdog_wanted
                 && !n.mux.armed(WatchdogOwner::Lrm)
