@@ -80,7 +80,11 @@ fn random_command(rng: &mut Rng, nodes: &[String], sids: &[String]) -> String {
         15 => format!("cfs {n} {} fail", rng.pick(&["rw", "update"])),
         16 => format!("cfs {n} {} work", rng.pick(&["rw", "update"])),
         17 => format!("service {s} stop {}", rng.pick(&[0, 10])),
-        18 => format!("skip-round {} {}", rng.pick(&["crm", "lrm"]), 1 + rng.below(3)),
+        18 => format!(
+            "skip-round {} {}",
+            rng.pick(&["crm", "lrm"]),
+            1 + rng.below(3)
+        ),
         19 | 20 => format!("pause {n}"),
         21 => "pause leader".to_string(),
         22 => format!("resume {n}"),

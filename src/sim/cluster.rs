@@ -487,6 +487,47 @@ impl Cluster {
         log.then(|| format!("'{winner}' elected leader (term {term})"))
     }
 
+    /// The leader `from` hands leadership over (its CRM stopped outside
+    /// pve, where the manager lock is leadership): the first other node
+    /// that reaches a majority (a random one with a random seed) is elected
+    /// at once, as a Raft leadership transfer does. Returns a log line, or
+    /// `None` when `from` does not lead or no other node could.
+    pub fn transfer_leadership(
+        &mut self,
+        topo: &Topology,
+        now: u64,
+        from: &NodeName,
+    ) -> Option<String> {
+        if self.raft.leader() != Some(from) {
+            return None;
+        }
+        let others: Vec<NodeName> = RaftModel::candidates(topo)
+            .into_iter()
+            .filter(|n| n != from)
+            .collect();
+        if others.is_empty() {
+            return None;
+        }
+        let pick = if self.net.params.random_elections {
+            usize::try_from(self.rng.below(others.len() as u64)).unwrap_or(0)
+        } else {
+            0
+        };
+        let winner = others[pick].clone();
+        self.raft.start_election();
+        let term = self.raft.elect(&winner);
+        let d = self.net.delay(&mut self.rng) + self.net.delay(&mut self.rng);
+        if d == 0 {
+            self.start_term(now, term);
+        } else {
+            self.events.push(now + d, Event::TermStart { term });
+        }
+        self.send_heartbeats(topo, now);
+        Some(format!(
+            "'{from}' hands leadership over: '{winner}' elected leader (term {term})"
+        ))
+    }
+
     /// The leader's first entry of `term` is applied: every held lease is
     /// extended to at least `now + ttl` (the new leader cannot know when
     /// the last renewals were sent).

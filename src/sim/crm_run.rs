@@ -449,8 +449,17 @@ impl World {
                         n.lrm.is_some() || n.draining.is_some(),
                     )
                 });
-        if let Some(n) = self.nodes.get_mut(node) {
+        let stopped = self.nodes.get_mut(node).is_some_and(|n| {
+            let stopped = n.crm_stop;
             n.crm_stop = false;
+            stopped
+        });
+        if stopped && !self.timing.crm_watchdog {
+            // The manager lock is leadership: a stopped CRM hands it over.
+            let topo = self.topology();
+            if let Some(line) = self.cluster.transfer_leadership(&topo, time, node) {
+                self.log_line("info", time, "raft", &line);
+            }
         }
         match shutdown {
             NodeShutdown::Reboot => {
