@@ -303,8 +303,6 @@ impl World {
         let releasing = self.nodes.get(node).is_some_and(|n| {
             n.mux.armed(WatchdogOwner::Lrm)
                 && matches!(n.agent.lease.intent(), LeaseIntent::Release { .. })
-                && matches!(n.agent.lease.state(), NodeLeaseState::Held { .. })
-                && n.agent.lease.valid(Mono(time))
         });
         if releasing {
             if let Some(n) = self.nodes.get_mut(node) {
@@ -370,7 +368,10 @@ impl World {
     }
 
     /// Ends a drain that is done (lease released, watchdog closed) or
-    /// cannot finish (the lease lapsed, or is not being released).
+    /// cannot finish (the lease is not being released). A release that
+    /// cannot commit in time does not end it: the lease core starves the
+    /// watchdog, which resets the node, unless the release (or a renewal
+    /// adopted meanwhile) gets through first.
     pub(crate) fn check_drain(&mut self, node: &NodeName, time: u64) {
         let Some(n) = self.nodes.get(node) else {
             return;
@@ -380,8 +381,7 @@ impl World {
         }
         let lease = &n.agent.lease;
         let free = lease.state() == NodeLeaseState::Free;
-        let stuck = !matches!(lease.intent(), LeaseIntent::Release { .. })
-            || (!free && !lease.valid(Mono(time)));
+        let stuck = !matches!(lease.intent(), LeaseIntent::Release { .. });
         if free {
             // The lease core now lets the watchdog close cleanly.
             self.watchdog_task(node, time);
