@@ -158,14 +158,22 @@ fn simulated_day(c: &mut Criterion) {
     let mut group = c.benchmark_group("sim");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
-    group.bench_function("sim_24h_3_nodes_100_services_fault_every_10min", |b| {
-        b.iter(|| {
-            let result = ha_manager::sim::run(&sc, timing);
-            assert!(result.final_state.violations.is_empty());
-            assert!(result.final_state.time >= 86_400);
-            black_box(result.log.len());
-        })
-    });
+    // Seed 0: sorted node order, no message delay or loss; seed 1: node
+    // order, delays (up to 100 ms), 1 % loss and election timeouts drawn.
+    for (name, seed) in [
+        ("sim_24h_3_nodes_100_services_fault_every_10min", 0),
+        ("sim_24h_3_nodes_100_services_fault_every_10min_seed1", 1),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let result = ha_manager::sim::run_seeded(&sc, timing, seed);
+                assert!(result.final_state.violations.is_empty());
+                assert!(result.final_state.liveness_violations.is_empty());
+                assert!(result.final_state.time >= 86_400);
+                black_box(result.log.len());
+            })
+        });
+    }
     group.finish();
 }
 

@@ -1,7 +1,27 @@
 //! Randomized fault injection: many seeds of random faults and commands
-//! on 3-5 nodes, then a healing phase, asserting the safety and liveness
-//! invariants. `HA_SIM_SEEDS=N` runs N seeds (default 1000);
-//! `HA_SIM_SEED=S` replays one seed and writes its scenario directory.
+//! on 3-5 nodes in all three timing profiles, then a healing phase,
+//! asserting the safety and liveness invariants:
+//!
+//! - a service never runs on two nodes, and is never started on a node
+//!   before its old node was fenced or confirmed stopped; no agent lease is
+//!   taken over while its holder's watchdog has not fired (the
+//!   simulator's `violations`);
+//! - no node is reset by its watchdog while it can reach the quorum (the
+//!   simulator's `liveness_violations`);
+//! - every service requested `started` runs again, once, on its node,
+//!   after the healing phase.
+//!
+//! Each test seed also seeds the simulator (`--seed`): node order within a
+//! round, message delay and loss, election timeouts. The faults: power,
+//! network, cut links (one way and both ways), a hung daemon (the leader
+//! among them) and its resume, a clean daemon stop and start, reboot and
+//! shutdown, LRM restart, CRM stop and start, skipped CRM and LRM rounds,
+//! a restarted or hung watchdog-mux, message delay and loss, cfs failures,
+//! maintenance and service commands.
+//!
+//! `HA_SIM_SEEDS=N` runs N seeds (default 1000); `HA_SIM_SEED=S` replays
+//! one seed and writes its scenario directory; a failure prints the
+//! command that replays it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +46,60 @@ impl Rng {
     }
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
+    }
+}
+
+/// The timing profile of a test seed: pve, default and fast in turn.
+fn timing_of(seed: u64) -> SimTiming {
+    SimTiming::ALL[(seed % 3) as usize]
+}
+
+/// One random fault or command.
+fn random_command(rng: &mut Rng, nodes: &[String], sids: &[String]) -> String {
+    let n = rng.pick(nodes).clone();
+    let m = rng.pick(nodes).clone();
+    let s = rng.pick(sids).clone();
+    match rng.below(36) {
+        0 | 1 => format!("power {n} off"),
+        2 => format!("power {n} on"),
+        3 => format!("network {n} off"),
+        4 => format!("network {n} on"),
+        5 => format!("reboot {n}"),
+        6 => format!("shutdown {n}"),
+        7 => format!("restart-lrm {n}"),
+        8 => format!("crm {n} stop"),
+        9 => format!("crm {n} start"),
+        10 => format!("crm {n} enable-node-maintenance"),
+        11 => format!("crm {n} disable-node-maintenance"),
+        12 => format!("service {s} migrate {n}"),
+        13 => format!("service {s} relocate {n}"),
+        14 => format!(
+            "service {s} {}",
+            rng.pick(&["stopped", "disabled", "started"])
+        ),
+        15 => format!("cfs {n} {} fail", rng.pick(&["rw", "update"])),
+        16 => format!("cfs {n} {} work", rng.pick(&["rw", "update"])),
+        17 => format!("service {s} stop {}", rng.pick(&[0, 10])),
+        18 => format!(
+            "skip-round {} {}",
+            rng.pick(&["crm", "lrm"]),
+            1 + rng.below(3)
+        ),
+        19 | 20 => format!("pause {n}"),
+        21 => "pause leader".to_string(),
+        22 => format!("resume {n}"),
+        23 => "resume all".to_string(),
+        24 if n != m => format!("link {n} {m} off"),
+        25 if n != m => format!("link {n} to {m} off"),
+        26 if n != m => format!("link {n} {m} on"),
+        27 => "link all on".to_string(),
+        28 => format!("daemon {n} stop"),
+        29 => format!("daemon {n} start"),
+        30 => format!("mux {n} restart"),
+        31 => format!("mux {n} hang"),
+        32 => format!("mux {n} resume"),
+        33 => format!("net loss {}", rng.pick(&[0, 20, 50])),
+        _ => format!("delay {}", 20 * rng.below(10)),
     }
 }
 
@@ -73,39 +147,18 @@ fn scenario_for_seed(seed: u64) -> Scenario {
         .push(nodes.iter().map(|n| format!("power {n} on")).collect());
     let fault_batches = 3 + rng.below(8);
     for _ in 0..fault_batches {
-        let mut batch = Vec::new();
-        for _ in 0..1 + rng.below(2) {
-            let n = rng.pick(&nodes).clone();
-            let s = rng.pick(&sids).clone();
-            let cmd = match rng.below(16) {
-                0 => format!("power {n} off"),
-                1 => format!("power {n} on"),
-                2 => format!("network {n} off"),
-                3 => format!("network {n} on"),
-                4 => format!("reboot {n}"),
-                5 => format!("shutdown {n}"),
-                6 => format!("restart-lrm {n}"),
-                7 => format!("crm {n} enable-node-maintenance"),
-                8 => format!("crm {n} disable-node-maintenance"),
-                9 => format!("service {s} migrate {n}"),
-                10 => format!("service {s} relocate {n}"),
-                11 => format!(
-                    "service {s} {}",
-                    rng.pick(&["stopped", "disabled", "started"])
-                ),
-                12 => format!("cfs {n} {} fail", rng.pick(&["rw", "update"])),
-                13 => format!("cfs {n} {} work", rng.pick(&["rw", "update"])),
-                14 => format!("service {s} stop {}", rng.pick(&[0, 10])),
-                _ => format!("delay {}", 20 * rng.below(10)),
-            };
-            batch.push(cmd);
-        }
+        let batch = (0..1 + rng.below(2))
+            .map(|_| random_command(&mut rng, &nodes, &sids))
+            .collect();
         sc.cmdlist.push(batch);
     }
-    // healing phase: a hard power cycle of every node (so no half-done
-    // reboot survives), then everything healthy.
-    sc.cmdlist
-        .push(nodes.iter().map(|n| format!("power {n} off")).collect());
+    // Healing phase: a hard power cycle of every node (so no half-done
+    // reboot or stop survives), every link and the network whole again,
+    // then everything healthy.
+    let mut off: Vec<String> = nodes.iter().map(|n| format!("power {n} off")).collect();
+    off.push("link all on".to_string());
+    off.push("net loss 0".to_string());
+    sc.cmdlist.push(off);
     let mut heal = Vec::new();
     for n in &nodes {
         heal.push(format!("power {n} on"));
@@ -172,25 +225,34 @@ fn write_scenario(sc: &Scenario, dir: &Path) {
     .expect("write");
 }
 
-/// Returns a description of every broken invariant.
-fn check_seed(seed: u64) -> Vec<String> {
-    // even seeds run with Proxmox's timing, odd ones with ours
-    let timing = if seed.is_multiple_of(2) {
-        SimTiming::PVE
-    } else {
-        SimTiming::DEFAULT
-    };
-    let mut problems = check_seed_with(seed, timing);
-    for p in &mut problems {
-        *p = format!("[profile {}] {p}", timing.name);
-    }
-    problems
+/// The directory a seed's scenario is written to.
+fn seed_dir(seed: u64) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ha-sim-seed-{seed}"))
 }
 
-fn check_seed_with(seed: u64, timing: SimTiming) -> Vec<String> {
+/// How to replay a seed: the test, and the simulator on its scenario.
+fn replay(seed: u64) -> String {
+    format!(
+        "HA_SIM_SEED={seed} cargo test -p ha-manager --test random_faults; \
+         ha-manager sim run {} --seed {seed} --profile {}",
+        seed_dir(seed).display(),
+        timing_of(seed).name
+    )
+}
+
+/// Returns a description of every broken invariant.
+fn check_seed(seed: u64) -> Vec<String> {
+    let timing = timing_of(seed);
     let sc = scenario_for_seed(seed);
-    let result = ha_manager::sim::run(&sc, timing);
+    let result = ha_manager::sim::run_seeded(&sc, timing, seed);
     let mut problems: Vec<String> = result.final_state.violations.clone();
+    problems.extend(
+        result
+            .final_state
+            .liveness_violations
+            .iter()
+            .map(|v| format!("liveness: {v}")),
+    );
     if let Some(e) = result.error {
         problems.push(format!("simulation aborted: {e}"));
     }
@@ -208,6 +270,9 @@ fn check_seed_with(seed: u64, timing: SimTiming) -> Vec<String> {
             ));
         }
     }
+    for p in &mut problems {
+        *p = format!("[profile {}] {p}", timing.name);
+    }
     problems
 }
 
@@ -215,12 +280,13 @@ fn check_seed_with(seed: u64, timing: SimTiming) -> Vec<String> {
 fn random_faults_keep_the_invariants() {
     if let Ok(seed) = std::env::var("HA_SIM_SEED") {
         let seed: u64 = seed.parse().expect("HA_SIM_SEED must be a number");
-        let dir = std::env::temp_dir().join(format!("ha-sim-seed-{seed}"));
+        let dir = seed_dir(seed);
         write_scenario(&scenario_for_seed(seed), &dir);
         eprintln!(
-            "scenario written to {} (replay: cargo run -- sim run {})",
+            "scenario written to {} (replay: ha-manager sim run {} --seed {seed} --profile {})",
             dir.display(),
-            dir.display()
+            dir.display(),
+            timing_of(seed).name
         );
         let problems = check_seed(seed);
         assert!(
@@ -234,16 +300,23 @@ fn random_faults_keep_the_invariants() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
+    let started = std::time::Instant::now();
     let mut failed = Vec::new();
     for seed in 0..seeds {
         let problems = check_seed(seed);
         if !problems.is_empty() {
             failed.push(format!(
-                "seed {seed} (replay: HA_SIM_SEED={seed} cargo test --test random_faults):\n  {}",
+                "seed {seed} (replay: {}):\n  {}",
+                replay(seed),
                 problems.join("\n  ")
             ));
         }
     }
+    eprintln!(
+        "{seeds} seeds in {:.1} s, {} failed",
+        started.elapsed().as_secs_f64(),
+        failed.len()
+    );
     assert!(
         failed.is_empty(),
         "{} of {seeds} seeds broke an invariant:\n{}",
@@ -255,4 +328,18 @@ fn random_faults_keep_the_invariants() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// The seeds are spread over the three profiles, and one seed gives the
+/// same run twice.
+#[test]
+fn seeds_cover_every_profile_and_replay_exactly() {
+    let names: Vec<&str> = (0..3).map(|s| timing_of(s).name).collect();
+    assert_eq!(names, vec!["pve", "default", "fast"]);
+    let sc = scenario_for_seed(42);
+    let a = ha_manager::sim::run_seeded(&sc, timing_of(42), 42);
+    let b = ha_manager::sim::run_seeded(&sc, timing_of(42), 42);
+    assert_eq!(a.log, b.log);
+    let other = ha_manager::sim::run_seeded(&sc, timing_of(42), 43);
+    assert_ne!(a.log, other.log, "the seed changes the run");
 }

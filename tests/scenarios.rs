@@ -90,7 +90,7 @@ fn runs() -> &'static [Run] {
                     .file_name()
                     .map(|n| n.to_string_lossy().to_string())
                     .unwrap_or_default();
-                let result = ha_manager::sim::run_dir(&dir, None).map_err(|e| e.to_string());
+                let result = ha_manager::sim::run_dir(&dir, None, None).map_err(|e| e.to_string());
                 Run { name, dir, result }
             })
             .collect()
@@ -117,6 +117,12 @@ fn all_scenarios_match_their_expected_log() {
             failures.push(format!(
                 "{name}: safety violations:\n  {}",
                 result.final_state.violations.join("\n  ")
+            ));
+        }
+        if !result.final_state.liveness_violations.is_empty() {
+            failures.push(format!(
+                "{name}: liveness violations:\n  {}",
+                result.final_state.liveness_violations.join("\n  ")
             ));
         }
         if let Some(err) = &result.error {
@@ -164,6 +170,7 @@ const TOP_KEYS: &[(&str, bool)] = &[
     ("groups", false),
     ("rules", false),
     ("violations", true),
+    ("liveness_violations", false),
     ("notes", false),
 ];
 /// Keys of one service entry: (key, required).
@@ -407,6 +414,7 @@ fn final_state_comparison_reports_each_field() {
         groups: vec![],
         rules: vec![],
         violations: vec![],
+        liveness_violations: vec![],
     };
     let ok: Value = serde_json::json!({
         "time": 720,
@@ -463,7 +471,7 @@ fn final_state_comparison_reports_each_field() {
 #[test]
 fn group_migration_rewrites_the_config() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/group-migrate-versions");
-    let result = ha_manager::sim::run_dir(&dir, None).expect("scenario loads");
+    let result = ha_manager::sim::run_dir(&dir, None, None).expect("scenario loads");
     let fs = &result.final_state;
     assert!(fs.groups.is_empty(), "groups deleted: {:?}", fs.groups);
     assert_eq!(fs.rules, ["ha-group-pref3"]);

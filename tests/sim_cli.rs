@@ -99,8 +99,17 @@ fn final_state_and_reproducible_log() {
         &["--final-state", fs.to_str().unwrap(), "--seed", "7"],
     );
     assert_eq!(first.status.code(), Some(0));
-    let second = run(&dir, &["--seed", "8"]);
-    assert_eq!(first.stdout, second.stdout, "same input, same log");
+    let second = run(&dir, &["--seed", "7"]);
+    assert_eq!(first.stdout, second.stdout, "same input and seed, same log");
+    let other = run(&dir, &["--seed", "8"]);
+    assert_eq!(other.status.code(), Some(0));
+    assert_ne!(first.stdout, other.stdout, "another seed, another run");
+    let zero = run(&dir, &[]);
+    assert_eq!(
+        zero.stdout,
+        run(&dir, &["--seed", "0"]).stdout,
+        "seed 0 is the default"
+    );
     let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&fs).unwrap()).unwrap();
     assert_eq!(state["violations"].as_array().unwrap().len(), 0);
     let svc = &state["services"]["vm:101"];
@@ -113,6 +122,131 @@ fn final_state_and_reproducible_log() {
     assert_eq!(state["nodes"]["node1"]["power"], "off", "watchdog fired");
     let default = run(&dir, &["--profile", "default"]);
     assert_eq!(default.status.code(), Some(0));
+    let fast = run(&dir, &["--profile", "fast", "--seed", "3"]);
+    assert_eq!(fast.status.code(), Some(0));
+}
+
+#[test]
+fn new_fault_commands_are_validated_with_file_line_and_token() {
+    for (name, cmd, want) in [
+        ("pause", "pause node9", "cmdlist:2: unknown node ('node9')"),
+        (
+            "daemon",
+            "daemon node1 kill",
+            "cmdlist:2: expected stop or start ('kill')",
+        ),
+        (
+            "mux",
+            "mux node2 crash",
+            "cmdlist:2: expected restart, hang or resume ('crash')",
+        ),
+        (
+            "linkself",
+            "link node1 node1 off",
+            "cmdlist:2: a link needs two different nodes ('node1')",
+        ),
+        (
+            "linkdir",
+            "link node1 to node2 down",
+            "cmdlist:2: expected on or off ('down')",
+        ),
+        (
+            "linkall",
+            "link all off",
+            "cmdlist:2: only 'link all on' heals every link ('off')",
+        ),
+        (
+            "loss",
+            "net loss 500",
+            "cmdlist:2: loss needs a per-mille value from 0 to 200 ('500')",
+        ),
+        (
+            "net",
+            "net jitter 5",
+            "cmdlist:2: expected delay or loss ('jitter')",
+        ),
+    ] {
+        let dir = scenario(
+            name,
+            &[
+                ("cmdlist", &format!("[[\"power node1 on\"],\n [\"{cmd}\"]]")),
+                ("hardware_status", HW),
+                ("service_config", SVC),
+            ],
+        );
+        let out = run(&dir, &[]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(out.stdout.is_empty(), "{name}: nothing runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{name}: {err}");
+    }
+    // A delay above the profile's bound is refused once the profile is
+    // known (default: renew_attempt_timeout 1 s / 8 = 125 ms).
+    let dir = scenario(
+        "delay",
+        &[
+            ("cmdlist", "[[\"power node1 on\"],\n [\"net delay 200\"]]"),
+            ("hardware_status", HW),
+            ("service_config", SVC),
+        ],
+    );
+    let out = run(&dir, &["--profile", "default"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cmdlist:2: message delay above the 'default' profile's bound of 125 ms"),
+        "{err}"
+    );
+    assert_eq!(run(&dir, &["--profile", "pve"]).status.code(), Some(0));
+}
+
+#[test]
+fn every_new_fault_runs() {
+    let dir = scenario(
+        "faults",
+        &[
+            (
+                "cmdlist",
+                r#"[["power node1 on", "power node2 on", "power node3 on"],
+ ["net delay 50", "net loss 20", "link node1 to node2 off", "pause leader"],
+ ["resume all", "link all on", "link node2 node3 off", "mux node3 hang"],
+ ["link node2 node3 on", "mux node3 resume", "mux node1 restart", "daemon node2 stop"],
+ ["daemon node2 start", "pause node3", "resume node3", "net loss 0"]]"#,
+            ),
+            ("hardware_status", HW),
+            ("service_config", SVC),
+            ("seed", "5\n"),
+            ("profile", "fast\n"),
+        ],
+    );
+    let fs = dir.join("final.json");
+    let out = run(&dir, &["--final-state", fs.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "execute pause leader",
+        "the leader is",
+        "execute mux node1 restart",
+        "daemon of 'node2' stopped",
+    ] {
+        assert!(log.contains(line), "missing {line:?} in\n{log}");
+    }
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&fs).unwrap()).unwrap();
+    assert_eq!(state["violations"].as_array().unwrap().len(), 0);
+    assert!(state["liveness_violations"].is_array());
+    // The seed file is the default; --seed overrides it.
+    let again = run(&dir, &[]);
+    assert_eq!(out.stdout, again.stdout);
+    let bad = scenario("badseed", &[("cmdlist", "[[]]"), ("seed", "x")]);
+    let out = run(&bad, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("seed:1: expected a non-negative integer ('x')"));
 }
 
 #[test]

@@ -20,6 +20,18 @@
 //!   taken over only once the leader judges it expired, and only while the
 //!   CRM is not fencing this node, checked against the manager status the
 //!   decision was based on.
+//! - A lease this node left *unguarded* (its services kept running without
+//!   protection) is taken back only once the watchdog is armed (when the
+//!   shell reports its watchdog, [`NodeLease::set_watchdog_armed`]): the
+//!   take-back turns the record into a held lease whose expiry the CRM
+//!   takes as proof that those services stopped, so the watchdog must
+//!   protect them from the moment it may commit, answered or not. Until the
+//!   answer comes, the armed watchdog is fed no longer than one feed window
+//!   after the first take-back was sent, and never released while a grant
+//!   may be outstanding.
+//! - A grant to this run that the node missed (the answer was lost or came
+//!   after it gave up) is adopted as soon as the replica shows it, valid
+//!   from the earliest time the request can have been sent.
 
 use std::time::Duration;
 
@@ -160,6 +172,12 @@ pub struct NodeLease {
     /// (earliest possible) send time.
     oldest_unanswered: Option<Mono>,
     watchdog_failed: bool,
+    /// What the shell reports of its watchdog client: `None` until it
+    /// reports (the take-back is then not gated), else whether it is armed.
+    watchdog_armed: Option<bool>,
+    /// The replica showed this holder's unguarded record while the lease
+    /// was free and wanted: a take-back of services running unprotected.
+    taking_back: bool,
 }
 
 impl NodeLease {
@@ -186,6 +204,8 @@ impl NodeLease {
             last_failed: false,
             oldest_unanswered: None,
             watchdog_failed: false,
+            watchdog_armed: None,
+            taking_back: false,
         }
     }
 
@@ -230,6 +250,34 @@ impl NodeLease {
         self.watchdog_failed = failed;
     }
 
+    /// The shell's watchdog client is connected (armed) or not. A shell
+    /// that reports this gets the take-back of an unguarded lease gated on
+    /// an armed watchdog (see the module documentation); every shell
+    /// should report it after each arm, release or drop of its client.
+    pub fn set_watchdog_armed(&mut self, armed: bool) {
+        self.watchdog_armed = Some(armed);
+    }
+
+    /// Whether a take-back of this holder's unguarded lease is under way
+    /// (the watchdog is armed for it before it is sent).
+    pub fn taking_back(&self) -> bool {
+        self.taking_back
+            && self.intent == LeaseIntent::Hold
+            && self.state == NodeLeaseState::Free
+            && !self.watchdog_failed
+    }
+
+    /// Whether an armed watchdog may be fed for a take-back without a
+    /// valid lease: until it was sent, and then for one feed window from
+    /// the first unanswered request (its grant, if it commits, is valid no
+    /// longer).
+    fn takeback_feedable(&self, now: Mono) -> bool {
+        self.taking_back()
+            && self
+                .oldest_unanswered
+                .is_none_or(|sent| now < sent.after(self.window))
+    }
+
     /// Whether the watchdog is known broken.
     pub fn watchdog_failed(&self) -> bool {
         self.watchdog_failed
@@ -267,13 +315,22 @@ impl NodeLease {
     /// once the lease is released: services left running when the lease
     /// goes keep their protection until the release committed, so the
     /// lease can never expire under an unprotected service.
+    ///
+    /// A take-back of this holder's unguarded lease arms the watchdog before
+    /// it is sent, and feeds it only within the feed window of the first
+    /// unanswered request; a client is never released while a grant to
+    /// this run may be outstanding (an unanswered request).
     pub fn watchdog_action(&self, now: Mono, wanted: bool, armed: bool) -> WatchdogAction {
         let valid = self.valid(now);
         match (armed, wanted) {
-            (false, true) if valid => WatchdogAction::Arm,
+            (false, true) if valid || self.taking_back() => WatchdogAction::Arm,
             (false, _) => WatchdogAction::Nothing,
-            (true, false) if self.state == NodeLeaseState::Free => WatchdogAction::Release,
-            (true, _) if valid => WatchdogAction::Feed,
+            (true, false)
+                if self.state == NodeLeaseState::Free && self.oldest_unanswered.is_none() =>
+            {
+                WatchdogAction::Release
+            }
+            (true, _) if valid || self.takeback_feedable(now) => WatchdogAction::Feed,
             (true, _) => WatchdogAction::Nothing,
         }
     }
@@ -313,6 +370,17 @@ impl NodeLease {
             }
             self.on_reply(now, Err(RequestFailure::Timeout));
         }
+        if self.state == NodeLeaseState::Free {
+            if let Some(r) = view.record.filter(|r| self.is_mine(r)) {
+                // A grant to this run whose answer we missed.
+                self.adopt(r.clone());
+            }
+        }
+        self.taking_back = self.intent == LeaseIntent::Hold
+            && self.state == NodeLeaseState::Free
+            && view
+                .record
+                .is_some_and(|r| r.mode == LeaseMode::Unguarded && r.holder == self.holder);
         let request = match self.intent {
             LeaseIntent::Abandon => None,
             LeaseIntent::Release { leave_unguarded } => match self.state {
@@ -364,8 +432,14 @@ impl NodeLease {
         }
         match view.record {
             None => plain(self.acquire()),
+            // Services of this holder run unprotected: take the lease back
+            // only once the watchdog protects them.
             Some(r) if r.mode == LeaseMode::Unguarded && r.holder == self.holder => {
-                plain(self.acquire())
+                if self.watchdog_armed == Some(false) {
+                    None
+                } else {
+                    plain(self.acquire())
+                }
             }
             // Unguarded by someone else: not ours to take.
             Some(r) if r.mode == LeaseMode::Unguarded => None,
@@ -756,5 +830,76 @@ mod tests {
             round_trip(&mut next, &mut t, &mut i, Mono(200)),
             Some(LeaseEvent::Acquired { .. })
         ));
+    }
+
+    fn unguarded_mine() -> LeaseRecord {
+        LeaseRecord {
+            holder: "node1".into(),
+            incarnation: 6,
+            ttl_ms: 5000,
+            seq: 40,
+            mode: LeaseMode::Unguarded,
+        }
+    }
+
+    #[test]
+    fn an_unguarded_lease_is_taken_back_only_under_an_armed_watchdog() {
+        let old = unguarded_mine();
+        let mut l = lease();
+        l.set_watchdog_armed(false);
+        l.set_intent(LeaseIntent::Hold);
+        assert!(l.poll(Mono(0), &view(Some(&old))).is_none(), "arm first");
+        assert!(l.taking_back());
+        assert_eq!(l.watchdog_action(Mono(0), true, false), WatchdogAction::Arm);
+        // Armed but nothing sent yet: fed (no lease can expire meanwhile).
+        assert_eq!(
+            l.watchdog_action(Mono(50), true, true),
+            WatchdogAction::Feed
+        );
+        l.set_watchdog_armed(true);
+        let req = l.poll(Mono(100), &view(Some(&old))).unwrap();
+        assert!(matches!(req.command, LeaseCommand::Acquire { .. }));
+        // No answer: fed for one window from the send, then starved; never
+        // released while the grant may be outstanding.
+        let window = crate::millis(T.feed_window().unwrap());
+        assert_eq!(
+            l.watchdog_action(Mono(100 + window - 1), true, true),
+            WatchdogAction::Feed
+        );
+        assert_eq!(
+            l.watchdog_action(Mono(100 + window), true, true),
+            WatchdogAction::Nothing
+        );
+        assert_eq!(
+            l.watchdog_action(Mono(100 + window), false, true),
+            WatchdogAction::Nothing
+        );
+    }
+
+    #[test]
+    fn a_shell_that_does_not_report_its_watchdog_is_not_gated() {
+        let old = unguarded_mine();
+        let mut l = lease();
+        l.set_intent(LeaseIntent::Hold);
+        assert!(l.poll(Mono(0), &view(Some(&old))).is_some());
+    }
+
+    #[test]
+    fn a_missed_grant_is_adopted_from_the_replica() {
+        let mut l = lease();
+        l.set_intent(LeaseIntent::Hold);
+        let mut t = LeaseTable::default();
+        let first = l.poll(Mono(0), &view(None)).unwrap();
+        // Committed, but the answer never comes.
+        t.apply(1, &first.command, Mono(10));
+        let record = t.record(l.name()).cloned();
+        // The attempt times out; the replica shows the grant: adopted from
+        // the first send, and renewed at once.
+        let renew = l.poll(Mono(500), &view(record.as_ref())).unwrap();
+        assert!(matches!(renew.command, LeaseCommand::Renew { seq: 1, .. }));
+        assert!(matches!(l.state(), NodeLeaseState::Held { seq: 1, .. }));
+        let window = crate::millis(T.feed_window().unwrap());
+        assert!(l.valid(Mono(window - 1)));
+        assert!(!l.valid(Mono(window)));
     }
 }

@@ -42,9 +42,13 @@ pub enum SimCommand {
         /// scenario has a `profile` file), `default` or `fast`.
         #[arg(long, value_parser = ["pve", "default", "fast"])]
         profile: Option<String>,
-        /// Seed for any randomness (the harness itself is deterministic).
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        /// Seed of the run (default: the scenario's `seed` file, else 0).
+        /// Seed 0 keeps sorted node order, no message delay or loss and
+        /// fixed election timeouts; any other value randomizes node order
+        /// within a round, message delay and loss and election timeouts.
+        /// Same scenario and seed, same log.
+        #[arg(long)]
+        seed: Option<u64>,
     },
 }
 
@@ -59,10 +63,10 @@ pub fn run(cli: Cli) -> i32 {
                     dir,
                     final_state,
                     profile,
-                    seed: _,
+                    seed,
                 },
         } => {
-            let result = match crate::sim::run_dir(&dir, profile.as_deref()) {
+            let result = match crate::sim::run_dir(&dir, profile.as_deref(), seed) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("ha-manager: {}: {e}", dir.display());

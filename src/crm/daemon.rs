@@ -79,6 +79,7 @@ pub struct CrmDaemon {
     disarmed_watchdog: bool,
     idle_rounds: u32,
     shutdown_request: bool,
+    leader_only: bool,
 }
 
 impl CrmDaemon {
@@ -93,11 +94,26 @@ impl CrmDaemon {
             disarmed_watchdog: false,
             idle_rounds: 0,
             shutdown_request: false,
+            leader_only: false,
         };
         let mut out = Steps::default();
         daemon.set_state(&mut out, CrmDaemonState::WaitForQuorum, None);
         steps.extend(out.0);
         daemon
+    }
+
+    /// Marks this CRM as running only on the Raft leader, where the
+    /// manager "lock" is leadership itself (default and fast profiles): no
+    /// other node can become master while this one leads. Then services
+    /// of its own node in `fence` do not keep it from becoming master
+    /// (Proxmox's rule assumes another node takes the lock; here none can,
+    /// and the services would stay in `fence` for good). Fencing its own
+    /// node stays safe: the take-over needs the node's lease expired on
+    /// this leader, which the timing rule allows only after the watchdog
+    /// of the lease's holder fired, so no earlier run of this node still
+    /// runs services; its current LRM takes no lock while it is fenced.
+    pub fn set_leader_only(&mut self, leader_only: bool) {
+        self.leader_only = leader_only;
     }
 
     /// The current state.
@@ -138,7 +154,9 @@ impl CrmDaemon {
         ));
         if new == CrmDaemonState::Master {
             let empty = ManagerStatus::default();
-            self.manager = Some(Manager::new(self.node.clone(), status.unwrap_or(&empty)));
+            let mut manager = Manager::new(self.node.clone(), status.unwrap_or(&empty));
+            manager.set_leader_only(self.leader_only);
+            self.manager = Some(manager);
         } else {
             self.manager = None;
         }
@@ -161,7 +179,7 @@ impl CrmDaemon {
             .service_status
             .values()
             .any(|sd| sd.node == self.node && sd.state == ServiceState::Fence);
-        if fenced {
+        if fenced && !self.leader_only {
             return false;
         }
         if !input.manager.resources.is_empty() || !input.manager.unplaced.is_empty() {

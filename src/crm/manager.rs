@@ -85,6 +85,9 @@ pub struct Manager {
     reported_unguarded: BTreeSet<NodeName>,
     /// New services reported as having no allowed online node.
     reported_unplaceable: BTreeSet<Sid>,
+    /// Runs only on the Raft leader: manages while its own node is in
+    /// `fence`.
+    leader_only: bool,
 }
 
 /// A node whose LRM reports that its watchdog cannot protect it counts as
@@ -125,7 +128,16 @@ impl Manager {
             group_migration: GroupMigration::default(),
             reported_unguarded: BTreeSet::new(),
             reported_unplaceable: BTreeSet::new(),
+            leader_only: false,
         }
+    }
+
+    /// This master runs only on the Raft leader (see
+    /// [`CrmDaemon::set_leader_only`](super::CrmDaemon::set_leader_only)):
+    /// it keeps managing while its own node is in `fence`, and fences it
+    /// itself once its lease expired.
+    pub fn set_leader_only(&mut self, leader_only: bool) {
+        self.leader_only = leader_only;
     }
 
     /// Forgets the decisions of a round whose writes did not all commit
@@ -375,7 +387,8 @@ impl Manager {
         self.update_nodes(input, &modes, out);
         let me = self.node.clone();
         let my_state = self.node_state(&me);
-        if my_state != NodeState::Online && my_state != NodeState::Maintenance {
+        let fencing_me = my_state == NodeState::Fence && self.leader_only;
+        if my_state != NodeState::Online && my_state != NodeState::Maintenance && !fencing_me {
             out.info("master seems offline");
             return false;
         }

@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::domain::NodeName;
-
 use super::scenario::Scenario;
-use super::world::{SimTiming, World};
+use super::timing::SimTiming;
+use super::world::World;
 
 /// Final state of one service.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -56,6 +55,9 @@ pub struct FinalState {
     pub rules: Vec<String>,
     /// Safety violations.
     pub violations: Vec<String>,
+    /// Liveness violations: nodes reset by their watchdog although they
+    /// reached the quorum (see `checks.rs`).
+    pub liveness_violations: Vec<String>,
 }
 
 /// The outcome of a run.
@@ -69,9 +71,15 @@ pub struct SimResult {
     pub error: Option<String>,
 }
 
-/// Runs a scenario to its end.
+/// Runs a scenario to its end with seed 0 (sorted node order, no message
+/// delay or loss).
 pub fn run(sc: &Scenario, timing: SimTiming) -> SimResult {
-    let mut world = World::new(sc, timing);
+    run_seeded(sc, timing, 0)
+}
+
+/// Runs a scenario to its end with `seed`.
+pub fn run_seeded(sc: &Scenario, timing: SimTiming, seed: u64) -> SimResult {
+    let mut world = World::new(sc, timing, seed);
     let error = run_world(&mut world, sc.cmdlist.clone());
     let final_state = final_state(&world);
     SimResult {
@@ -91,45 +99,39 @@ pub fn run_world(world: &mut World, cmdlist: Vec<Vec<String>>) -> Option<String>
     let mut loop_count = 0u64;
     let mut skip_crm = 0u32;
     let mut skip_lrm = 0u32;
-    let nodes: Vec<NodeName> = world.nodes.keys().cloned().collect();
-    let looptime = timing
-        .looptime_ms
-        .max(2 * timing.step_ms * nodes.len() as u64);
+    let node_count = world.nodes.len() as u64;
+    let looptime = timing.looptime_ms.max(2 * timing.step_ms * node_count);
     loop {
         let start = world.now;
         let crm_skipped = skip_crm > 0;
         let lrm_skipped = skip_lrm > 0;
         if crm_skipped {
             skip_crm -= 1;
+            world.crm_skipped_at = Some(world.now);
             world.hw_log("run-loop", "skipping CRM round");
         }
         if lrm_skipped {
             skip_lrm -= 1;
             world.hw_log("run-loop", "skipping LRM round");
         }
-        for node in &nodes {
-            if !crm_skipped && world.run_crm(node) {
-                world.crm_exited(node);
+        for node in world.round_order() {
+            world.advance_to(world.now);
+            if !crm_skipped && world.run_crm(&node) {
+                world.crm_exited(&node);
             }
-            if !lrm_skipped && world.run_lrm(node) {
-                world.lrm_exited(node);
+            world.net_changed();
+            world.advance_to(world.now);
+            if !lrm_skipped && world.run_lrm(&node) {
+                world.lrm_exited(&node);
             }
-            world.lease_and_watchdog_tasks();
-            for n in &nodes {
-                if !world.watchdog_check(n) {
-                    world.power(n, false, "watchdog");
-                    world.hw_log(
-                        "hardware",
-                        &format!("server '{n}' stopped by poweroff (watchdog)"),
-                    );
-                }
-            }
+            world.net_changed();
         }
+        world.advance_to(world.now);
         // starts on a second node are caught when they happen; this
         // catches the rest (e.g. guests added as running) once per round
         world.check_double_running();
         if world.now - start < looptime {
-            world.now = start + looptime;
+            world.advance_to(start + looptime);
         }
         if world.now > timing.max_time_ms {
             let msg = "simulation time limit exceeded".to_string();
@@ -175,6 +177,8 @@ pub fn run_world(world: &mut World, cmdlist: Vec<Vec<String>>) -> Option<String>
                             _ => world.execute_command(&cmd, "cmdlist"),
                         }
                     }
+                    // The commands of a batch happen at once.
+                    world.net_changed();
                 }
             }
         }
@@ -246,5 +250,6 @@ pub fn final_state(world: &World) -> FinalState {
         groups: world.groups.iter().map(|g| g.id.clone()).collect(),
         rules: world.rules.iter().map(|r| r.id.clone()).collect(),
         violations: world.violations.clone(),
+        liveness_violations: world.liveness_violations.clone(),
     }
 }

@@ -101,6 +101,11 @@ pub struct Scenario {
     pub shutdown_policy: ShutdownPolicy,
     /// Profile named by a `profile` file, if any.
     pub profile: Option<String>,
+    /// Seed named by a `seed` file, if any.
+    pub seed: Option<u64>,
+    /// The text of `cmdlist` (for line numbers in errors found once the
+    /// profile is known).
+    pub cmdlist_text: String,
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
@@ -415,13 +420,44 @@ impl Scenario {
 
         if let Some(text) = read_opt(dir, "profile")? {
             let p = text.trim().to_string();
-            if p != "pve" && p != "default" {
-                return Err(err("profile", 1, &p, "expected 'pve' or 'default'"));
+            if !matches!(p.as_str(), "pve" | "default" | "fast") {
+                return Err(err("profile", 1, &p, "expected 'pve', 'default' or 'fast'"));
             }
             sc.profile = Some(p);
         }
+        if let Some(text) = read_opt(dir, "seed")? {
+            let t = text.trim();
+            sc.seed = Some(
+                t.parse()
+                    .map_err(|_| err("seed", 1, t, "expected a non-negative integer"))?,
+            );
+        }
         sc.validate_commands(&cmd_text)?;
+        sc.cmdlist_text = cmd_text;
         Ok(sc)
+    }
+
+    /// Checks what depends on the timing profile: a `net delay` above the
+    /// profile's bound (a renewal must fit in half an attempt).
+    pub fn validate_for(&self, timing: &super::SimTiming) -> Result<(), ScenarioError> {
+        let bound = super::net::NetParams::max_delay_bound(timing);
+        for cmd in self.cmdlist.iter().flatten() {
+            let w: Vec<&str> = cmd.split_whitespace().collect();
+            if let ["net", "delay", ms] = w.as_slice() {
+                if ms.parse::<u64>().is_ok_and(|v| v > bound) {
+                    return Err(err(
+                        "cmdlist",
+                        line_of(&self.cmdlist_text, &format!("\"{cmd}\"")),
+                        ms,
+                        format!(
+                            "message delay above the '{}' profile's bound of {bound} ms (renew_attempt_timeout / 8)",
+                            timing.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate_commands(&self, text: &str) -> Result<(), ScenarioError> {
@@ -470,11 +506,70 @@ impl Scenario {
                         return bad(action, "expected work or fail");
                     }
                 }
-                ["reboot" | "shutdown" | "restart-lrm", node] => {
+                ["pause", "leader"] | ["resume", "all"] => {}
+                ["reboot" | "shutdown" | "restart-lrm" | "pause" | "resume", node] => {
                     if !node_ok(node) {
                         return bad(node, "unknown node");
                     }
                 }
+                ["daemon", node, action] => {
+                    if !node_ok(node) {
+                        return bad(node, "unknown node");
+                    }
+                    if *action != "stop" && *action != "start" {
+                        return bad(action, "expected stop or start");
+                    }
+                }
+                ["mux", node, action] => {
+                    if !node_ok(node) {
+                        return bad(node, "unknown node");
+                    }
+                    if !matches!(*action, "restart" | "hang" | "resume") {
+                        return bad(action, "expected restart, hang or resume");
+                    }
+                }
+                ["link", "all", action] => {
+                    if *action != "on" {
+                        return bad(action, "only 'link all on' heals every link");
+                    }
+                }
+                ["link", a, rest @ ..] => {
+                    let (b, action) = match rest {
+                        ["to", b, action] | [b, action] => (*b, *action),
+                        _ => return bad(cmd, "expected link <node> [to] <node> on|off"),
+                    };
+                    for n in [*a, b] {
+                        if !node_ok(n) {
+                            return bad(n, "unknown node");
+                        }
+                    }
+                    if *a == b {
+                        return bad(b, "a link needs two different nodes");
+                    }
+                    if action != "on" && action != "off" {
+                        return bad(action, "expected on or off");
+                    }
+                }
+                ["net", what, value] => match *what {
+                    "delay" => {
+                        if value.parse::<u64>().is_err() {
+                            return bad(value, "delay needs a number of milliseconds");
+                        }
+                    }
+                    "loss" => match value.parse::<u32>() {
+                        Ok(v) if v <= super::net::MAX_LOSS_PER_MILLE => {}
+                        _ => {
+                            return bad(
+                                value,
+                                &format!(
+                                    "loss needs a per-mille value from 0 to {}",
+                                    super::net::MAX_LOSS_PER_MILLE
+                                ),
+                            )
+                        }
+                    },
+                    other => return bad(other, "expected delay or loss"),
+                },
                 ["crm", node, rest @ ..] => {
                     if !node_ok(node) {
                         return bad(node, "unknown node");
