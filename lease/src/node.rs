@@ -172,6 +172,8 @@ pub struct NodeLease {
     /// (earliest possible) send time.
     oldest_unanswered: Option<Mono>,
     watchdog_failed: bool,
+    /// When the replica last declined a wish to hold the lease.
+    declined_at: Option<Mono>,
     /// What the shell reports of its watchdog client: `None` until it
     /// reports (the take-back is then not gated), else whether it is armed.
     watchdog_armed: Option<bool>,
@@ -204,6 +206,7 @@ impl NodeLease {
             last_failed: false,
             oldest_unanswered: None,
             watchdog_failed: false,
+            declined_at: None,
             watchdog_armed: None,
             taking_back: false,
         }
@@ -236,9 +239,10 @@ impl NodeLease {
 
     /// Sets what the LRM wants.
     pub fn set_intent(&mut self, intent: LeaseIntent) {
-        if intent == LeaseIntent::Hold && self.intent != LeaseIntent::Hold {
+        if intent != self.intent {
             // A new wish is acted on at once, not one interval later.
             self.last_sent = None;
+            self.declined_at = None;
         }
         self.intent = intent;
     }
@@ -247,6 +251,9 @@ impl NodeLease {
     /// answer the node renews nothing: it cannot be protected, so the
     /// cluster must be able to take its lease over one ttl later.
     pub fn set_watchdog_failed(&mut self, failed: bool) {
+        if self.watchdog_failed != failed {
+            self.declined_at = None;
+        }
         self.watchdog_failed = failed;
     }
 
@@ -255,6 +262,10 @@ impl NodeLease {
     /// an armed watchdog (see the module documentation); every shell
     /// should report it after each arm, release or drop of its client.
     pub fn set_watchdog_armed(&mut self, armed: bool) {
+        if self.watchdog_armed != Some(armed) {
+            // What a declined take-back waited for may be there now.
+            self.declined_at = None;
+        }
         self.watchdog_armed = Some(armed);
     }
 
@@ -348,15 +359,33 @@ impl NodeLease {
         }
         match self.intent {
             LeaseIntent::Abandon => Mono(u64::MAX),
-            _ if self.watchdog_failed => Mono(u64::MAX),
-            _ => match self.last_sent {
-                None => now,
-                Some(t) => t.after(if self.last_failed {
-                    self.retry_backoff
-                } else {
-                    self.renew_interval
-                }),
+            LeaseIntent::Release { .. } => match self.state {
+                // Nothing to release: nothing to do until the intent
+                // changes.
+                NodeLeaseState::Free => Mono(u64::MAX),
+                NodeLeaseState::Held { .. } => match self.last_sent {
+                    Some(t) if self.last_failed => t.after(self.retry_backoff),
+                    _ => now,
+                },
             },
+            LeaseIntent::Hold if self.watchdog_failed => Mono(u64::MAX),
+            LeaseIntent::Hold => {
+                let due = match self.last_sent {
+                    None => now,
+                    Some(t) => t.after(if self.last_failed {
+                        self.retry_backoff
+                    } else {
+                        self.renew_interval
+                    }),
+                };
+                // A wish the replica declined (the CRM is fencing this
+                // node, the take-back waits for the watchdog, the lease is
+                // someone else's): looked at again after the backoff.
+                match self.declined_at {
+                    Some(t) => due.max(t.after(self.retry_backoff)),
+                    None => due,
+                }
+            }
         }
     }
 
@@ -381,6 +410,9 @@ impl NodeLease {
             && view
                 .record
                 .is_some_and(|r| r.mode == LeaseMode::Unguarded && r.holder == self.holder);
+        if now < self.next_wakeup(now) {
+            return None;
+        }
         let request = match self.intent {
             LeaseIntent::Abandon => None,
             LeaseIntent::Release { leave_unguarded } => match self.state {
@@ -396,11 +428,9 @@ impl NodeLease {
                 NodeLeaseState::Free => None,
             },
             LeaseIntent::Hold => {
-                if self.watchdog_failed || now < self.next_wakeup(now) {
-                    None
-                } else {
-                    self.hold_request(view)
-                }
+                let request = self.hold_request(view);
+                self.declined_at = request.is_none().then_some(now);
+                request
             }
         };
         if let Some(r) = &request {
@@ -691,7 +721,8 @@ mod tests {
             l.poll(Mono(0), &fenced).is_none(),
             "the CRM takes it over itself"
         );
-        let req = l.poll(Mono(0), &view(Some(&old))).unwrap();
+        // Looked at again after the backoff: no longer fenced.
+        let req = l.poll(Mono(100), &view(Some(&old))).unwrap();
         assert_eq!(req.manager_status_guard, Some(3));
         assert!(matches!(
             req.command,
@@ -754,6 +785,31 @@ mod tests {
             l.watchdog_action(late, false, true),
             WatchdogAction::Nothing
         );
+    }
+
+    #[test]
+    fn nothing_to_do_means_no_wakeup_and_a_declined_wish_backs_off() {
+        let mut l = lease();
+        // Release intent, nothing held: nothing until the intent changes.
+        assert_eq!(l.next_wakeup(Mono(0)), Mono(u64::MAX));
+        // A wish the replica declines (the CRM is fencing this node).
+        let old = LeaseRecord {
+            holder: "node1".into(),
+            incarnation: 6,
+            ttl_ms: 5000,
+            seq: 40,
+            mode: LeaseMode::Held,
+        };
+        let fenced = ReplicaView {
+            record: Some(&old),
+            crm_fencing_me: true,
+            manager_status_version: 1,
+        };
+        l.set_intent(LeaseIntent::Hold);
+        assert!(l.poll(Mono(0), &fenced).is_none());
+        assert!(l.next_wakeup(Mono(0)) > Mono(0), "no busy loop");
+        assert!(l.poll(Mono(50), &view(Some(&old))).is_none(), "backing off");
+        assert!(l.poll(Mono(100), &view(Some(&old))).is_some());
     }
 
     #[test]

@@ -128,6 +128,8 @@ impl World {
                 manager_status,
                 resources: services,
                 max_workers: 0,
+                // Every round, as Proxmox's uid protocol re-runs `started`.
+                monitor_interval_ms: 0,
                 finished: Vec::new(),
             };
             let mut port = SimLockPort {
@@ -258,6 +260,7 @@ impl World {
             manager_status: &self.manager_status,
             resources: &self.services,
             max_workers: 0,
+            monitor_interval_ms: 0,
             finished: Vec::new(),
         };
         let out = lrm.shutdown_request(&input, kind, self.shutdown_policy);
