@@ -141,7 +141,11 @@ pub async fn run(config: NodeConfig, state: ApiState) {
         };
         let run = crm.get_or_insert_with(|| {
             let mut steps = Vec::new();
-            let daemon = CrmDaemon::new(config.node.clone(), &mut steps);
+            let mut daemon = CrmDaemon::new(config.node.clone(), &mut steps);
+            // The manager "lock" is Raft leadership: no other node can be
+            // master while this one leads, so it must manage (and fence
+            // its own node) even with its own node in fence.
+            daemon.set_leader_only(true);
             log_steps(&source, &steps);
             CrmRun {
                 daemon,

@@ -74,6 +74,14 @@ impl Drop for WatchdogThread {
     }
 }
 
+/// Records whether the client is connected, here and in the lease core
+/// (which takes an unguarded lease back only under an armed watchdog).
+fn set_armed(agent: &SharedAgent, armed: bool) {
+    let mut a = lock(agent);
+    a.watchdog_armed = armed;
+    a.lease.set_watchdog_armed(armed);
+}
+
 fn set_problem(agent: &SharedAgent, problem: Option<String>) {
     let mut a = lock(agent);
     a.lease.set_watchdog_failed(problem.is_some());
@@ -90,6 +98,7 @@ fn run(
 ) {
     let mut client: Option<WatchdogClient> = None;
     let mut retry_at: Option<Instant> = None;
+    set_armed(&agent, false);
     while !stop.load(Ordering::Relaxed) {
         let action = {
             let a = lock(&agent);
@@ -127,8 +136,9 @@ fn run(
                     client = Some(c);
                     retry_at = None;
                     set_problem(&agent, None);
-                    lock(&agent).watchdog_armed = true;
+                    set_armed(&agent, true);
                     wake.lrm.notify_one();
+                    wake.lease.notify_one();
                 }
                 Err(problem) => {
                     tracing::error!(socket = %socket.display(), "cannot arm the watchdog: {problem}; not running services");
@@ -145,7 +155,7 @@ fn run(
                         // renewing, so the cluster can take over.
                         tracing::error!(error = %e, "watchdog keepalive failed: not renewing the lease any more");
                         client = None;
-                        lock(&agent).watchdog_armed = false;
+                        set_armed(&agent, false);
                         set_problem(&agent, Some(format!("keepalive failed: {e}")));
                         retry_at = Some(Instant::now() + RETRY_AFTER);
                         wake.lease.notify_one();
@@ -160,7 +170,7 @@ fn run(
                         Err(e) => tracing::warn!(error = %e, "watchdog release failed"),
                     }
                 }
-                lock(&agent).watchdog_armed = false;
+                set_armed(&agent, false);
                 wake.lrm.notify_one();
             }
             WatchdogAction::Nothing => {}
