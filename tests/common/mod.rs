@@ -66,6 +66,12 @@ pub fn start(n: usize) -> TestCluster {
     start_adjusted(n, |_| {})
 }
 
+/// Starts an `n`-node cluster with the `fast` timing profile, each node
+/// in a network namespace of its own (for the network faults).
+pub fn start_netns(n: usize) -> TestCluster {
+    start_adjusted(n, |o| o.netns = true)
+}
+
 /// Starts an `n`-node `fast` cluster with options changed by `adjust`.
 pub fn start_adjusted(n: usize, adjust: impl FnOnce(&mut LocalClusterOptions)) -> TestCluster {
     let turn = ONE_CLUSTER_AT_A_TIME
