@@ -86,7 +86,15 @@ fn rel(t: u64, origin: u64) -> String {
 
 /// The leader all live nodes agree on.
 fn stable_leader(c: &TestCluster) -> usize {
-    wait_until(RECOVERY, "a leader all nodes agree on", || {
+    try_stable_leader(c, RECOVERY).expect("a leader")
+}
+
+/// The leader all live nodes agree on, waiting at most `limit`.
+fn try_stable_leader(
+    c: &TestCluster,
+    limit: Duration,
+) -> Result<usize, ha_manager::local_cluster::LocalClusterError> {
+    wait_until(limit, "a leader all nodes agree on", || {
         let mut seen = None;
         for i in 0..c.nodes.len() {
             let out = c
@@ -100,7 +108,6 @@ fn stable_leader(c: &TestCluster) -> usize {
         }
         c.index_of(&seen?)
     })
-    .expect("a leader")
 }
 
 /// The status of `sid` as the first answering node among `via` shows it:
@@ -244,11 +251,16 @@ impl Run {
     /// and stays the only writer for SETTLE. Returns that writer.
     fn check_runs_once(&mut self) -> Option<Writer> {
         let sid = self.sid.clone();
+        let deadline = Instant::now() + RECOVERY;
         let started = wait_until(RECOVERY, "the CRM shows the service started", || {
             let (state, node) = service_state(&self.c, &[0, 1, 2], &sid)?;
             (state == "started").then_some(node)
         });
-        let w = wait_single_writer(&self.c, &self.name, RECOVERY);
+        // One bound for both: a stuck service fails after RECOVERY.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        let w = wait_single_writer(&self.c, &self.name, left);
         self.verdict.check(started.is_ok(), || {
             format!(
                 "the service is not `started` within {RECOVERY:?} (status: {:?})",
@@ -755,15 +767,32 @@ fn rolling_restart_resets_no_node_and_interrupts_no_service() {
         }
         let node = c.nodes[i].name.clone();
         let sid = sids[i].clone();
-        let back = wait_until(RECOVERY, "the node's service started again", || {
-            let (state, n) = service_state(&c, &[0, 1, 2], &sid)?;
-            (state == "started" && n == node).then_some(())
-        });
-        if back.is_err() {
-            breaches.push(format!("{sid} not `started` on {node} after its restart"));
+        // Wait until the node's service is back under HA control and the
+        // nodes agree on a leader; another node reset meanwhile boots
+        // again (its reset is a breach counted below).
+        let deadline = Instant::now() + RECOVERY;
+        let settled = loop {
+            for j in (0..3).filter(|j| *j != i) {
+                if c.daemon_exited(j) || c.mux_exited(j) {
+                    c.start_node(j).expect("boot");
+                }
+            }
+            let back = service_state(&c, &[0, 1, 2], &sid)
+                .is_some_and(|(state, n)| state == "started" && n == node);
+            if back && try_stable_leader(&c, QUICK).is_ok() {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        if !settled {
+            breaches.push(format!(
+                "after the restart of {node}: within {RECOVERY:?} no agreed leader or {sid} not `started` on {node} ({:?})",
+                service_state(&c, &[0, 1, 2], &sid)
+            ));
         }
-        // A leader change after a restart settles before the next one.
-        stable_leader(&c);
     }
     std::thread::sleep(SETTLE);
     let now = now_ns();
@@ -798,8 +827,8 @@ fn rolling_restart_resets_no_node_and_interrupts_no_service() {
             ws.len()
         ));
     }
-    for i in 0..3 {
-        let resets = c.resets(i) - resets_before[i];
+    for (i, before) in resets_before.iter().enumerate() {
+        let resets = c.resets(i) - before;
         if resets > 0 {
             breaches.push(format!("{} was RESET {resets} time(s)", c.nodes[i].name));
         }
@@ -824,6 +853,14 @@ fn lrm_restart_then_partition_never_runs_two_copies() {
     let mut r = Run::setup("lrm_restart_then_partition", Place::Follower);
     let on = r.on;
     let code = r.c.stop_daemon_clean(on, RECOVERY);
+    let reset = r.c.resets(on) > r.resets_before[on];
+    assert!(
+        matches!(code, Ok(0)) && !reset,
+        "precondition: the LRM restart must be clean (exit 0, no reset) to test what follows; \
+         got exit {code:?}, {} reset(s) of {}",
+        r.c.resets(on) - r.resets_before[on],
+        r.on_name()
+    );
     std::thread::sleep(Duration::from_secs(1));
     r.restart_daemon(on);
     let sid = r.sid.clone();
@@ -832,7 +869,10 @@ fn lrm_restart_then_partition_never_runs_two_copies() {
         let (state, node) = service_state(&r.c, &[0, 1, 2], &sid)?;
         (state == "started" && node == on_name).then_some(())
     });
-    let still = single_active_writer(&r.hb());
+    let still = wait_until(RECOVERY, "the service writing on its node", || {
+        single_active_writer(&r.hb()).filter(|w| w.node == on_name)
+    })
+    .ok();
     assert!(
         back.is_ok() && still.as_ref().is_some_and(|w| w.node == on_name),
         "precondition: after the LRM restart (exit {code:?}) the service must run under HA control on {on_name}; status {:?}, writer {still:?}",
