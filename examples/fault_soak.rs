@@ -184,6 +184,22 @@ fn heartbeat_breaches(c: &LocalCluster, seen: &mut Vec<String>) -> Vec<String> {
     out
 }
 
+/// Each service's CRM state and node as the first answering node shows
+/// them, and the nodes whose daemon is down.
+fn service_states(c: &LocalCluster) -> String {
+    let status = (0..c.nodes.len()).find_map(|i| c.status_within(i, Duration::from_secs(5)).ok());
+    let mut out: Vec<String> = status
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.kind == "service")
+        .map(|e| e.status)
+        .collect();
+    if out.is_empty() {
+        out.push("no node answers".into());
+    }
+    out.join(", ")
+}
+
 /// The leader (as any node sees it), quickly.
 fn leader(c: &LocalCluster) -> Option<usize> {
     (0..c.nodes.len()).find_map(|i| {
@@ -298,7 +314,10 @@ fn main() -> anyhow::Result<()> {
         std::thread::sleep(rng.millis(200, 1500));
         if round % 5 == 0 || round == total {
             if let Err(e) = converge(&c) {
-                let b = format!("after {what}: no convergence: {e}");
+                let b = format!(
+                    "after {what}: no convergence: {e}; services: {}",
+                    service_states(&c)
+                );
                 println!("  BREACH {b}");
                 breaches.push(b);
                 // Start over from a known state: boot every node.
