@@ -17,7 +17,9 @@
 //! fault that preceded them:
 //! - never two writers of one service at once (heartbeat spans);
 //! - every heartbeat line well-formed and written on a node;
-//! - convergence within the bound.
+//! - convergence within the bound;
+//! - a clean stop (SIGTERM) exits 0 within 30 s (else the daemon is
+//!   SIGKILLed so the run goes on).
 //!
 //! Prints the count per fault kind and every breach; exits 1 if any.
 //! Needs root, `ip` and `iptables`. Everything it starts is stopped at the
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ha_manager::local_cluster::failover::built_binaries;
 use ha_manager::local_cluster::heartbeat::{now_ns, Heartbeats};
-use ha_manager::local_cluster::{wait_until, LocalCluster, LocalClusterOptions};
+use ha_manager::local_cluster::{LocalCluster, LocalClusterOptions};
 
 /// Heartbeat services spread over the cluster.
 const SERVICES: [&str; 2] = ["soak1", "soak2"];
@@ -125,28 +127,44 @@ fn boot_down_nodes(c: &mut LocalCluster, clean: &[usize]) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// What keeps the cluster from having converged now (None: converged):
+/// nodes that do not answer, services without exactly one recent writer.
+fn not_converged(c: &LocalCluster) -> Option<String> {
+    let mut missing: Vec<String> = (0..c.nodes.len())
+        .filter(|i| c.status_within(*i, Duration::from_secs(5)).is_err())
+        .map(|i| format!("{} does not answer", c.nodes[i].name))
+        .collect();
+    let now = now_ns();
+    for s in SERVICES {
+        match c.heartbeats(s) {
+            Ok(hb) => {
+                let recent = hb.writers_between(now.saturating_sub(1_000_000_000), now);
+                let fresh = hb
+                    .last()
+                    .is_some_and(|b| now.saturating_sub(b.at) < 500_000_000);
+                if recent.len() != 1 || !fresh {
+                    let writers: Vec<String> = recent.iter().map(ToString::to_string).collect();
+                    missing.push(format!("{s}: recent writers [{}]", writers.join(", ")));
+                }
+            }
+            Err(e) => missing.push(format!("{s}: {e}")),
+        }
+    }
+    (!missing.is_empty()).then(|| missing.join("; "))
+}
+
 /// Waits until every node answers and every service runs exactly once.
 fn converge(c: &LocalCluster) -> Result<(), String> {
-    wait_until(CONVERGE, "every node up and every service once", || {
-        for i in 0..c.nodes.len() {
-            c.status_within(i, Duration::from_secs(5)).ok()?;
+    let end = Instant::now() + CONVERGE;
+    loop {
+        let Some(why) = not_converged(c) else {
+            return Ok(());
+        };
+        if Instant::now() >= end {
+            return Err(format!("not converged within {CONVERGE:?}: {why}"));
         }
-        let now = now_ns();
-        SERVICES
-            .iter()
-            .all(|s| {
-                c.heartbeats(s).ok().is_some_and(|hb| {
-                    let recent = hb.writers_between(now.saturating_sub(1_000_000_000), now);
-                    recent.len() == 1
-                        && hb
-                            .last()
-                            .is_some_and(|b| now.saturating_sub(b.at) < 500_000_000)
-                })
-            })
-            .then_some(())
-    })
-    .map(|_| ())
-    .map_err(|e| e.to_string())
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// New invariant breaches in the heartbeat files (each reported once).
@@ -253,6 +271,7 @@ fn main() -> anyhow::Result<()> {
         );
         println!("[{:7.1}s] {what}", began.elapsed().as_secs_f64());
         let mut clean = Vec::new();
+        let mut stop_problems: Vec<String> = Vec::new();
         let result: anyhow::Result<()> = (|| {
             match fault {
                 Fault::KillDaemon => {
@@ -287,8 +306,17 @@ fn main() -> anyhow::Result<()> {
                 }
                 Fault::CleanRestart => {
                     if !c.daemon_exited(target) {
-                        if let Err(e) = c.stop_daemon_clean(target, Duration::from_secs(30)) {
-                            println!("  clean stop: {e}");
+                        match c.stop_daemon_clean(target, Duration::from_secs(30)) {
+                            Ok(0) => {}
+                            Ok(code) => stop_problems.push(format!("clean stop exit {code}")),
+                            Err(e) => {
+                                stop_problems.push(format!("clean stop: {e}"));
+                                // A daemon stuck in its stop: kill it (its
+                                // watchdog then resets the node).
+                                if !c.daemon_exited(target) {
+                                    c.kill_daemon(target)?;
+                                }
+                            }
                         }
                     }
                     clean.push(target);
@@ -304,6 +332,11 @@ fn main() -> anyhow::Result<()> {
             boot_down_nodes(&mut c, &clean)?;
             Ok(())
         })();
+        for p in stop_problems.drain(..) {
+            let b = format!("{what}: {p}");
+            println!("  BREACH {b}");
+            breaches.push(b);
+        }
         if let Err(e) = result {
             let b = format!("{what}: harness error: {e}");
             println!("  BREACH {b}");
@@ -314,10 +347,7 @@ fn main() -> anyhow::Result<()> {
         std::thread::sleep(rng.millis(200, 1500));
         if round % 5 == 0 || round == total {
             if let Err(e) = converge(&c) {
-                let b = format!(
-                    "after {what}: no convergence: {e}; services: {}",
-                    service_states(&c)
-                );
+                let b = format!("after {what}: {e}; services: {}", service_states(&c));
                 println!("  BREACH {b}");
                 breaches.push(b);
                 // Start over from a known state: boot every node.

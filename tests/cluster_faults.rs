@@ -10,7 +10,30 @@
 //!
 //! Each test builds its own cluster (formation takes about a second) and
 //! prints a `FAULT-RESULT` line with its measurements. Every wait has an
-//! explicit bound.
+//! explicit bound (recovery: 60 s).
+//!
+//! What the tests require:
+//! - a fault of the service's node (SIGKILL of its daemon, power cut,
+//!   SIGSTOP beyond the lease ttl, two-way partition, hung watchdog-mux,
+//!   and a partition right after a clean LRM restart): its writer stops
+//!   within a bound (the lease ttl + slack at most), its watchdog fired
+//!   (except for a power cut), the service comes back on another node
+//!   after the old writer's last line, and runs exactly once afterwards;
+//! - a fault of the leader while the service runs on a follower (two-way
+//!   partition, SIGSTOP for 3 s and beyond the ttl): the follower is not
+//!   reset, its writer stays the same and never pauses longer than 1 s;
+//! - one-way partitions between the leader and the service's follower:
+//!   never two writers, and the service runs exactly once after healing;
+//! - clean stops (SIGTERM) and restarts, one node or all in turn: exit
+//!   code 0, no reset, the same writer without a gap, and the service back
+//!   `started` on its node;
+//! - a node that boots again right after it was marked for fencing (before
+//!   or after the CRM took its lease over): the service runs exactly once
+//!   within the bound.
+//!
+//! `HA_FAULT_LOOPBACK=1` runs the nodes on loopback instead of namespaces
+//! (the partition tests then fail at once), to tell a namespace effect
+//! from a daemon bug.
 
 mod common;
 

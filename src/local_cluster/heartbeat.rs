@@ -7,23 +7,24 @@
 //! appends one line about every 50 ms to a file shared by all nodes:
 //!
 //! ```text
-//! <node> <CLOCK_REALTIME in ns> <pid of the writing shell>
+//! <node> <CLOCK_REALTIME in ns> <pid of the writing shell> <its start, ns>
 //! ```
 //!
 //! `<node>` is what the process itself observes: the last `-`-separated
 //! part of its own cgroup path in `/proc/self/cgroup` (each local node's
 //! cgroup is `ha-<tag>-<pid>-node<k>`), re-read before every line; `none`
-//! when the process is in no node's cgroup. The pid tells two copies on
-//! one node apart and a restarted copy from the old one. Lines are short
-//! single `write`s to a file opened with `O_APPEND`, so lines of several
-//! writers never mix within a line.
+//! when the process is in no node's cgroup. The pid and the time the shell
+//! started tell two copies on one node apart and a restarted copy from the
+//! old one (the pid alone does not: with `pid_max` 32768 and a few forks
+//! per beat, pids come round again within minutes). Lines are short single
+//! `write`s to a file opened with `O_APPEND`, so lines of several writers
+//! never mix within a line.
 //!
 //! # The analysis
 //!
-//! A *writer* is one process: a `(node, pid)` pair. Its *span* runs from
-//! its first beat to its last one; the process existed throughout (a pid
-//! names one process while it lives, and a test is far too short for the
-//! kernel to hand the same pid to another copy).
+//! A *writer* is one process: a `(node, pid, start)` triple. Its *span*
+//! runs from its first beat to its last one; the process existed
+//! throughout.
 //!
 //! - **Overlap** (two writers at once): the spans of two writers
 //!   intersect, i.e. one writer wrote a line at a time `t` while another
@@ -54,8 +55,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// `file` must not contain a single quote.
 pub fn command(file: &Path) -> String {
     format!(
-        "f='{}'; while :; do n=none; while read -r l; do case $l in */ha-*-node*) n=${{l##*-}};; esac; \
-         done </proc/self/cgroup; echo \"$n $(date +%s%N) $$\" >>\"$f\"; sleep 0.05; done",
+        "f='{}'; s=$(date +%s%N); while :; do n=none; while read -r l; do case $l in */ha-*-node*) \
+         n=${{l##*-}};; esac; done </proc/self/cgroup; echo \"$n $(date +%s%N) $$ $s\" >>\"$f\"; \
+         sleep 0.05; done",
         file.display()
     )
 }
@@ -83,11 +85,20 @@ pub struct Writer {
     pub node: String,
     /// The writing shell's pid.
     pub pid: u32,
+    /// When the writing shell started (ns since the epoch; 0 for lines
+    /// without it).
+    pub started: u64,
 }
 
 impl std::fmt::Display for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/pid {}", self.node, self.pid)
+        write!(f, "{}/pid {}", self.node, self.pid)?;
+        if self.started != 0 {
+            // Enough of the start time to tell pid reuses apart.
+            let ms = self.started / 1_000_000;
+            write!(f, "@{}.{:03}", ms / 1000 % 100_000, ms % 1000)?;
+        }
+        Ok(())
     }
 }
 
@@ -191,20 +202,26 @@ pub struct Heartbeats {
 }
 
 impl Heartbeats {
-    /// Parses the file's text. Lines that are not `<node> <ns> <pid>` are
-    /// kept aside as malformed.
+    /// Parses the file's text. Lines that are not `<node> <ns> <pid>
+    /// [<start ns>]` are kept aside as malformed.
     pub fn parse(text: &str) -> Self {
         let mut beats = Vec::new();
         let mut malformed = Vec::new();
         for line in text.lines() {
             let mut parts = line.split_whitespace();
-            let parsed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-                (Some(node), Some(at), Some(pid), None) => {
-                    match (at.parse::<u64>(), pid.parse::<u32>()) {
-                        (Ok(at), Ok(pid)) => Some(Beat {
+            let fields: Vec<&str> = parts.by_ref().take(5).collect();
+            let parsed = match fields.as_slice() {
+                [node, at, pid, rest @ ..] if rest.len() <= 1 => {
+                    let started = match rest.first() {
+                        Some(s) => s.parse::<u64>().ok(),
+                        None => Some(0),
+                    };
+                    match (at.parse::<u64>(), pid.parse::<u32>(), started) {
+                        (Ok(at), Ok(pid), Some(started)) => Some(Beat {
                             writer: Writer {
                                 node: node.to_string(),
                                 pid,
+                                started,
                             },
                             at,
                         }),
@@ -521,6 +538,32 @@ mod tests {
     }
 
     #[test]
+    fn a_reused_pid_is_another_writer() {
+        // pid 10 on node1 ends, and much later another process that got
+        // pid 10 again runs there: two writers, one after the other.
+        let text = format!(
+            "node1 {} 10 5\nnode1 {} 10 5\nnode2 {} 20 6\nnode1 {} 10 7\nnode1 {} 10 7\n",
+            100 * MS,
+            150 * MS,
+            300 * MS,
+            900 * MS,
+            950 * MS
+        );
+        let hb = Heartbeats::parse(&text);
+        assert!(hb.malformed().is_empty());
+        assert_eq!(hb.spans().len(), 3);
+        assert!(hb.overlaps().is_empty(), "{:?}", hb.overlaps());
+        assert_eq!(hb.spans()[2].writer.started, 7);
+        assert!(hb.spans()[2]
+            .writer
+            .to_string()
+            .starts_with("node1/pid 10@"));
+        // Without the start time the two lives would merge and overlap.
+        let old = "node1 100 10\nnode2 300 20\nnode1 900 10\n";
+        assert_eq!(Heartbeats::parse(old).overlaps().len(), 1);
+    }
+
+    #[test]
     fn two_copies_on_one_node_overlap() {
         let mut lines = run("node1", 10, 0, 10);
         lines.extend(run("node1", 11, 100, 10));
@@ -551,8 +594,10 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_kept_aside_and_order_is_by_time() {
-        let hb = Heartbeats::parse("node1 200 7\ngarbage\nnode2 100 8\nnode1 x 7\n\n");
-        assert_eq!(hb.malformed().len(), 2);
+        let hb = Heartbeats::parse(
+            "node1 200 7\ngarbage\nnode2 100 8\nnode1 x 7\nnode1 300 7 1 2\nnode1 300 7 y\n\n",
+        );
+        assert_eq!(hb.malformed().len(), 4);
         assert_eq!(hb.beats()[0].writer.node, "node2");
         assert_eq!(hb.writers_since(150).len(), 1);
         assert_eq!(hb.writers_between(0, 1000).len(), 2);
@@ -594,6 +639,7 @@ mod tests {
         assert_eq!(spans.len(), 1);
         assert_eq!(spans[0].writer.node, "none");
         assert_eq!(spans[0].writer.pid, child.id());
+        assert!(spans[0].writer.started > 0 && spans[0].writer.started <= spans[0].first);
         let now = now_ns();
         assert!(spans[0].last <= now && now - spans[0].last < 10_000 * MS);
     }
