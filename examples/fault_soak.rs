@@ -3,11 +3,13 @@
 //! what the heartbeat services themselves wrote.
 //!
 //! ```text
-//! cargo run --release --example fault-soak -- [--faults N] [--seed S]
+//! cargo run --release --example fault-soak -- [--faults N] [--seed S] [--minutes M]
 //! HA_FAULT_SOAK=500 cargo run --release --example fault-soak
 //! ```
 //!
-//! Default: 500 faults. Each round picks one fault at random (SIGKILL of a
+//! Default: 500 faults, no time budget. SIGINT or SIGTERM (or the
+//! `--minutes` budget) ends the run after the current round, with the
+//! summary and a full clean-up. Each round picks one fault at random (SIGKILL of a
 //! daemon, power cut of a node, SIGSTOP of a daemon or a mux, two-way or
 //! one-way partition, clean stop and start of a daemon; the target is the
 //! leader, a node with services or any node), holds it for a random time,
@@ -83,12 +85,36 @@ const FAULTS: [Fault; 7] = [
     Fault::CleanRestart,
 ];
 
-fn args() -> anyhow::Result<(usize, u64)> {
+/// Set by SIGINT/SIGTERM: finish the current round, then stop.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: nix::libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Makes SIGINT and SIGTERM stop the soak between rounds (so the cluster
+/// is dropped and cleaned up) instead of killing it.
+fn install_stop_handler() -> anyhow::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_stop_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(signal, &action) }.context("installing the stop handler")?;
+    }
+    Ok(())
+}
+
+fn args() -> anyhow::Result<(usize, u64, Option<Duration>)> {
     let mut faults: usize = match std::env::var("HA_FAULT_SOAK") {
         Ok(v) => v.parse().context("HA_FAULT_SOAK must be a number")?,
         Err(_) => 500,
     };
     let mut seed = now_ns() | 1;
+    let mut budget = None;
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -96,11 +122,18 @@ fn args() -> anyhow::Result<(usize, u64)> {
         match argv[i].as_str() {
             "--faults" => faults = value.parse().context("--faults")?,
             "--seed" => seed = value.parse::<u64>().context("--seed")? | 1,
-            other => anyhow::bail!("unknown option {other} (use --faults N, --seed S)"),
+            "--minutes" => {
+                budget = Some(Duration::from_secs(
+                    60 * value.parse::<u64>().context("--minutes")?,
+                ))
+            }
+            other => {
+                anyhow::bail!("unknown option {other} (use --faults N, --seed S, --minutes M)")
+            }
         }
         i += 2;
     }
-    Ok((faults, seed))
+    Ok((faults, seed, budget))
 }
 
 /// The node the service runs on now, from its heartbeats.
@@ -234,7 +267,8 @@ fn leader(c: &LocalCluster) -> Option<usize> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let (total, seed) = args()?;
+    let (total, seed, budget) = args()?;
+    install_stop_handler()?;
     let mut rng = Rng(seed);
     println!("fault soak: {total} faults, seed {seed}");
     let bin_dir = built_binaries().context("building the binaries")?;
@@ -253,7 +287,17 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("the services never started: {e}\n{}", c.log_tails(20));
     }
     let n = c.nodes.len();
+    let mut done = 0;
     for round in 1..=total {
+        if STOP.load(std::sync::atomic::Ordering::Relaxed) {
+            println!("stop requested: ending after {done} faults");
+            break;
+        }
+        if budget.is_some_and(|b| began.elapsed() >= b) {
+            println!("time budget used: ending after {done} faults");
+            break;
+        }
+        done = round;
         let fault = FAULTS[usize::try_from(rng.below(FAULTS.len() as u64)).unwrap_or(0)];
         // Target: the leader, a node with a service, or any node.
         let target = match rng.below(3) {
@@ -345,7 +389,7 @@ fn main() -> anyhow::Result<()> {
             let _ = boot_down_nodes(&mut c, &clean);
         }
         std::thread::sleep(rng.millis(200, 1500));
-        if round % 5 == 0 || round == total {
+        if round % 5 == 0 {
             if let Err(e) = converge(&c) {
                 let b = format!("after {what}: {e}; services: {}", service_states(&c));
                 println!("  BREACH {b}");
@@ -363,8 +407,19 @@ fn main() -> anyhow::Result<()> {
             breaches.push(b);
         }
     }
+    if done % 5 != 0 {
+        if let Err(e) = converge(&c) {
+            let b = format!("at the end: {e}; services: {}", service_states(&c));
+            println!("  BREACH {b}");
+            breaches.push(b);
+        }
+        for b in heartbeat_breaches(&c, &mut seen) {
+            println!("  BREACH at the end: {b}");
+            breaches.push(format!("at the end: {b}"));
+        }
+    }
     println!(
-        "\n{total} faults in {:.0} s (seed {seed}):",
+        "\n{done} faults in {:.0} s (seed {seed}):",
         began.elapsed().as_secs_f64()
     );
     for (fault, count) in &counts {
