@@ -251,6 +251,31 @@ fn service_states(c: &LocalCluster) -> String {
     out.join(", ")
 }
 
+/// Requests `disabled` then `started` for every service in `error`
+/// (what an operator does), waiting for the cluster to answer.
+fn clear_errors(c: &LocalCluster) {
+    let quick = Duration::from_secs(10);
+    let answer = (0..30).find_map(|_| {
+        let st = (0..c.nodes.len()).find_map(|i| c.status_within(i, quick).ok());
+        if st.is_none() {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        st
+    });
+    let in_error: Vec<String> = answer
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.kind == "service" && e.crm_state.as_deref() == Some("error"))
+        .filter_map(|e| e.sid)
+        .collect();
+    for sid in in_error {
+        println!("  clearing the error state of {sid}");
+        let _ = c.cli_within(0, &["set", &sid, "--state", "disabled"], quick);
+        std::thread::sleep(Duration::from_secs(3));
+        let _ = c.cli_within(0, &["set", &sid, "--state", "started"], quick);
+    }
+}
+
 /// The leader (as any node sees it), quickly.
 fn leader(c: &LocalCluster) -> Option<usize> {
     (0..c.nodes.len()).find_map(|i| {
@@ -394,10 +419,13 @@ fn main() -> anyhow::Result<()> {
                 let b = format!("after {what}: {e}; services: {}", service_states(&c));
                 println!("  BREACH {b}");
                 breaches.push(b);
-                // Start over from a known state: boot every node.
+                // Start over from a known state: boot every node, and
+                // clear the error state of services (disabled, then
+                // started again) so the run goes on.
                 for i in 0..n {
                     let _ = c.start_node(i);
                 }
+                clear_errors(&c);
                 let _ = converge(&c);
             }
         }
