@@ -1,12 +1,20 @@
-//! A cluster of real `ha-manager daemon` processes on loopback, each with
-//! its own `watchdog-mux` (test backend) and cgroup: the engine of the
+//! A cluster of real `ha-manager daemon` processes, each with its own
+//! `watchdog-mux` (test backend) and cgroup: the engine of the
 //! `local-cluster` demo, the failover benchmark and the multi-node tests.
 //!
+//! The nodes run on loopback (one port each), or, with
+//! [`LocalClusterOptions::netns`], each in a network namespace of its own
+//! (see [`netns`]), which the fault primitives ([`LocalCluster::partition`]
+//! and friends) need.
+//!
 //! Every process it starts is ended by PID when the cluster is dropped,
-//! and each node's cgroup is emptied and removed. Needs root (cgroups).
+//! each node's cgroup is emptied and removed, and the namespaces and the
+//! bridge are deleted. Needs root (cgroups, namespaces).
 
 pub mod cgroup;
 pub mod failover;
+pub mod heartbeat;
+pub mod netns;
 pub mod procs;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +45,9 @@ pub enum LocalClusterError {
     /// A command failed or the cluster did not reach a state in time.
     #[error("{0}")]
     Failed(String),
+    /// Setting up or changing the nodes' network failed.
+    #[error("network: {0}")]
+    Net(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalClusterError {
@@ -59,6 +70,10 @@ pub struct LocalClusterOptions {
     pub extra_config: String,
     /// Extra environment for every daemon.
     pub daemon_env: Vec<(String, String)>,
+    /// Run each node (mux, daemon, services) in a network namespace of its
+    /// own, with its own address on a bridge, instead of on loopback.
+    /// Needed by the network faults; needs `ip` and `iptables`.
+    pub netns: bool,
 }
 
 impl LocalClusterOptions {
@@ -72,6 +87,7 @@ impl LocalClusterOptions {
             bin_dir,
             extra_config: String::new(),
             daemon_env: Vec::new(),
+            netns: false,
         }
     }
 }
@@ -88,6 +104,8 @@ pub struct LocalNode {
     daemon: Option<Child>,
     mux: Option<Child>,
     cgroup: NodeCgroup,
+    daemon_paused: bool,
+    mux_paused: bool,
 }
 
 impl LocalNode {
@@ -105,6 +123,11 @@ impl LocalNode {
     pub fn cgroup(&self) -> &NodeCgroup {
         &self.cgroup
     }
+
+    /// PID of the running watchdog-mux, if started.
+    pub fn mux_pid(&self) -> Option<u32> {
+        self.mux.as_ref().map(Child::id)
+    }
 }
 
 /// The cluster; dropping it ends every process it started.
@@ -114,6 +137,8 @@ pub struct LocalCluster {
     pub nodes: Vec<LocalNode>,
     options: LocalClusterOptions,
     profile: TimingProfile,
+    // Dropped after the nodes (whose processes are gone by then).
+    net: Option<netns::ClusterNet>,
 }
 
 /// A CLI run's result.
@@ -188,12 +213,20 @@ impl LocalCluster {
             .map_err(io(format!("creating {}", options.base_dir.display())))?;
         // Unique among the clusters of this process (tests run several).
         let tag = CLUSTER_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let net = if options.netns {
+            Some(netns::ClusterNet::create(tag, options.nodes)?)
+        } else {
+            None
+        };
         let mut nodes = Vec::new();
         for k in 1..=options.nodes {
             let name = format!("node{k}");
             let dir = options.base_dir.join(&name);
             std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-            let addr = format!("127.0.0.1:{}", free_port()?);
+            let addr = match &net {
+                Some(net) => format!("{}:{}", net.node(k - 1).ip, netns::NODE_PORT),
+                None => format!("127.0.0.1:{}", free_port()?),
+            };
             let config = format!(
                 "node = \"{name}\"\nlisten = \"{addr}\"\ndata_dir = \"{}\"\nwatchdog_socket = \"{}\"\ntiming = \"{}\"\n{}",
                 dir.join("data").display(),
@@ -211,12 +244,15 @@ impl LocalCluster {
                 daemon: None,
                 mux: None,
                 cgroup,
+                daemon_paused: false,
+                mux_paused: false,
             });
         }
         let mut cluster = LocalCluster {
             nodes,
             options,
             profile,
+            net,
         };
         for i in 0..cluster.nodes.len() {
             cluster.start_node(i)?;
@@ -282,10 +318,10 @@ impl LocalCluster {
         self.stop_processes(i);
         let mux_bin = self.bin("watchdog-mux");
         let device_timeout = format!("{}ms", self.profile.device_timeout.as_millis());
+        let mut mux = self.command_on_node(i, &mux_bin);
         let node = &mut self.nodes[i];
         let _ = std::fs::remove_dir_all(node.dir.join("mux.active"));
         let _ = std::fs::remove_file(node.dir.join("mux.sock"));
-        let mut mux = Command::new(mux_bin);
         mux.args(["--backend", "test", "--protect-cgroup"])
             .arg(node.cgroup.path())
             .arg("--socket")
@@ -296,8 +332,11 @@ impl LocalCluster {
             .stdin(Stdio::null())
             .stdout(Self::log_file(&node.dir.join("mux.log"))?)
             .stderr(Self::log_file(&node.dir.join("mux.log"))?);
+        // Its own process group: the mux and its test watchdog device
+        // process, which a power cut (stop_processes) kills together.
         std::os::unix::process::CommandExt::process_group(&mut mux, 0);
         node.mux = Some(mux.spawn().map_err(io("starting watchdog-mux"))?);
+        node.mux_paused = false;
         let sock = node.dir.join("mux.sock");
         wait_until(Duration::from_secs(10), "the watchdog-mux socket", || {
             sock.exists().then_some(())
@@ -310,12 +349,13 @@ impl LocalCluster {
     pub fn start_daemon(&mut self, i: usize) -> Result<(), LocalClusterError> {
         let daemon_bin = self.bin("ha-manager");
         let env = self.options.daemon_env.clone();
+        let mut daemon = self.command_on_node(i, &daemon_bin);
         let node = &mut self.nodes[i];
         if let Some(mut old) = node.daemon.take() {
             let _ = old.kill();
             let _ = old.wait();
         }
-        let mut daemon = Command::new(daemon_bin);
+        node.daemon_paused = false;
         daemon
             .arg("daemon")
             .arg("--config")
@@ -371,16 +411,230 @@ impl LocalCluster {
         }
     }
 
-    /// Ends node `i`'s daemon, its mux and everything in its cgroup (a
-    /// power cut), reaping the children.
+    /// Ends node `i`'s daemon, its mux (with the mux's process group: its
+    /// test watchdog device process) and everything in its cgroup (a power
+    /// cut), reaping the children.
     pub fn stop_processes(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        for child in [node.daemon.take(), node.mux.take()].into_iter().flatten() {
-            let mut child = child;
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut mux) = node.mux.take() {
+            // The mux leads its own process group (see start_node).
+            if let Ok(pgid) = i32::try_from(mux.id()) {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL);
+            }
+            let _ = mux.kill();
+            let _ = mux.wait();
         }
+        if let Some(mut daemon) = node.daemon.take() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+        node.daemon_paused = false;
+        node.mux_paused = false;
         node.cgroup.kill_members();
+    }
+
+    /// A command that runs `program` on node `i`: in the node's network
+    /// namespace when the cluster has them (`nsenter` execs the program,
+    /// so the child's pid is the program's), else as is.
+    fn command_on_node(&self, i: usize, program: &Path) -> Command {
+        match &self.net {
+            Some(net) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", net.node(i).ns_path().display()))
+                    .arg("--")
+                    .arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// The nodes' network, when they run in namespaces.
+    pub fn net(&self) -> Option<&netns::ClusterNet> {
+        self.net.as_ref()
+    }
+
+    fn net_or_err(&self) -> Result<&netns::ClusterNet, LocalClusterError> {
+        self.net.as_ref().ok_or_else(|| {
+            LocalClusterError::Net("network faults need LocalClusterOptions::netns".into())
+        })
+    }
+
+    /// Node `i` can neither send to nor receive from any other node, until
+    /// [`LocalCluster::heal`]. The test process still reaches its API.
+    pub fn partition(&self, i: usize) -> Result<(), LocalClusterError> {
+        self.net_or_err()?.partition(i)
+    }
+
+    /// Packets from node `from` to node `to` are dropped; the other
+    /// direction flows (until [`LocalCluster::heal`]).
+    pub fn partition_one_way(&self, from: usize, to: usize) -> Result<(), LocalClusterError> {
+        self.net_or_err()?.partition_one_way(from, to)
+    }
+
+    /// Undoes every fault: removes every packet filter (netns mode) and
+    /// resumes every paused daemon and mux.
+    pub fn heal(&mut self) -> Result<(), LocalClusterError> {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].daemon_paused {
+                self.resume_daemon(i)?;
+            }
+            if self.nodes[i].mux_paused {
+                self.resume_mux(i)?;
+            }
+        }
+        match &self.net {
+            Some(net) => net.heal(),
+            None => Ok(()),
+        }
+    }
+
+    fn signal_pid(pid: Option<u32>, what: &str, signal: Signal) -> Result<(), LocalClusterError> {
+        let pid = pid.ok_or_else(|| LocalClusterError::Failed(format!("{what} is not running")))?;
+        let pid =
+            i32::try_from(pid).map_err(|_| LocalClusterError::Failed("pid out of range".into()))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            .map_err(|e| LocalClusterError::Failed(format!("kill -{signal} {pid} ({what}): {e}")))
+    }
+
+    /// Freezes node `i`'s daemon (SIGSTOP; its services and mux go on).
+    pub fn pause_daemon(&mut self, i: usize) -> Result<(), LocalClusterError> {
+        self.signal_daemon(i, Signal::SIGSTOP)?;
+        self.nodes[i].daemon_paused = true;
+        Ok(())
+    }
+
+    /// Resumes node `i`'s daemon (SIGCONT; a no-op if it was reset).
+    pub fn resume_daemon(&mut self, i: usize) -> Result<(), LocalClusterError> {
+        self.nodes[i].daemon_paused = false;
+        if self.daemon_exited(i) {
+            return Ok(());
+        }
+        self.signal_daemon(i, Signal::SIGCONT)
+    }
+
+    /// Freezes node `i`'s watchdog-mux (SIGSTOP of the mux process only:
+    /// the test watchdog device it feeds keeps counting).
+    pub fn pause_mux(&mut self, i: usize) -> Result<(), LocalClusterError> {
+        let what = format!("{}'s watchdog-mux", self.nodes[i].name);
+        Self::signal_pid(self.nodes[i].mux_pid(), &what, Signal::SIGSTOP)?;
+        self.nodes[i].mux_paused = true;
+        Ok(())
+    }
+
+    /// Resumes node `i`'s watchdog-mux (SIGCONT).
+    pub fn resume_mux(&mut self, i: usize) -> Result<(), LocalClusterError> {
+        self.nodes[i].mux_paused = false;
+        let exited = match self.nodes[i].mux.as_mut() {
+            None => true,
+            Some(c) => matches!(c.try_wait(), Ok(Some(_))),
+        };
+        if exited {
+            return Ok(());
+        }
+        let what = format!("{}'s watchdog-mux", self.nodes[i].name);
+        Self::signal_pid(self.nodes[i].mux_pid(), &what, Signal::SIGCONT)
+    }
+
+    /// SIGKILLs node `i`'s daemon only (its mux and services stay).
+    pub fn kill_daemon(&mut self, i: usize) -> Result<(), LocalClusterError> {
+        self.signal_daemon(i, Signal::SIGKILL)?;
+        self.nodes[i].daemon_paused = false;
+        // Reap it: the exit is immediate.
+        let _ = self.wait_daemon_exit(i, Duration::from_secs(10));
+        Ok(())
+    }
+
+    /// A power cut of node `i`: SIGKILL of its daemon, its mux with the
+    /// test watchdog device, and every service in its cgroup.
+    pub fn kill_node(&mut self, i: usize) {
+        self.stop_processes(i);
+    }
+
+    /// A clean stop of node `i`'s daemon: SIGTERM, then waits up to
+    /// `limit` for it to exit. Its exit code (an error if it did not exit
+    /// in time or died of a signal).
+    pub fn stop_daemon_clean(
+        &mut self,
+        i: usize,
+        limit: Duration,
+    ) -> Result<i32, LocalClusterError> {
+        self.signal_daemon(i, Signal::SIGTERM)?;
+        let end = Instant::now() + limit;
+        loop {
+            let status = match self.nodes[i].daemon.as_mut() {
+                None => return Err(LocalClusterError::Failed("no daemon".into())),
+                Some(c) => c.try_wait().map_err(io("waiting for the daemon"))?,
+            };
+            if let Some(status) = status {
+                return status.code().ok_or_else(|| {
+                    LocalClusterError::Failed(format!(
+                        "{}'s daemon died of a signal after SIGTERM: {status}",
+                        self.nodes[i].name
+                    ))
+                });
+            }
+            if Instant::now() >= end {
+                return Err(LocalClusterError::Failed(format!(
+                    "{}'s daemon did not exit within {limit:?} of SIGTERM",
+                    self.nodes[i].name
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How often node `i`'s test watchdog has fired (reset the node) so
+    /// far, from its mux log (kept across restarts).
+    pub fn resets(&self, i: usize) -> usize {
+        std::fs::read_to_string(self.nodes[i].dir.join("mux.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("TEST BACKEND FIRED"))
+            .count()
+    }
+
+    /// Whether node `i`'s mux process has ended (reaping it if so).
+    pub fn mux_exited(&mut self, i: usize) -> bool {
+        match self.nodes[i].mux.as_mut() {
+            None => true,
+            Some(c) => matches!(c.try_wait(), Ok(Some(_))),
+        }
+    }
+
+    /// The heartbeat file of heartbeat service `name`.
+    pub fn heartbeat_path(&self, name: &str) -> PathBuf {
+        self.options.base_dir.join(format!("heartbeat-{name}.log"))
+    }
+
+    /// Adds `exec:<name>`, a heartbeat service (see [`heartbeat`]) writing
+    /// to [`LocalCluster::heartbeat_path`], through node `via`'s CLI, with
+    /// `extra` arguments for `ha-manager add`. Returns the SID.
+    pub fn add_heartbeat_service(
+        &self,
+        via: usize,
+        name: &str,
+        extra: &[&str],
+    ) -> Result<String, LocalClusterError> {
+        let sid = format!("exec:{name}");
+        let cmd = format!("cmd={}", heartbeat::command(&self.heartbeat_path(name)));
+        let mut args = vec!["add", sid.as_str(), "--param", cmd.as_str()];
+        args.extend_from_slice(extra);
+        let out = self.cli(via, &args)?;
+        if out.code != 0 {
+            return Err(LocalClusterError::Failed(format!(
+                "ha-manager add {sid}: exit {}: {}",
+                out.code,
+                out.stderr.trim()
+            )));
+        }
+        Ok(sid)
+    }
+
+    /// What heartbeat service `name` wrote so far.
+    pub fn heartbeats(&self, name: &str) -> Result<heartbeat::Heartbeats, LocalClusterError> {
+        let path = self.heartbeat_path(name);
+        heartbeat::Heartbeats::read(&path).map_err(io(format!("reading {}", path.display())))
     }
 
     /// The node whose cgroup holds `pid`.
@@ -415,6 +669,64 @@ impl LocalCluster {
             .output()
             .map_err(io("running the ha-manager CLI"))?;
         Ok(CliOutput::from(out))
+    }
+
+    /// Runs the CLI against node `i` like [`LocalCluster::cli`], but kills
+    /// it (by pid) if it has not finished within `limit` (a paused or cut
+    /// off node answers nothing).
+    pub fn cli_within(
+        &self,
+        i: usize,
+        args: &[&str],
+        limit: Duration,
+    ) -> Result<CliOutput, LocalClusterError> {
+        let child = Command::new(self.bin("ha-manager"))
+            .args(args)
+            .env("HA_MANAGER_CONFIG", self.nodes[i].config_path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io("running the ha-manager CLI"))?;
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = match rx.recv_timeout(limit) {
+            Ok(out) => out.map_err(io("running the ha-manager CLI"))?,
+            Err(_) => {
+                Self::signal_pid(Some(pid), "the ha-manager CLI", Signal::SIGKILL)?;
+                let _ = waiter.join();
+                return Err(LocalClusterError::Failed(format!(
+                    "ha-manager {} on {} took longer than {limit:?}",
+                    args.join(" "),
+                    self.nodes[i].name
+                )));
+            }
+        };
+        let _ = waiter.join();
+        Ok(CliOutput::from(out))
+    }
+
+    /// `status` of node `i`, given at most `limit`.
+    pub fn status_within(
+        &self,
+        i: usize,
+        limit: Duration,
+    ) -> Result<Vec<StatusEntry>, LocalClusterError> {
+        let out = self.cli_within(i, &["status", "--output-format", "json"], limit)?;
+        if out.code != 0 {
+            return Err(LocalClusterError::Failed(format!(
+                "ha-manager status on {}: exit {}: {}",
+                self.nodes[i].name,
+                out.code,
+                out.stderr.trim()
+            )));
+        }
+        serde_json::from_str(&out.stdout)
+            .map_err(|e| LocalClusterError::Failed(format!("ha-manager status: bad JSON: {e}")))
     }
 
     /// Runs the CLI and parses its JSON output (`--output-format json` is

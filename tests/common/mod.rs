@@ -66,6 +66,16 @@ pub fn start(n: usize) -> TestCluster {
     start_adjusted(n, |_| {})
 }
 
+/// Starts an `n`-node cluster with the `fast` timing profile, each node
+/// in a network namespace of its own (for the network faults). With
+/// `HA_FAULT_LOOPBACK=1` in the environment the nodes run on loopback
+/// instead (to tell a namespace effect from a daemon bug; the network
+/// faults then fail with an error).
+pub fn start_netns(n: usize) -> TestCluster {
+    let loopback = std::env::var("HA_FAULT_LOOPBACK").is_ok_and(|v| v == "1");
+    start_adjusted(n, |o| o.netns = !loopback)
+}
+
 /// Starts an `n`-node `fast` cluster with options changed by `adjust`.
 pub fn start_adjusted(n: usize, adjust: impl FnOnce(&mut LocalClusterOptions)) -> TestCluster {
     let turn = ONE_CLUSTER_AT_A_TIME

@@ -78,7 +78,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    // Before any thread exists (the test backend starts one).
+    // Before any thread or process is started (the test backend forks its
+    // device process, which keeps these signals blocked).
     if let Err(errno) = signals::block() {
         eprintln!("watchdog-mux: cannot block signals: {errno}");
         return ExitCode::from(1);

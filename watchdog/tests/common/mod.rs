@@ -213,6 +213,25 @@ impl MuxProcess {
         wait_until(EVENTUALLY, || !self.log_lines_with(needles).is_empty())
     }
 
+    /// The mux's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The test backend's device process pid, from the mux's log.
+    pub fn device_pid(&self) -> Option<i32> {
+        self.log_lines_with(&["test watchdog device process", "running"])
+            .first()
+            .and_then(|line| {
+                line.split("test watchdog device process ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+    }
+
     /// Whether the mux process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
