@@ -1,15 +1,22 @@
 //! `cargo run --release --example failover-bench -- [--trials N] [--timing fast|default]`
 //!
-//! Failover time from SIGKILL of the service's node to the service running
-//! on another node (process-level), N trials each with the service on a
-//! follower and on the Raft leader, each trial on a fresh three-node local
-//! cluster with real watchdog fencing (test backend). Also the daemons'
-//! idle resident memory and the `ha-manager status` round trip.
+//! Failover time from a fault of the service's node to the service running
+//! on another node (process-level), N trials per case, each on a fresh
+//! three-node local cluster (one network namespace per node) with real
+//! watchdog fencing (test backend): SIGKILL of the daemon with the service
+//! on a follower and on the Raft leader; a hang (SIGSTOP past the lease)
+//! and a network partition of the leader running the service. Then the
+//! other side: a hang and a partition of the leader while the service runs
+//! on a follower, where the service must run on, uninterrupted, and the
+//! follower must not be reset. Also the daemons' idle resident memory and
+//! the `ha-manager status` round trip. Needs root, `ip` and `iptables`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ha_manager::local_cluster::failover::{built_binaries, run_trial, Victim};
+use ha_manager::local_cluster::failover::{
+    built_binaries, run_fault_trial, run_leader_fault_trial, Fault, Victim,
+};
 use ha_manager::local_cluster::{LocalCluster, LocalClusterOptions};
 
 fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -53,47 +60,83 @@ fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("--timing: expected fast or default, got '{other}'"),
     };
     let bin_dir = built_binaries()?;
-    let mut results: Vec<(Victim, Duration, Duration)> = Vec::new();
+    let fresh = |dir: &tempfile::TempDir| {
+        let mut options =
+            LocalClusterOptions::new(3, timing, dir.path().to_path_buf(), bin_dir.clone());
+        options.netns = true;
+        LocalCluster::start(options)
+    };
     let mut marker = 8_000_000_000 + u64::from(std::process::id()) * 100;
-    for victim in [Victim::Follower, Victim::Leader] {
+    let cases = [
+        (Victim::Follower, Fault::Kill),
+        (Victim::Leader, Fault::Kill),
+        (Victim::Leader, Fault::Hang),
+        (Victim::Leader, Fault::Partition),
+    ];
+    let mut results: Vec<((Victim, Fault), Duration, Duration)> = Vec::new();
+    for (victim, fault) in cases {
         for t in 0..trials {
             let dir = tempfile::Builder::new().prefix("ha-bench").tempdir()?;
-            let mut cluster = LocalCluster::start(LocalClusterOptions::new(
-                3,
-                timing,
-                dir.path().to_path_buf(),
-                bin_dir.clone(),
-            ))?;
+            let mut cluster = fresh(&dir)?;
             marker += 1;
-            let r = run_trial(&mut cluster, &format!("bench{t}"), marker, victim)?;
+            let r = run_fault_trial(&mut cluster, &format!("bench{t}"), marker, victim, fault)?;
             anyhow::ensure!(r.max_copies <= 1, "trial {t}: two copies at once");
             println!(
-                "{timing} {victim:?} trial {t}: {} -> {}, leader killed: {}, old copy gone {:.2} s, running again {:.2} s",
+                "{timing} {fault:?} of the {victim:?} trial {t}: {} -> {}, old copy gone {:.2} s, running again {:.2} s",
                 cluster.nodes[r.from].name,
                 cluster.nodes[r.to].name,
-                r.leader_killed,
                 r.old_copy_gone.as_secs_f64(),
                 r.recovered.as_secs_f64()
             );
-            results.push((victim, r.old_copy_gone, r.recovered));
+            results.push(((victim, fault), r.old_copy_gone, r.recovered));
+        }
+    }
+    let mut spared: Vec<(Fault, Duration, bool)> = Vec::new();
+    for fault in [Fault::Hang, Fault::Partition] {
+        for t in 0..trials {
+            let dir = tempfile::Builder::new().prefix("ha-bench").tempdir()?;
+            let mut cluster = fresh(&dir)?;
+            marker += 1;
+            let r = run_leader_fault_trial(&mut cluster, &format!("spare{t}"), marker, fault)?;
+            anyhow::ensure!(r.max_copies <= 1, "trial {t}: two copies at once");
+            println!(
+                "{timing} {fault:?} of the leader, service on follower {}, trial {t}: interruption {:.3} s, follower reset: {}",
+                cluster.nodes[r.follower].name,
+                r.interruption.as_secs_f64(),
+                r.follower_reset
+            );
+            spared.push((fault, r.interruption, r.follower_reset));
         }
     }
     println!("\nprofile '{timing}', {trials} trials per case:");
-    for victim in [Victim::Follower, Victim::Leader] {
+    for case in cases {
         let rec: Vec<Duration> = results
             .iter()
-            .filter(|r| r.0 == victim)
+            .filter(|r| r.0 == case)
             .map(|r| r.2)
             .collect();
         let gone: Vec<Duration> = results
             .iter()
-            .filter(|r| r.0 == victim)
+            .filter(|r| r.0 == case)
             .map(|r| r.1)
             .collect();
-        summary(&format!("  {victim:?} killed, failover"), rec);
+        let (victim, fault) = case;
+        summary(&format!("  {fault:?} of the {victim:?}, failover"), rec);
         summary(
-            &format!("  {victim:?} killed, old copy killed by its watchdog"),
+            &format!("  {fault:?} of the {victim:?}, old copy ended by its watchdog"),
             gone,
+        );
+    }
+    for fault in [Fault::Hang, Fault::Partition] {
+        let mine: Vec<&(Fault, Duration, bool)> = spared.iter().filter(|s| s.0 == fault).collect();
+        let resets = mine.iter().filter(|s| s.2).count();
+        summary(
+            &format!("  {fault:?} of the leader, service on a follower, interruption"),
+            mine.iter().map(|s| s.1).collect(),
+        );
+        println!(
+            "  {fault:?} of the leader: follower reset in {resets} of {} trials",
+            mine.len()
         );
     }
 

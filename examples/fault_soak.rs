@@ -187,9 +187,15 @@ fn not_converged(c: &LocalCluster) -> Option<String> {
 }
 
 /// Waits until every node answers and every service runs exactly once.
-fn converge(c: &LocalCluster) -> Result<(), String> {
+/// A node whose watchdog reset it after the fault was healed (the device
+/// fires up to mux + device timeout after the last feed) boots again
+/// meanwhile, as a real node would after a reset.
+fn converge(c: &mut LocalCluster) -> Result<(), String> {
     let end = Instant::now() + CONVERGE;
     loop {
+        if let Err(e) = boot_down_nodes(c, &[]) {
+            return Err(format!("booting a reset node: {e}"));
+        }
         let Some(why) = not_converged(c) else {
             return Ok(());
         };
@@ -308,7 +314,7 @@ fn main() -> anyhow::Result<()> {
     let mut counts: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut breaches: Vec<String> = Vec::new();
     let mut seen = Vec::new();
-    if let Err(e) = converge(&c) {
+    if let Err(e) = converge(&mut c) {
         anyhow::bail!("the services never started: {e}\n{}", c.log_tails(20));
     }
     let n = c.nodes.len();
@@ -415,7 +421,7 @@ fn main() -> anyhow::Result<()> {
         }
         std::thread::sleep(rng.millis(200, 1500));
         if round % 5 == 0 {
-            if let Err(e) = converge(&c) {
+            if let Err(e) = converge(&mut c) {
                 let b = format!("after {what}: {e}; services: {}", service_states(&c));
                 println!("  BREACH {b}");
                 breaches.push(b);
@@ -426,7 +432,7 @@ fn main() -> anyhow::Result<()> {
                     let _ = c.start_node(i);
                 }
                 clear_errors(&c);
-                let _ = converge(&c);
+                let _ = converge(&mut c);
             }
         }
         for b in heartbeat_breaches(&c, &mut seen) {
@@ -436,7 +442,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if done % 5 != 0 {
-        if let Err(e) = converge(&c) {
+        if let Err(e) = converge(&mut c) {
             let b = format!("at the end: {e}; services: {}", service_states(&c));
             println!("  BREACH {b}");
             breaches.push(b);

@@ -1,7 +1,10 @@
-//! One measured failover: a demo service runs on some node, that node's
-//! daemon is SIGKILLed (its watchdog then kills the node's cgroup, the
-//! local stand-in for a reset), and the time until the service's process
-//! runs on another node is taken from the processes themselves.
+//! One measured failover: a demo service runs on some node, a fault hits
+//! that node (SIGKILL of its daemon, a hang longer than the lease, or a
+//! network partition; its watchdog then kills the node's cgroup, the local
+//! stand-in for a reset), and the time until the service's process runs on
+//! another node is taken from the processes themselves. Also the other
+//! side: a fault of the leader while the service runs on a follower, where
+//! the service must run on without interruption.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +20,18 @@ pub enum Victim {
     Leader,
     /// The service's node while it is a follower.
     Follower,
+}
+
+/// What happens to the faulted node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL of its daemon.
+    Kill,
+    /// SIGSTOP of its daemon, for longer than the lease ttl, then SIGCONT.
+    Hang,
+    /// Its network is cut off (two-way), healed after twice the ttl. Needs
+    /// a cluster in network namespaces.
+    Partition,
 }
 
 /// What one failover took.
@@ -44,6 +59,17 @@ pub fn run_trial(
     marker: u64,
     victim: Victim,
 ) -> Result<FailoverTrial, LocalClusterError> {
+    run_fault_trial(cluster, name, marker, victim, Fault::Kill)
+}
+
+/// Adds `exec:<name>` and moves it to a node of the `victim` kind;
+/// returns the node it runs on.
+fn place_service(
+    cluster: &LocalCluster,
+    name: &str,
+    marker: u64,
+    victim: Victim,
+) -> Result<usize, LocalClusterError> {
     let sid = format!("exec:{name}");
     let cmd = format!("cmd={}", marker_command(marker));
     let out = cluster.cli(0, &["add", &sid, "--param", &cmd])?;
@@ -53,16 +79,12 @@ pub fn run_trial(
             out.stderr.trim()
         )));
     }
-    let limit = Duration::from_secs(120);
     let locate = cluster.pid_locator();
-    let running_on = |what: &str| {
-        wait_until(limit, what, || {
-            let pids = marker_pids(marker);
-            (pids.len() == 1).then(|| locate(pids[0])).flatten()
-        })
-    };
-    let mut on = running_on("the demo service to start")?;
-    let leader = wait_until(limit, "a leader", || cluster.leader())?;
+    let on = wait_until(LIMIT, "the demo service to start", || {
+        let pids = marker_pids(marker);
+        (pids.len() == 1).then(|| locate(pids[0])).flatten()
+    })?;
+    let leader = wait_until(LIMIT, "a leader", || cluster.leader())?;
     let wanted = match victim {
         Victim::Leader => leader,
         Victim::Follower => (0..cluster.nodes.len())
@@ -78,26 +100,60 @@ pub fn run_trial(
                 out.stderr.trim()
             )));
         }
-        wait_until(limit, "the service on the chosen node", || {
+        wait_until(LIMIT, "the service on the chosen node", || {
             let pids = marker_pids(marker);
             (pids.len() == 1 && locate(pids[0]) == Some(wanted)).then_some(())
         })?;
-        // Let the status settle (started) before the cut.
-        let via = (wanted + 1) % cluster.nodes.len();
-        wait_until(limit, "the service started", || {
-            let e = cluster.service_status(via, &sid)?;
-            (e.crm_state.as_deref() == Some("started")).then_some(())
-        })?;
-        on = wanted;
     }
+    // Let the status settle (started) before the fault.
+    let via = (wanted + 1) % cluster.nodes.len();
+    wait_until(LIMIT, "the service started", || {
+        let e = cluster.service_status(via, &sid)?;
+        (e.crm_state.as_deref() == Some("started")).then_some(())
+    })?;
+    Ok(wanted)
+}
+
+/// Upper bound on every wait of a trial.
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn inject(cluster: &mut LocalCluster, node: usize, fault: Fault) -> Result<(), LocalClusterError> {
+    match fault {
+        Fault::Kill => cluster.signal_daemon(node, Signal::SIGKILL),
+        Fault::Hang => cluster.pause_daemon(node),
+        Fault::Partition => cluster.partition(node),
+    }
+}
+
+/// How long a hang or a partition lasts: past the lease, so the node's
+/// watchdog fires and its lease expires on the new leader.
+fn hold(cluster: &LocalCluster) -> Duration {
+    cluster.profile().lease_ttl * 2
+}
+
+/// Like [`run_trial`], with any [`Fault`] of the service's node.
+pub fn run_fault_trial(
+    cluster: &mut LocalCluster,
+    name: &str,
+    marker: u64,
+    victim: Victim,
+    fault: Fault,
+) -> Result<FailoverTrial, LocalClusterError> {
+    let on = place_service(cluster, name, marker, victim)?;
     let leader_killed = cluster.leader() == Some(on);
     let watch = ServiceWatch::start(marker, cluster.pid_locator());
     std::thread::sleep(Duration::from_millis(200));
     let killed_at = Instant::now();
-    cluster.signal_daemon(on, Signal::SIGKILL)?;
-    let (back_at, to) = wait_until(limit, "the service on another node", || {
+    inject(cluster, on, fault)?;
+    let found = wait_until(LIMIT, "the service on another node", || {
         watch.first_elsewhere(killed_at, on)
-    })?;
+    });
+    if fault != Fault::Kill {
+        let left = hold(cluster).saturating_sub(killed_at.elapsed());
+        std::thread::sleep(left);
+        cluster.heal()?;
+    }
+    let (back_at, to) = found?;
     let gone_at = watch.first_gone_from(killed_at, on).unwrap_or(back_at);
     Ok(FailoverTrial {
         from: on,
@@ -105,6 +161,63 @@ pub fn run_trial(
         leader_killed,
         old_copy_gone: gone_at.saturating_duration_since(killed_at),
         recovered: back_at.saturating_duration_since(killed_at),
+        max_copies: watch.max_copies(),
+    })
+}
+
+/// What a fault of the leader did to a service running on a follower.
+#[derive(Debug, Clone)]
+pub struct LeaderFaultTrial {
+    /// The follower running the service.
+    pub follower: usize,
+    /// How long no copy of the service ran while the fault lasted (the
+    /// sampling interval of the watch bounds the resolution).
+    pub interruption: Duration,
+    /// Whether the follower's watchdog reset it.
+    pub follower_reset: bool,
+    /// Most copies of the service ever seen at once (must be 1).
+    pub max_copies: usize,
+}
+
+/// Adds `exec:<name>` on a follower, hangs or partitions the leader for
+/// twice the lease ttl, and reports whether the follower's service ran on.
+pub fn run_leader_fault_trial(
+    cluster: &mut LocalCluster,
+    name: &str,
+    marker: u64,
+    fault: Fault,
+) -> Result<LeaderFaultTrial, LocalClusterError> {
+    let follower = place_service(cluster, name, marker, Victim::Follower)?;
+    let leader = wait_until(LIMIT, "a leader", || cluster.leader())?;
+    let resets_before = cluster.resets(follower);
+    let watch = ServiceWatch::start(marker, cluster.pid_locator());
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    inject(cluster, leader, fault)?;
+    std::thread::sleep(hold(cluster));
+    cluster.heal()?;
+    let ended = Instant::now();
+    // Idle time: while no copy ran, between the fault and the heal.
+    let obs = watch.observations();
+    let mut interruption = Duration::ZERO;
+    let mut down_since: Option<Instant> = None;
+    for o in &obs {
+        let at = o.at.max(started);
+        if o.copies.is_empty() {
+            down_since.get_or_insert(at);
+        } else if let Some(since) = down_since.take() {
+            if at > started {
+                interruption += at.saturating_duration_since(since);
+            }
+        }
+    }
+    if let Some(since) = down_since {
+        interruption += ended.saturating_duration_since(since);
+    }
+    Ok(LeaderFaultTrial {
+        follower,
+        interruption,
+        follower_reset: cluster.resets(follower) > resets_before,
         max_copies: watch.max_copies(),
     })
 }
