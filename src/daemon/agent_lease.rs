@@ -235,12 +235,10 @@ pub async fn run(
         }
         let event = {
             let mut a = lock(&agent);
-            let granted = match &result {
-                Ok(lease::LeaseOutcome::Granted(r)) => Some(r.seq),
-                _ => None,
-            };
             let event = a.lease.on_reply(clock.now(), result);
-            if let Some(seq) = granted {
+            // Read-your-writes point of the LRM: the grant it holds now
+            // (answered, or adopted from a late commit).
+            if let lease::NodeLeaseState::Held { seq, .. } = a.lease.state() {
                 a.granted_index = a.granted_index.max(seq);
             }
             event
