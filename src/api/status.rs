@@ -87,16 +87,7 @@ pub fn ctime_utc(secs: u64) -> String {
     let rem = secs % 86_400;
     // 1970-01-01 was a Thursday.
     let weekday = DAYS[usize::try_from((days + 4) % 7).unwrap_or(0)];
-    // Civil date from a day count (proleptic Gregorian, eras of 400 years).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+    let (year, month, day) = watchdog::civil::civil_from_days(days);
     format!(
         "{weekday} {} {day:2} {:02}:{:02}:{:02} {year}",
         MONTHS[usize::try_from(month - 1).unwrap_or(0)],

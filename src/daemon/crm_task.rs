@@ -15,6 +15,7 @@ use raft::{ClusterStore, Command, DocKey, LeaseCommand, LeaseRecord, Outcome, St
 
 use super::config::NodeConfig;
 use super::snapshot::{self, placement_key, Snapshot};
+use super::STATUS_REFRESH;
 use crate::api::docs;
 use crate::api::ApiState;
 use crate::crm::{
@@ -104,11 +105,6 @@ async fn migrate_groups(store: &ClusterStore) -> Result<(), crate::api::error::A
     tracing::info!("ha groups migrated to node-affinity rules; groups.cfg is now empty");
     Ok(())
 }
-
-/// An unchanged manager status is written again after this long, so
-/// `status` can tell a live master from a dead one (one entry per
-/// interval, whatever the number of services).
-pub const STATUS_REFRESH: Duration = Duration::from_secs(10);
 
 /// Runs CRM rounds until aborted.
 pub async fn run(config: NodeConfig, state: ApiState) {

@@ -18,6 +18,7 @@ use super::config::NodeConfig;
 use super::crm_task::{log_event, unix_ms};
 use super::shutdown::node_shutdown_kind;
 use super::snapshot::{self, placement_key};
+use super::STATUS_REFRESH;
 use crate::agents::{agent_for, FencingToken};
 use crate::crm::{agent_lease_name, exit_code, ConfiguredResource, ServiceState};
 use crate::domain::{NodeName, Sid};
@@ -27,12 +28,6 @@ use crate::lrm::{
 
 /// Concurrent agent workers per node.
 pub const MAX_WORKERS: usize = 4;
-
-/// An unchanged LRM status is written again after this long, so `status`
-/// can tell a live LRM from a dead one (it calls a status older than 30 s
-/// stale) at a cost of one entry per node per interval, whatever the
-/// number of services.
-pub const STATUS_REFRESH: Duration = Duration::from_secs(10);
 
 type Finished = Arc<Mutex<Vec<(Sid, i32)>>>;
 

@@ -25,6 +25,12 @@ use crate::api::{self, ApiState};
 use config::NodeConfig;
 use credentials::{Credentials, CredentialsError};
 
+/// An unchanged LRM or manager status is written again after this long, so
+/// `status` can tell a live daemon from a dead one (it calls a status
+/// older than 30 s stale), at one entry per node per interval whatever the
+/// number of services; otherwise only changes are written.
+pub const STATUS_REFRESH: Duration = Duration::from_secs(10);
+
 /// How often a daemon without credentials looks for them.
 const CREDENTIALS_POLL: Duration = Duration::from_millis(250);
 

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod civil;
 pub mod client;
 pub mod device;
 pub mod duration;

@@ -357,7 +357,7 @@ impl Line {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
         let secs = now.as_secs();
-        let (year, month, day) = civil_from_days(secs / 86_400);
+        let (year, month, day) = crate::civil::civil_from_days(secs / 86_400);
         let rem = secs % 86_400;
         let _ = write!(
             line,
@@ -402,20 +402,6 @@ impl std::fmt::Write for Line {
         self.bytes(s.as_bytes());
         Ok(())
     }
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (proleptic
-/// Gregorian).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + u64::from(month <= 2), month, day)
 }
 
 /// The device process. Never returns. Async-signal-safe only (see the
@@ -755,9 +741,9 @@ mod tests {
 
     #[test]
     fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+        assert_eq!(crate::civil::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(crate::civil::civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(crate::civil::civil_from_days(20_513), (2026, 3, 1));
     }
 
     #[test]
