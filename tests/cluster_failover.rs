@@ -6,7 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{add_sleep_service, marker, start, wait_running_once, wait_service_state};
+use common::{
+    add_sleep_service, marker, start, start_adjusted, wait_running_once, wait_service_state,
+};
 use ha_manager::local_cluster::procs::{marker_pids, ServiceWatch};
 use ha_manager::local_cluster::wait_until;
 use nix::sys::signal::Signal;
@@ -208,4 +210,64 @@ fn groups_place_and_recover_services_and_migrate_to_rules() {
         .expect("recovered");
     assert_eq!(to, 1, "recovered onto the preferred survivor");
     assert_eq!(watch.max_copies(), 1, "{:?}", watch.observations());
+}
+
+#[test]
+fn a_node_whose_watchdog_does_not_fit_the_profile_says_so_and_runs_nothing() {
+    // node2's watchdog-mux resets only 10 s after its last feed, where the
+    // `fast` profile needs 1 s: node2 could outlive its lease.
+    let c = start_adjusted(3, |o| {
+        o.mux_device_timeout.insert(1, Duration::from_secs(10));
+    });
+    let m = marker(7);
+    add_sleep_service(&c, 0, "misfit", m);
+    // Prefer node2, so the service is sent there first.
+    let out = c
+        .cli(
+            0,
+            &[
+                "rules",
+                "add",
+                "node-affinity",
+                "prefer-node2",
+                "--resources",
+                "exec:misfit",
+                "--nodes",
+                "node2:2,node1:1,node3:1",
+            ],
+        )
+        .expect("cli");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let watch = ServiceWatch::start(m, c.pid_locator());
+    let on = wait_running_once(&c, m, START_LIMIT);
+    assert_ne!(on, 1, "the service ran on the unprotected node2");
+    wait_until(
+        Duration::from_secs(30),
+        "node2 reporting its watchdog",
+        || {
+            let st = c.status(0).ok()?;
+            st.iter()
+                .any(|e| {
+                    e.kind == "lrm"
+                        && e.node.as_deref() == Some("node2")
+                        && e.status.contains("watchdog cannot protect this node")
+                })
+                .then_some(())
+        },
+    )
+    .expect("status says why node2 runs nothing");
+    std::thread::sleep(Duration::from_secs(3));
+    let obs = watch.observations();
+    assert!(
+        obs.iter()
+            .all(|o| o.copies.iter().all(|(_, node)| *node != Some(1))),
+        "a copy ran on node2: {obs:?}"
+    );
+    assert_eq!(watch.max_copies(), 1, "{obs:?}");
+    let log = std::fs::read_to_string(c.nodes[1].dir.join("daemon.log")).unwrap_or_default();
+    assert!(
+        log.contains("exceeds the timing profile 'fast'"),
+        "node2's log names the misfit"
+    );
+    assert!(c.resets(1) == 0, "node2 was reset although it never armed");
 }

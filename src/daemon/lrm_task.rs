@@ -310,6 +310,7 @@ pub async fn run(task: LrmTask, mut shutdown: tokio::sync::watch::Receiver<bool>
             max_workers: MAX_WORKERS,
             monitor_interval_ms: monitor_interval_ms(&config),
             finished: done,
+            watchdog_problem: watchdog_problem.as_deref(),
         };
         if *shutdown.borrow() && !shutdown_sent {
             shutdown_sent = true;
@@ -323,8 +324,7 @@ pub async fn run(task: LrmTask, mut shutdown: tokio::sync::watch::Receiver<bool>
             );
             let output = lrm.shutdown_request(&input, kind, config.shutdown_policy);
             apply_steps(&source, &agent, &wake, output.steps);
-            if let Some(mut status) = output.status {
-                status.watchdog_problem = watchdog_problem.clone();
+            if let Some(status) = output.status {
                 writer.write(&store, &config.node, &source, status).await;
             }
         }
@@ -347,8 +347,7 @@ pub async fn run(task: LrmTask, mut shutdown: tokio::sync::watch::Receiver<bool>
         };
         let output = lrm.iterate(&input, &mut exec, &mut port);
         apply_steps(&source, &agent, &wake, output.steps);
-        if let Some(mut status) = output.status {
-            status.watchdog_problem = watchdog_problem;
+        if let Some(status) = output.status {
             writer.write(&store, &config.node, &source, status).await;
         }
         if output.exit {

@@ -74,6 +74,9 @@ pub struct LocalClusterOptions {
     /// own, with its own address on a bridge, instead of on loopback.
     /// Needed by the network faults; needs `ip` and `iptables`.
     pub netns: bool,
+    /// Watchdog-mux device timeouts that differ from the profile's, by
+    /// node index (to test a mux that does not fit the profile).
+    pub mux_device_timeout: std::collections::BTreeMap<usize, Duration>,
 }
 
 impl LocalClusterOptions {
@@ -88,6 +91,7 @@ impl LocalClusterOptions {
             extra_config: String::new(),
             daemon_env: Vec::new(),
             netns: false,
+            mux_device_timeout: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -317,7 +321,13 @@ impl LocalCluster {
     pub fn start_node(&mut self, i: usize) -> Result<(), LocalClusterError> {
         self.stop_processes(i);
         let mux_bin = self.bin("watchdog-mux");
-        let device_timeout = format!("{}ms", self.profile.device_timeout.as_millis());
+        let device_timeout = self
+            .options
+            .mux_device_timeout
+            .get(&i)
+            .copied()
+            .unwrap_or(self.profile.device_timeout);
+        let device_timeout = format!("{}ms", device_timeout.as_millis());
         let mut mux = self.command_on_node(i, &mux_bin);
         let node = &mut self.nodes[i];
         let _ = std::fs::remove_dir_all(node.dir.join("mux.active"));

@@ -143,6 +143,12 @@ pub struct LrmInput<'a> {
     pub monitor_interval_ms: u64,
     /// Asynchronous workers that ended since the last iteration.
     pub finished: Vec<(Sid, i32)>,
+    /// Why this node's watchdog cannot protect it (mux unreachable, hung,
+    /// or its device timeout does not fit the timing profile), as the
+    /// shell observed it. Goes into every status written, and is written
+    /// even in `lost_agent_lock`: the CRM counts such a node as offline,
+    /// so its services go elsewhere.
+    pub watchdog_problem: Option<&'a str>,
 }
 
 /// What one LRM iteration produces.
@@ -268,14 +274,14 @@ impl Lrm {
         self.state_change_ms = ctx.input.now_ms;
     }
 
-    fn status_doc(&self, now_ms: u64) -> LrmStatus {
+    fn status_doc(&self, input: &LrmInput<'_>) -> LrmStatus {
         LrmStatus {
             state: Some(self.state),
             mode: Some(self.mode),
             // filled in at the end of the iteration, after pruning
             results: BTreeMap::new(),
-            timestamp: now_ms / 1000,
-            watchdog_problem: None,
+            timestamp: input.now_ms / 1000,
+            watchdog_problem: input.watchdog_problem.map(str::to_string),
         }
     }
 
@@ -290,7 +296,7 @@ impl Lrm {
             );
             return false;
         }
-        ctx.status = Some(self.status_doc(ctx.input.now_ms));
+        ctx.status = Some(self.status_doc(ctx.input));
         true
     }
 
@@ -901,6 +907,13 @@ impl Lrm {
                 }
             }
             LrmState::LostAgentLock => {
+                if ctx.input.watchdog_problem.is_some() {
+                    // Proxmox writes nothing in this state; but a node that
+                    // cannot arm its watchdog never gets out of it, and the
+                    // CRM must learn why to move its services (the shell
+                    // writes only what changed).
+                    self.update_lrm_status(ctx);
+                }
                 if self.shutdown_request.is_some() {
                     let count = self.active_service_count();
                     if count > 0 {
@@ -1040,6 +1053,7 @@ mod tests {
             max_workers: workers,
             monitor_interval_ms: 10_000,
             finished: Vec::new(),
+            watchdog_problem: None,
         }
     }
 

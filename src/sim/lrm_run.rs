@@ -109,6 +109,7 @@ impl World {
             return false;
         };
         let token = Cell::new(client.lease.fencing_token(Mono(time)).is_some() && mux_answers);
+        let watchdog_problem = self.watchdog_problem(node);
         let (output, moves, lease_events) = {
             let World {
                 nodes,
@@ -131,6 +132,7 @@ impl World {
                 // Every round, as Proxmox's uid protocol re-runs `started`.
                 monitor_interval_ms: 0,
                 finished: Vec::new(),
+                watchdog_problem,
             };
             let mut port = SimLockPort {
                 cluster,
@@ -191,16 +193,19 @@ impl World {
         output.exit
     }
 
+    /// What the daemon's watchdog thread would report for `node`.
+    fn watchdog_problem(&self, node: &NodeName) -> Option<&'static str> {
+        self.nodes
+            .get(node)
+            .filter(|n| n.agent.lease.watchdog_failed())
+            .map(|_| "watchdog-mux does not answer")
+    }
+
     /// Writes an LRM status through the leader (lost if `node` cannot
-    /// commit now), with the watchdog problem the daemon reports.
-    fn write_lrm_status(&mut self, node: &NodeName, mut status: crate::lrm::LrmStatus) {
+    /// commit now).
+    fn write_lrm_status(&mut self, node: &NodeName, status: crate::lrm::LrmStatus) {
         if !self.can_commit(node) {
             return;
-        }
-        if let Some(n) = self.nodes.get(node) {
-            if n.agent.lease.watchdog_failed() {
-                status.watchdog_problem = Some("watchdog-mux does not answer".into());
-            }
         }
         self.lrm_status.insert(node.clone(), status);
     }
@@ -252,6 +257,7 @@ impl World {
             .map_or((NodeShutdown::None, true, true, self.now), |n| {
                 (n.shutdown, n.cfs_rw, n.cfs_update, n.lrm_time)
             });
+        let watchdog_problem = self.watchdog_problem(node);
         let input = crate::lrm::LrmInput {
             now_ms: time,
             quorate: self.quorate_for(node),
@@ -262,6 +268,7 @@ impl World {
             max_workers: 0,
             monitor_interval_ms: 0,
             finished: Vec::new(),
+            watchdog_problem,
         };
         let out = lrm.shutdown_request(&input, kind, self.shutdown_policy);
         let source = format!("{node}/lrm");
