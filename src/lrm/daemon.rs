@@ -983,6 +983,17 @@ mod tests {
     }
 
     /// Records requests; answers with a fixed code or runs asynchronously.
+    /// vm:101..103 started with uids a, b, c.
+    fn three_started() -> (ManagerStatus, BTreeMap<Sid, ConfiguredResource>) {
+        let ms = status_with(&[
+            ("vm:101", ServiceState::Started, "a"),
+            ("vm:102", ServiceState::Started, "b"),
+            ("vm:103", ServiceState::Started, "c"),
+        ]);
+        (ms, resources(&["vm:101", "vm:102", "vm:103"], 1))
+    }
+
+    #[derive(Default)]
     struct Recorder {
         calls: Vec<CommandRequest>,
         answer: Option<i32>,
@@ -1077,17 +1088,9 @@ mod tests {
 
     #[test]
     fn workers_are_limited_and_one_command_per_service() {
-        let ms = status_with(&[
-            ("vm:101", ServiceState::Started, "a"),
-            ("vm:102", ServiceState::Started, "b"),
-            ("vm:103", ServiceState::Started, "c"),
-        ]);
-        let res = resources(&["vm:101", "vm:102", "vm:103"], 1);
+        let (ms, res) = three_started();
         let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
-        let mut exec = Recorder {
-            calls: Vec::new(),
-            answer: None,
-        };
+        let mut exec = Recorder::default();
         lrm.iterate(&input(&ms, &res, 2), &mut exec, &mut valid());
         assert_eq!(exec.calls.len(), 2);
         lrm.iterate(&input(&ms, &res, 2), &mut exec, &mut valid());
@@ -1207,17 +1210,9 @@ mod tests {
 
     #[test]
     fn a_queued_command_keeps_its_place_while_workers_are_busy() {
-        let ms = status_with(&[
-            ("vm:101", ServiceState::Started, "a"),
-            ("vm:102", ServiceState::Started, "b"),
-            ("vm:103", ServiceState::Started, "c"),
-        ]);
-        let res = resources(&["vm:101", "vm:102", "vm:103"], 1);
+        let (ms, res) = three_started();
         let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
-        let mut exec = Recorder {
-            calls: Vec::new(),
-            answer: None,
-        };
+        let mut exec = Recorder::default();
         let mut lock = valid();
         lrm.iterate(&input(&ms, &res, 1), &mut exec, &mut lock);
         lrm.iterate(&input(&ms, &res, 1), &mut exec, &mut lock);

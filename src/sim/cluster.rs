@@ -475,8 +475,15 @@ impl Cluster {
             0
         };
         let winner = candidates[pick].clone();
-        let term = self.raft.elect(&winner);
-        // Its first entry (a no-op) commits after one replication round.
+        let term = self.install_leader(topo, now, &winner);
+        log.then(|| format!("'{winner}' elected leader (term {term})"))
+    }
+
+    /// `winner` is elected at `now`: its term starts once its first entry
+    /// (a no-op) commits, after one replication round, and it sends its
+    /// first heartbeats. Returns the new term.
+    fn install_leader(&mut self, topo: &Topology, now: u64, winner: &NodeName) -> u64 {
+        let term = self.raft.elect(winner);
         let d = self.net.delay(&mut self.rng) + self.net.delay(&mut self.rng);
         if d == 0 {
             self.start_term(now, term);
@@ -484,7 +491,7 @@ impl Cluster {
             self.events.push(now + d, Event::TermStart { term });
         }
         self.send_heartbeats(topo, now);
-        log.then(|| format!("'{winner}' elected leader (term {term})"))
+        term
     }
 
     /// The leader `from` hands leadership over (its CRM stopped outside
@@ -515,14 +522,7 @@ impl Cluster {
         };
         let winner = others[pick].clone();
         self.raft.start_election();
-        let term = self.raft.elect(&winner);
-        let d = self.net.delay(&mut self.rng) + self.net.delay(&mut self.rng);
-        if d == 0 {
-            self.start_term(now, term);
-        } else {
-            self.events.push(now + d, Event::TermStart { term });
-        }
-        self.send_heartbeats(topo, now);
+        let term = self.install_leader(topo, now, &winner);
         Some(format!(
             "'{from}' hands leadership over: '{winner}' elected leader (term {term})"
         ))

@@ -110,6 +110,16 @@ impl Mux {
         }
     }
 
+    /// A request reaching the mux at `now`: a hung mux does not answer; a
+    /// running one first notes the clients it already starved.
+    fn answer(&mut self, now: u64, mux_timeout: u64) -> Result<(), MuxError> {
+        if self.hung {
+            return Err(MuxError::NoAnswer);
+        }
+        self.notice_deadlines(now, mux_timeout);
+        Ok(())
+    }
+
     /// Connects (arms) `owner`'s client at `now`.
     pub fn arm(&mut self, owner: WatchdogOwner, now: u64) -> Result<(), MuxError> {
         if self.hung {
@@ -127,10 +137,7 @@ impl Mux {
         now: u64,
         mux_timeout: u64,
     ) -> Result<(), MuxError> {
-        if self.hung {
-            return Err(MuxError::NoAnswer);
-        }
-        self.notice_deadlines(now, mux_timeout);
+        self.answer(now, mux_timeout)?;
         match self.clients.get_mut(&owner) {
             Some(last) => {
                 *last = now;
@@ -147,10 +154,7 @@ impl Mux {
         now: u64,
         mux_timeout: u64,
     ) -> Result<(), MuxError> {
-        if self.hung {
-            return Err(MuxError::NoAnswer);
-        }
-        self.notice_deadlines(now, mux_timeout);
+        self.answer(now, mux_timeout)?;
         self.clients.remove(&owner);
         Ok(())
     }
