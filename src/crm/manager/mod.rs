@@ -1,0 +1,551 @@
+//! The manager round (spec section 3.4): node states, the service state
+//! machine, the CRM command queue, fencing and recovery. Sans-IO: the round
+//! reads an input snapshot and returns ordered steps; the new manager
+//! status is [`Manager::status`].
+
+mod commands;
+mod services;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::domain::{NodeName, RequestedState, ResourceConfig, Sid};
+use crate::lrm::{LrmMode, LrmStatus};
+
+use super::fencing::{AgentLease, FenceEvidence};
+use super::group_migration::{GroupMigration, GroupMigrationInput};
+use super::output::{CrmAction, Level, Steps};
+use super::select::{select_service_node, NodeAffinity, Preference, Usage};
+use super::status::{
+    exit_code, Disarm, DisarmMode, DisarmState, LrmResult, ManagerStatus, NodeState, ServiceRecord,
+    ServiceState,
+};
+
+/// Locks removed from a recovered guest before it is started (spec 6).
+pub const REMOVABLE_LOCKS: [&str; 9] = [
+    "backup",
+    "mounted",
+    "migrate",
+    "clone",
+    "rollback",
+    "snapshot",
+    "snapshot-delete",
+    "suspending",
+    "suspended",
+];
+
+/// How long a `gone` node stays in the table (ms).
+pub const GONE_NODE_DELETE_MS: u64 = 3_600_000;
+
+/// A configured resource with its current node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredResource {
+    /// The resource options (with the effective failback of its group).
+    pub config: ResourceConfig,
+    /// The node the guest currently lives on.
+    pub node: NodeName,
+}
+
+/// Everything one manager round reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ManagerInput<'a> {
+    /// The time (ms).
+    pub now_ms: u64,
+    /// Cluster members -> online (already false for everyone without quorum).
+    pub membership: &'a BTreeMap<NodeName, bool>,
+    /// Configured resources.
+    pub resources: &'a BTreeMap<Sid, ConfiguredResource>,
+    /// Compiled node-affinity rules.
+    pub node_affinity: &'a BTreeMap<Sid, NodeAffinity>,
+    /// LRM status per node (missing node = empty document).
+    pub lrm_status: &'a BTreeMap<NodeName, LrmStatus>,
+    /// Pending CRM command lines (the shell clears them on
+    /// [`CrmAction::ConsumeCrmCommands`]).
+    pub crm_commands: &'a [String],
+    /// Every member's agent lease as the leader sees it (a node missing
+    /// here has none): the fencing evidence.
+    pub agent_leases: &'a BTreeMap<NodeName, AgentLease>,
+    /// Configured resources that are on no node yet (just added; the CRM
+    /// places them with [`CrmAction::PlaceResource`]).
+    pub unplaced: &'a [ResourceConfig],
+    /// Guest config locks (`backup`, ...).
+    pub guest_locks: &'a BTreeMap<Sid, String>,
+    /// Offline time before a node is fenced (ms).
+    pub fence_delay_ms: u64,
+    /// Groups and node versions for the persistent group migration.
+    pub group_migration: GroupMigrationInput<'a>,
+}
+
+/// The master's in-memory state.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    node: NodeName,
+    ms: ManagerStatus,
+    last_online: BTreeMap<NodeName, u64>,
+    usage: Usage,
+    moved: BTreeMap<Sid, NodeName>,
+    group_migration: GroupMigration,
+    /// Nodes whose unguarded lease was reported (once per fence).
+    reported_unguarded: BTreeSet<NodeName>,
+    /// New services reported as having no allowed online node.
+    reported_unplaceable: BTreeSet<Sid>,
+    /// Runs only on the Raft leader: manages while its own node is in
+    /// `fence`.
+    leader_only: bool,
+}
+
+/// A node whose LRM reports that its watchdog cannot protect it counts as
+/// offline: it takes no services, and those it has are fenced (its lease
+/// runs out, as it renews nothing) and recovered elsewhere.
+fn watchdog_broken(input: &ManagerInput<'_>, node: &NodeName) -> bool {
+    input
+        .lrm_status
+        .get(node)
+        .is_some_and(|l| l.watchdog_problem.is_some())
+}
+
+fn requested(input: &ManagerInput<'_>, sid: &Sid) -> RequestedState {
+    input
+        .resources
+        .get(sid)
+        .map_or(RequestedState::Disabled, |r| r.config.state)
+}
+
+impl Manager {
+    /// A new master taking over from `old` (spec section 3.3).
+    pub fn new(node: NodeName, old: &ManagerStatus) -> Self {
+        let ms = ManagerStatus {
+            master_node: Some(node.clone()),
+            timestamp: old.timestamp,
+            node_status: old.node_status.clone(),
+            service_status: old.service_status.clone(),
+            node_request: old.node_request.clone(),
+            disarm: old.disarm,
+            uid_seq: old.uid_seq,
+        };
+        Manager {
+            node,
+            ms,
+            last_online: BTreeMap::new(),
+            usage: Usage::new(),
+            moved: BTreeMap::new(),
+            group_migration: GroupMigration::default(),
+            reported_unguarded: BTreeSet::new(),
+            reported_unplaceable: BTreeSet::new(),
+            leader_only: false,
+        }
+    }
+
+    /// This master runs only on the Raft leader (see
+    /// [`CrmDaemon::set_leader_only`](super::CrmDaemon::set_leader_only)):
+    /// it keeps managing while its own node is in `fence`, and fences it
+    /// itself once its lease expired.
+    pub fn set_leader_only(&mut self, leader_only: bool) {
+        self.leader_only = leader_only;
+    }
+
+    /// Forgets the decisions of a round whose writes did not all commit
+    /// (a lock action or the status write failed): the manager status is
+    /// taken again from the store. Offline timers are kept.
+    pub fn resync(&mut self, stored: &ManagerStatus) {
+        let fresh = Manager::new(self.node.clone(), stored);
+        self.ms = fresh.ms;
+        self.moved.clear();
+    }
+
+    /// The current manager status (what the last round wrote).
+    pub fn status(&self) -> &ManagerStatus {
+        &self.ms
+    }
+
+    fn node_state(&self, node: &NodeName) -> NodeState {
+        self.ms
+            .node_status
+            .get(node)
+            .copied()
+            .unwrap_or(NodeState::Unknown)
+    }
+
+    fn set_node_state(&mut self, out: &mut Steps, node: &NodeName, state: NodeState) {
+        let old = self.node_state(node);
+        if old == state {
+            return;
+        }
+        self.ms.node_status.insert(node.clone(), state);
+        out.info(format!(
+            "node '{node}': state changed from '{old}' => '{state}'"
+        ));
+    }
+
+    fn node_is_online(&self, node: &NodeName) -> bool {
+        self.node_state(node) == NodeState::Online
+    }
+
+    fn agent_lease(input: &ManagerInput<'_>, node: &NodeName) -> AgentLease {
+        input
+            .agent_leases
+            .get(node)
+            .copied()
+            .unwrap_or(AgentLease::Free)
+    }
+
+    fn offline_delayed(&mut self, node: &NodeName, now: u64, delay: u64) -> bool {
+        if self.node_is_online(node) {
+            return false;
+        }
+        match self.last_online.get(node) {
+            None => {
+                self.last_online.insert(node.clone(), now);
+                false
+            }
+            Some(last) => now.saturating_sub(*last) >= delay,
+        }
+    }
+
+    fn new_uid(&mut self) -> String {
+        self.ms.uid_seq += 1;
+        format!("{:x}", self.ms.uid_seq)
+    }
+
+    fn update_nodes(
+        &mut self,
+        input: &ManagerInput<'_>,
+        modes: &BTreeMap<NodeName, LrmMode>,
+        out: &mut Steps,
+    ) {
+        for (node, online) in input.membership {
+            if !online || watchdog_broken(input, node) {
+                continue;
+            }
+            self.last_online.insert(node.clone(), input.now_ms);
+            let mode = modes.get(node).copied().unwrap_or(LrmMode::Active);
+            match self.node_state(node) {
+                NodeState::Online => {
+                    if mode == LrmMode::Maintenance {
+                        self.set_node_state(out, node, NodeState::Maintenance);
+                    }
+                }
+                NodeState::Maintenance => {
+                    if mode != LrmMode::Maintenance {
+                        self.set_node_state(out, node, NodeState::Online);
+                    }
+                }
+                NodeState::Unknown | NodeState::Gone => {
+                    self.set_node_state(out, node, NodeState::Online)
+                }
+                NodeState::Fence => {}
+            }
+        }
+        let known: Vec<NodeName> = self.ms.node_status.keys().cloned().collect();
+        for node in known {
+            let member = input.membership.get(&node);
+            if member == Some(&true) && !watchdog_broken(input, &node) {
+                continue;
+            }
+            match self.node_state(&node) {
+                NodeState::Online => self.set_node_state(out, &node, NodeState::Unknown),
+                NodeState::Maintenance => {
+                    if modes.get(&node) != Some(&LrmMode::Maintenance) {
+                        self.set_node_state(out, &node, NodeState::Unknown);
+                    }
+                }
+                NodeState::Unknown => {
+                    if member.is_none() {
+                        self.set_node_state(out, &node, NodeState::Gone);
+                    }
+                }
+                NodeState::Fence => {}
+                NodeState::Gone => {
+                    if self.offline_delayed(&node, input.now_ms, GONE_NODE_DELETE_MS) {
+                        out.info(format!(
+                            "deleting gone node '{node}', not a cluster member anymore."
+                        ));
+                        self.ms.node_status.remove(&node);
+                    }
+                }
+            }
+        }
+    }
+
+    fn recompute_usage(&mut self) {
+        let mut usage: Usage = self
+            .ms
+            .node_status
+            .iter()
+            .filter(|(_, s)| **s == NodeState::Online)
+            .map(|(n, _)| (n.clone(), 0))
+            .collect();
+        for sd in self.ms.service_status.values() {
+            if usage.contains_key(&sd.node) {
+                match sd.state {
+                    ServiceState::Started
+                    | ServiceState::RequestStop
+                    | ServiceState::Fence
+                    | ServiceState::Freeze
+                    | ServiceState::Error
+                    | ServiceState::Recovery => {
+                        if let Some(c) = usage.get_mut(&sd.node) {
+                            *c += 1;
+                        }
+                    }
+                    ServiceState::Migrate
+                    | ServiceState::Relocate
+                    | ServiceState::RequestStartBalance => {
+                        if sd.state != ServiceState::RequestStartBalance {
+                            if let Some(c) = usage.get_mut(&sd.node) {
+                                *c += 1;
+                            }
+                        }
+                        if let Some(t) = &sd.target {
+                            if let Some(c) = usage.get_mut(t) {
+                                *c += 1;
+                            }
+                        }
+                    }
+                    ServiceState::Stopped | ServiceState::RequestStart => {}
+                }
+            } else if let Some(t) = &sd.target {
+                if matches!(sd.state, ServiceState::Migrate | ServiceState::Relocate) {
+                    if let Some(c) = usage.get_mut(t) {
+                        *c += 1;
+                    }
+                }
+            }
+        }
+        self.usage = usage;
+    }
+
+    fn add_usage(&mut self, node: &NodeName) {
+        if let Some(c) = self.usage.get_mut(node) {
+            *c += 1;
+        }
+    }
+
+    /// The state change primitive (spec section 3.6).
+    fn change_state(
+        &mut self,
+        out: &mut Steps,
+        sid: &Sid,
+        new: ServiceState,
+        node: Option<NodeName>,
+        target: Option<NodeName>,
+        timeout: Option<u64>,
+    ) {
+        let uid = self.new_uid();
+        let Some(sd) = self.ms.service_status.get_mut(sid) else {
+            return;
+        };
+        let old = sd.state;
+        let mut fresh = ServiceRecord::new(new, node.clone().unwrap_or_else(|| sd.node.clone()));
+        fresh.failed_nodes = sd.failed_nodes.take();
+        fresh.maintenance_node = sd.maintenance_node.take();
+        fresh.target = target.clone();
+        fresh.timeout = timeout;
+        fresh.uid = Some(uid);
+        *sd = fresh;
+        let mut params = Vec::new();
+        if let Some(n) = &node {
+            params.push(format!("node = {n}"));
+        }
+        if let Some(t) = &target {
+            params.push(format!("target = {t}"));
+        }
+        if let Some(t) = timeout {
+            params.push(format!("timeout = {t}"));
+        }
+        let text = if params.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", params.join(", "))
+        };
+        out.info(format!(
+            "service '{sid}': state changed from '{old}' to '{new}'{text}"
+        ));
+    }
+
+    fn config_node(&self, input: &ManagerInput<'_>, sid: &Sid) -> Option<NodeName> {
+        self.moved
+            .get(sid)
+            .cloned()
+            .or_else(|| input.resources.get(sid).map(|r| r.node.clone()))
+    }
+
+    /// Runs one manager round. Returns true if the status must be written
+    /// (false when this node sees itself offline).
+    pub fn manage(&mut self, input: &ManagerInput<'_>, out: &mut Steps) -> bool {
+        self.moved.clear();
+        let mut results: HashMap<&str, &LrmResult> = HashMap::new();
+        let mut modes: BTreeMap<NodeName, LrmMode> = BTreeMap::new();
+        for node in self.ms.node_status.keys() {
+            let status = input.lrm_status.get(node);
+            modes.insert(
+                node.clone(),
+                status.map_or(LrmMode::Active, LrmStatus::mode_or_active),
+            );
+            if let Some(st) = status {
+                for (uid, res) in &st.results {
+                    results.entry(uid.as_str()).or_insert(res);
+                }
+            }
+        }
+        self.update_nodes(input, &modes, out);
+        let me = self.node.clone();
+        let my_state = self.node_state(&me);
+        let fencing_me = my_state == NodeState::Fence && self.leader_only;
+        if my_state != NodeState::Online && my_state != NodeState::Maintenance && !fencing_me {
+            out.info("master seems offline");
+            return false;
+        }
+
+        self.group_migration.round(
+            &input.group_migration,
+            &self.ms,
+            input.membership,
+            input.lrm_status,
+            input.resources,
+            out,
+        );
+
+        if self.ms.disarm.is_none() {
+            self.place_new(input, out);
+            self.sync_services_with_config(input, out);
+        }
+
+        self.apply_crm_commands(input, out);
+
+        let mut only: Option<BTreeSet<Sid>> = None;
+        if let Some(disarm) = self.ms.disarm {
+            match self.disarm_round(input, &modes, disarm, out) {
+                DisarmOutcome::Done => {
+                    self.ms.timestamp = input.now_ms / 1000;
+                    return true;
+                }
+                DisarmOutcome::Deferred(sids) => only = Some(sids),
+            }
+        }
+
+        self.state_machine_loop(input, &results, &modes, only.as_ref(), out);
+        self.ms.timestamp = input.now_ms / 1000;
+        true
+    }
+
+    /// Places configured resources that are on no node yet (just added) on
+    /// the best online node their node affinity allows, least loaded
+    /// first, as a recovery would choose. They are tracked from the round
+    /// after the shell carried out the placement.
+    fn place_new(&mut self, input: &ManagerInput<'_>, out: &mut Steps) {
+        if input.unplaced.is_empty() {
+            self.reported_unplaceable.clear();
+            return;
+        }
+        self.recompute_usage();
+        for config in input.unplaced {
+            let sid = &config.sid;
+            let probe = ServiceRecord::new(ServiceState::RequestStart, self.node.clone());
+            let selected = select_service_node(
+                &self.usage,
+                input.node_affinity.get(sid),
+                config.failback,
+                &probe,
+                Preference::BestScore,
+            );
+            match selected {
+                Some(node) => {
+                    self.reported_unplaceable.remove(sid);
+                    out.info(format!("placing new service '{sid}' on node '{node}'"));
+                    self.add_usage(&node);
+                    out.act(CrmAction::PlaceResource {
+                        sid: sid.clone(),
+                        node,
+                    });
+                }
+                None => {
+                    if self.reported_unplaceable.insert(sid.clone()) {
+                        out.log(
+                            Level::Warning,
+                            format!("no allowed node is online for new service '{sid}': it waits for one"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds configured services that are not tracked yet and removes
+    /// tracked ones that are gone from the config or ignored (spec 3.4
+    /// step 8). Both maps are sorted by SID, so one merge finds both.
+    fn sync_services_with_config(&mut self, input: &ManagerInput<'_>, out: &mut Steps) {
+        use std::cmp::Ordering;
+        let mut add: Vec<&Sid> = Vec::new();
+        let mut stale: Vec<(Sid, &str)> = Vec::new();
+        let mut confs = input.resources.iter().peekable();
+        let mut tracked = self.ms.service_status.keys().peekable();
+        loop {
+            match (confs.peek(), tracked.peek()) {
+                (Some((c, r)), Some(t)) => match (*c).cmp(*t) {
+                    Ordering::Less => {
+                        if r.config.state != RequestedState::Ignored {
+                            add.push(c);
+                        }
+                        confs.next();
+                    }
+                    Ordering::Greater => {
+                        stale.push(((*t).clone(), "no config"));
+                        tracked.next();
+                    }
+                    Ordering::Equal => {
+                        if r.config.state == RequestedState::Ignored {
+                            stale.push(((*t).clone(), "ignored state requested"));
+                        }
+                        confs.next();
+                        tracked.next();
+                    }
+                },
+                (Some((c, r)), None) => {
+                    if r.config.state != RequestedState::Ignored {
+                        add.push(c);
+                    }
+                    confs.next();
+                }
+                (None, Some(t)) => {
+                    stale.push(((*t).clone(), "no config"));
+                    tracked.next();
+                }
+                (None, None) => break,
+            }
+        }
+        for sid in add {
+            let Some(res) = input.resources.get(sid) else {
+                continue;
+            };
+            out.info(format!("adding new service '{sid}' on node '{}'", res.node));
+            let state = if res.config.state == RequestedState::Started {
+                ServiceState::RequestStart
+            } else {
+                ServiceState::RequestStop
+            };
+            let mut sd = ServiceRecord::new(state, res.node.clone());
+            sd.uid = Some(self.new_uid());
+            self.ms.service_status.insert(sid.clone(), sd);
+        }
+        for (sid, reason) in stale {
+            out.info(format!("removing stale service '{sid}' ({reason})"));
+            self.ms.service_status.remove(&sid);
+        }
+    }
+}
+
+enum DisarmOutcome {
+    Done,
+    Deferred(BTreeSet<Sid>),
+}
+
+fn join_nodes(nodes: &[NodeName]) -> String {
+    nodes
+        .iter()
+        .map(NodeName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests;
