@@ -297,6 +297,19 @@ fn leader(c: &LocalCluster) -> Option<usize> {
     })
 }
 
+/// The rounds that ran during `[from, to]` (heartbeat clock): the one under
+/// way at `from` and every one that began before `to`.
+fn rounds_during(starts: &[(u64, String)], from: u64, to: u64) -> Vec<&str> {
+    let first = starts
+        .partition_point(|(at, _)| *at <= from)
+        .saturating_sub(1);
+    starts[first..]
+        .iter()
+        .take_while(|(at, _)| *at < to)
+        .map(|(_, what)| what.as_str())
+        .collect()
+}
+
 fn main() -> anyhow::Result<()> {
     let (total, seed, budget) = args()?;
     install_stop_handler()?;
@@ -312,6 +325,9 @@ fn main() -> anyhow::Result<()> {
     }
     let began = Instant::now();
     let mut counts: BTreeMap<Fault, usize> = BTreeMap::new();
+    // When each round began (heartbeat clock), to name the faults behind
+    // the longest gap.
+    let mut round_starts: Vec<(u64, String)> = Vec::new();
     let mut breaches: Vec<String> = Vec::new();
     let mut seen = Vec::new();
     if let Err(e) = converge(&mut c) {
@@ -345,6 +361,7 @@ fn main() -> anyhow::Result<()> {
             c.nodes[target].name, c.nodes[other].name
         );
         println!("[{:7.1}s] {what}", began.elapsed().as_secs_f64());
+        round_starts.push((now_ns(), what.clone()));
         let mut clean = Vec::new();
         let mut stop_problems: Vec<String> = Vec::new();
         let result: anyhow::Result<()> = (|| {
@@ -461,13 +478,18 @@ fn main() -> anyhow::Result<()> {
     }
     for name in SERVICES {
         let hb: Heartbeats = c.heartbeats(name)?;
-        let gap = hb.longest_gap().map(|g| g.len()).unwrap_or_default();
+        let gap = hb.longest_gap();
         println!(
             "  {name}: {} writers, {} overlaps, longest gap {:.3}s",
             hb.spans().len(),
             hb.overlaps().len(),
-            gap.as_secs_f64()
+            gap.map(|g| g.len()).unwrap_or_default().as_secs_f64()
         );
+        if let Some(gap) = gap {
+            for what in rounds_during(&round_starts, gap.from, gap.to) {
+                println!("    during {what}");
+            }
+        }
     }
     println!("{} invariant breaches", breaches.len());
     for b in &breaches {
