@@ -204,6 +204,39 @@ impl Manager {
         true
     }
 
+    /// A `migrate`/`relocate` command (`cmd`) of a service on `node`: the
+    /// state and target to move to, or `None` (logged) when the target is
+    /// offline, the node itself, or not a node name.
+    fn move_request(
+        &self,
+        sid: &Sid,
+        task: &str,
+        cmd: &[String],
+        node: &NodeName,
+        out: &mut Steps,
+    ) -> Option<(ServiceState, NodeName)> {
+        let state = if task == "migrate" {
+            ServiceState::Migrate
+        } else {
+            ServiceState::Relocate
+        };
+        match cmd.get(1).and_then(|t| t.parse::<NodeName>().ok()) {
+            Some(t) if !self.node_is_online(&t) => out.log(
+                Level::Err,
+                format!("ignore service '{sid}' {task} request - node '{t}' not online"),
+            ),
+            Some(t) if t == *node => out.info(format!(
+                "ignore service '{sid}' {task} request - service already on node '{t}'"
+            )),
+            Some(t) => return Some((state, t)),
+            None => out.log(
+                Level::Err,
+                format!("unknown command '{}' for service '{sid}'", cmd.join(" ")),
+            ),
+        }
+        None
+    }
+
     fn next_stopped(&mut self, input: &ManagerInput<'_>, sid: &Sid, out: &mut Steps) {
         let cfg_node = self.config_node(input, sid);
         let Some(sd) = self.ms.service_status.get_mut(sid) else {
@@ -222,30 +255,9 @@ impl Manager {
             let node = sd.node.clone();
             match cmd.first().map(String::as_str) {
                 Some(task @ ("migrate" | "relocate")) => {
-                    let target: Option<NodeName> = cmd.get(1).and_then(|t| t.parse().ok());
-                    let state = if task == "migrate" {
-                        ServiceState::Migrate
-                    } else {
-                        ServiceState::Relocate
-                    };
-                    match target {
-                        Some(t) if !self.node_is_online(&t) => out.log(
-                            Level::Err,
-                            format!(
-                                "ignore service '{sid}' {task} request - node '{t}' not online"
-                            ),
-                        ),
-                        Some(t) if t == node => out.info(format!(
-                            "ignore service '{sid}' {task} request - service already on node '{t}'"
-                        )),
-                        Some(t) => {
-                            self.change_state(out, sid, state, Some(node), Some(t), None);
-                            return;
-                        }
-                        None => out.log(
-                            Level::Err,
-                            format!("unknown command '{}' for service '{sid}'", cmd.join(" ")),
-                        ),
+                    if let Some((state, t)) = self.move_request(sid, task, &cmd, &node, out) {
+                        self.change_state(out, sid, state, Some(node), Some(t), None);
+                        return;
                     }
                 }
                 Some("stop") => out.info(format!(
@@ -312,29 +324,9 @@ impl Manager {
         if let Some(cmd) = cmd {
             match cmd.first().map(String::as_str) {
                 Some(task @ ("migrate" | "relocate")) => {
-                    let state = if task == "migrate" {
-                        ServiceState::Migrate
-                    } else {
-                        ServiceState::Relocate
-                    };
-                    match cmd.get(1).and_then(|t| t.parse::<NodeName>().ok()) {
-                        Some(t) if !self.node_is_online(&t) => out.log(
-                            Level::Err,
-                            format!(
-                                "ignore service '{sid}' {task} request - node '{t}' not online"
-                            ),
-                        ),
-                        Some(t) if t == node => out.info(format!(
-                            "ignore service '{sid}' {task} request - service already on node '{t}'"
-                        )),
-                        Some(t) => {
-                            out.info(format!("{task} service '{sid}' to node '{t}'"));
-                            self.change_state(out, sid, state, Some(node), Some(t), None);
-                        }
-                        None => out.log(
-                            Level::Err,
-                            format!("unknown command '{}' for service '{sid}'", cmd.join(" ")),
-                        ),
+                    if let Some((state, t)) = self.move_request(sid, task, &cmd, &node, out) {
+                        out.info(format!("{task} service '{sid}' to node '{t}'"));
+                        self.change_state(out, sid, state, Some(node), Some(t), None);
                     }
                 }
                 Some("stop") => {
