@@ -78,6 +78,23 @@ struct Run {
     result: Result<SimResult, String>,
 }
 
+/// The runs whose scenario loaded; one failure line for each that did not.
+fn loaded_runs(
+    failures: &mut Vec<String>,
+) -> Vec<(&'static str, &'static PathBuf, &'static SimResult)> {
+    let runs = runs();
+    assert!(!runs.is_empty(), "no scenarios found under tests/scenarios");
+    runs.iter()
+        .filter_map(|Run { name, dir, result }| match result {
+            Ok(r) => Some((name.as_str(), dir, r)),
+            Err(e) => {
+                failures.push(format!("{name}: cannot load scenario: {e}"));
+                None
+            }
+        })
+        .collect()
+}
+
 /// Runs every selected scenario once; both scenario tests read these runs
 /// (the simulator is deterministic, a second run would give the same).
 fn runs() -> &'static [Run] {
@@ -100,17 +117,8 @@ fn runs() -> &'static [Run] {
 #[test]
 fn all_scenarios_match_their_expected_log() {
     let bless = std::env::var("BLESS").is_ok_and(|v| v == "1");
-    let runs = runs();
-    assert!(!runs.is_empty(), "no scenarios found under tests/scenarios");
     let mut failures = Vec::new();
-    for Run { name, dir, result } in runs {
-        let result = match result {
-            Ok(r) => r,
-            Err(e) => {
-                failures.push(format!("{name}: cannot load scenario: {e}"));
-                continue;
-            }
-        };
+    for (name, dir, result) in loaded_runs(&mut failures) {
         let mut log = result.log.join("\n");
         log.push('\n');
         if !result.final_state.violations.is_empty() {
@@ -157,7 +165,7 @@ fn all_scenarios_match_their_expected_log() {
         failures.is_empty(),
         "{} of {} scenarios failed:\n\n{}",
         failures.len(),
-        runs.len(),
+        runs().len(),
         failures.join("\n\n")
     );
 }
@@ -336,17 +344,8 @@ fn compare_final_state(expected: &Value, actual: &FinalState) -> Vec<String> {
 
 #[test]
 fn all_scenarios_reach_their_expected_final_state() {
-    let runs = runs();
-    assert!(!runs.is_empty(), "no scenarios found under tests/scenarios");
     let mut failures = Vec::new();
-    for Run { name, dir, result } in runs {
-        let result = match result {
-            Ok(r) => r,
-            Err(e) => {
-                failures.push(format!("{name}: cannot load scenario: {e}"));
-                continue;
-            }
-        };
+    for (name, dir, result) in loaded_runs(&mut failures) {
         let path = dir.join("final-state.expect");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -376,7 +375,7 @@ fn all_scenarios_reach_their_expected_final_state() {
         failures.is_empty(),
         "{} of {} scenarios failed:\n\n{}",
         failures.len(),
-        runs.len(),
+        runs().len(),
         failures.join("\n\n")
     );
 }

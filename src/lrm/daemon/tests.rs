@@ -27,6 +27,16 @@ struct Recorder {
     answer: Option<i32>,
 }
 
+impl Recorder {
+    /// A recorder whose commands end at once with `code`.
+    fn answering(code: i32) -> Self {
+        Recorder {
+            calls: Vec::new(),
+            answer: Some(code),
+        }
+    }
+}
+
 impl Executor for Recorder {
     fn execute(&mut self, request: &CommandRequest, _log: &mut Vec<LrmStep>) -> Option<i32> {
         self.calls.push(request.clone());
@@ -101,10 +111,7 @@ fn takes_lock_arms_watchdog_and_reports_results_by_uid_once() {
     let ms = status_with(&[("vm:101", ServiceState::Started, "u1")]);
     let res = resources(&["vm:101"], 1);
     let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
-    let mut exec = Recorder {
-        calls: Vec::new(),
-        answer: Some(exit_code::SUCCESS),
-    };
+    let mut exec = Recorder::answering(exit_code::SUCCESS);
     let out = lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut valid());
     assert_eq!(lrm.state(), LrmState::Active);
     assert!(out.steps.contains(&LrmStep::Do(LrmAction::WatchdogOpen)));
@@ -136,10 +143,7 @@ fn restart_policy_retries_before_reporting_error() {
     let ms = status_with(&[("vm:101", ServiceState::Started, "u1")]);
     let res = resources(&["vm:101"], 1);
     let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
-    let mut exec = Recorder {
-        calls: Vec::new(),
-        answer: Some(exit_code::ERROR),
-    };
+    let mut exec = Recorder::answering(exit_code::ERROR);
     let out = lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut valid());
     assert!(
         out.status.unwrap().results.is_empty(),
@@ -158,10 +162,7 @@ fn fence_request_loses_the_lock_without_closing_the_watchdog() {
     let ms = status_with(&[("vm:101", ServiceState::Started, "u1")]);
     let res = resources(&["vm:101"], 1);
     let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
-    let mut exec = Recorder {
-        calls: Vec::new(),
-        answer: Some(0),
-    };
+    let mut exec = Recorder::answering(0);
     lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut valid());
     let ms2 = status_with(&[("vm:101", ServiceState::Fence, "u2")]);
     let out = lrm.iterate(&input(&ms2, &res, 0), &mut exec, &mut valid());
@@ -185,10 +186,7 @@ fn a_stopped_service_costs_nothing_once_its_stop_succeeded() {
     let ms = status_with(&[("vm:101", ServiceState::Stopped, "s1")]);
     let res = resources(&["vm:101"], 1);
     let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
-    let mut exec = Recorder {
-        calls: Vec::new(),
-        answer: Some(exit_code::SUCCESS),
-    };
+    let mut exec = Recorder::answering(exit_code::SUCCESS);
     let mut lock = valid();
     // An LRM with only a stopped service stays idle; make it active.
     lrm.state = LrmState::Active;
@@ -210,10 +208,7 @@ fn a_started_service_is_checked_again_only_every_monitor_interval() {
     let ms = status_with(&[("vm:101", ServiceState::Started, "u1")]);
     let res = resources(&["vm:101"], 1);
     let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
-    let mut exec = Recorder {
-        calls: Vec::new(),
-        answer: Some(exit_code::SUCCESS),
-    };
+    let mut exec = Recorder::answering(exit_code::SUCCESS);
     let mut lock = valid();
     let at = |t: u64| {
         let mut i = input(&ms, &res, 0);
@@ -252,10 +247,7 @@ fn a_pending_lock_keeps_being_asked_for_but_is_not_used() {
     let ms = status_with(&[("vm:101", ServiceState::Started, "u1")]);
     let res = resources(&["vm:101"], 1);
     let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
-    let mut exec = Recorder {
-        calls: Vec::new(),
-        answer: Some(0),
-    };
+    let mut exec = Recorder::answering(0);
     let mut lock = Lock(AgentLock::Pending, 0);
     lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut lock);
     assert_eq!(lrm.state(), LrmState::WaitForAgentLock);
@@ -280,10 +272,7 @@ fn frozen_services_make_a_restarted_lrm_take_its_lock_before_the_crm_unfreezes()
     let ms = status_with(&[("vm:101", ServiceState::Freeze, "u1")]);
     let res = resources(&["vm:101"], 1);
     let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
-    let mut exec = Recorder {
-        calls: Vec::new(),
-        answer: Some(0),
-    };
+    let mut exec = Recorder::answering(0);
     let mut lock = valid();
     lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut lock);
     assert_eq!(lock.1, 1);
@@ -296,10 +285,7 @@ fn a_restart_releases_the_lock_unguarded_when_frozen_services_keep_running() {
     let ms = status_with(&[("vm:101", ServiceState::Started, "u1")]);
     let res = resources(&["vm:101"], 1);
     let mut lrm = Lrm::new(n("node1"), 0, &mut Vec::new());
-    let mut exec = Recorder {
-        calls: Vec::new(),
-        answer: Some(0),
-    };
+    let mut exec = Recorder::answering(0);
     lrm.iterate(&input(&ms, &res, 0), &mut exec, &mut valid());
     lrm.shutdown_request(
         &input(&ms, &res, 0),
