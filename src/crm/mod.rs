@@ -17,6 +17,7 @@ pub mod output;
 pub mod pve_version;
 pub mod select;
 pub mod status;
+pub mod status_view;
 
 pub use affinity::node_affinity_from_config;
 pub use daemon::{CrmDaemon, CrmDaemonState, CrmInput, CrmOutput};
