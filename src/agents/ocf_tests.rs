@@ -130,7 +130,7 @@ fn a_missing_agent_is_not_installed() {
 /// its environment and exits with a chosen code, to check the environment
 /// contract and every exit code's mapping.
 const RECORDING_AGENT: &str = r#"#!/bin/sh
-env | grep -E '^(OCF_|HA_FENCING_)' | sort > "$OCF_RESKEY_dir/env.$1"
+env | grep -E '^(OCF_|HA_)' | sort > "$OCF_RESKEY_dir/env.$1"
 exit $(cat "$OCF_RESKEY_dir/rc.$1" "$OCF_RESKEY_dir/rc" 2>/dev/null | head -n 1 | grep . || echo 0)
 "#;
 
@@ -144,7 +144,9 @@ fn recording_agent(root: &Path, work: &Path) -> OcfAgent {
         ("dir", work.to_str().unwrap()),
         ("ip", "10.1.2.3"),
     ];
-    OcfAgent::from_params("rec", &params(&pairs), root).unwrap()
+    OcfAgent::from_params("rec", &params(&pairs), root)
+        .unwrap()
+        .with_node("node1")
 }
 
 #[test]
@@ -165,6 +167,8 @@ fn the_agent_gets_the_ocf_environment_and_fencing_token() {
         "HA_FENCING_TERM=7".to_string(),
         "HA_FENCING_SEQ=42".to_string(),
         "HA_FENCING_TOKEN=42".to_string(),
+        "HA_RESOURCE=ocf:rec".to_string(),
+        "HA_NODE=node1".to_string(),
     ] {
         assert!(env.lines().any(|l| l == line), "missing {line} in:\n{env}");
     }
