@@ -89,8 +89,8 @@ pub struct StatusEntry {
     /// node judges it (milliseconds; exact on the Raft leader).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_time_left_ms: Option<u64>,
-    /// Node and service entries: why the state shown may not hold (`node
-    /// unknown`, `no quorum here`, ...).
+    /// Node, lrm and service entries: why the state shown may not hold
+    /// (`node unknown`, `no quorum here`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mark: Option<String>,
 }
@@ -307,6 +307,10 @@ fn lrm_entry(input: &StatusInput<'_>, node: &str) -> StatusEntry {
     e.lrm_mode = Some(mode.as_str().to_string());
     e.watchdog = Some(watchdog.to_string());
     e.watchdog_problem.clone_from(&l.watchdog_problem);
+    if !input.quorate && node != input.local_node {
+        // A report that may have stopped arriving: say so.
+        e.mark = Some("no quorum here, last report".into());
+    }
     e
 }
 
@@ -389,7 +393,10 @@ pub fn status_text(entry: &StatusEntry, time: &dyn Fn(u64) -> String) -> String 
             format!("{node} ({})", parts.join(", "))
         }
         "lrm" => match &entry.watchdog {
-            Some(watchdog) => format!("{node} ({state}, watchdog {watchdog}, {when})"),
+            Some(watchdog) => match &entry.mark {
+                Some(mark) => format!("{node} ({state}, watchdog {watchdog}, {when}, {mark})"),
+                None => format!("{node} ({state}, watchdog {watchdog}, {when})"),
+            },
             None => format!("{node} (unable to read lrm status)"),
         },
         "service" => {

@@ -233,7 +233,7 @@ master node1 (no quorum - not active, T999998)
 node node1 (online, no quorum here, last known state)
 node node2 (online, no quorum here, last known state)
 lrm node1 (active, watchdog active, T999995)
-lrm node2 (idle, watchdog standby, T999997)
+lrm node2 (idle, watchdog standby, T999997, no quorum here, last report)
 service exec:web (node1, started (no quorum here))
 service exec:new (none, queued)
 ";
