@@ -289,16 +289,20 @@ fn lrm_entry(input: &StatusInput<'_>, node: &str) -> StatusEntry {
     } else if mode.as_str() == "disarm" {
         "released"
     } else {
+        let reported_active =
+            fresh && matches!(l.state, Some(LrmState::Active | LrmState::Maintenance));
         match input.leases.get(node).map(|v| (v.lease, v.time_left_ms)) {
             Some((AgentLease::Held { expired: false }, Some(ms))) if ms > 0 => "active",
-            Some((AgentLease::Held { .. } | AgentLease::FencingHold, _)) => "expired",
+            Some((AgentLease::Held { expired: true }, _) | (AgentLease::FencingHold, _)) => {
+                "expired"
+            }
+            Some((AgentLease::Held { .. }, Some(_))) => "expired",
             Some((AgentLease::Unguarded, _)) => "released",
             Some((AgentLease::Free, _)) => "standby",
-            // No lease information: Proxmox's rule on the LRM report.
-            None if fresh && matches!(l.state, Some(LrmState::Active | LrmState::Maintenance)) => {
-                "active"
-            }
-            None => "standby",
+            // No lease information (or no local deadline for a held
+            // lease): Proxmox's rule on the LRM report.
+            Some((AgentLease::Held { .. }, None)) | None if reported_active => "active",
+            Some((AgentLease::Held { .. }, None)) | None => "standby",
         }
     };
     e.state = Some(state);

@@ -49,7 +49,8 @@ pub fn run(command: NodeCommand) -> i32 {
         // The reader has what it wanted (`status | head -1`).
         Err(e) if crate::cli::stdout::is_closed_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("ha-manager: {e:#}");
+            // Errors quote names and values too: escaped like the output.
+            eprintln!("ha-manager: {}", output::escape_controls(&format!("{e:#}")));
             1
         }
     }
