@@ -80,9 +80,9 @@ pub fn run(cli: Cli) -> i32 {
             match stdout::write(&text) {
                 Ok(()) => {}
                 // The reader closed the pipe: it has what it wanted.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return 0,
+                Err(stdout::OutputError::ClosedPipe) => return 0,
                 Err(e) => {
-                    eprintln!("ha-manager: cannot write the log: {e}");
+                    eprintln!("ha-manager: {e}");
                     return 1;
                 }
             }

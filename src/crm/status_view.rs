@@ -249,9 +249,11 @@ fn fence_wait(lease: Option<LeaseView>) -> String {
             "waiting for its agent lease to expire (in {} s)",
             ms.div_ceil(1000)
         ),
-        Some((AgentLease::Held { .. }, _)) => {
+        Some((AgentLease::Held { .. }, Some(_))) => {
             "its agent lease expired: the CRM takes it over".into()
         }
+        // Held, but this replica keeps no deadline for it.
+        Some((AgentLease::Held { .. }, None)) => "waiting for its agent lease to expire".into(),
         Some((AgentLease::Unguarded, _)) => "never fenced automatically: its lease was released \
              unguarded and its services may still run; check the node"
             .into(),
