@@ -81,6 +81,20 @@ fn status_is_proxmoxs_in_local_time_and_tells_the_truth_about_failed_nodes() {
     .expect("HA_NODE written");
     assert_eq!(names.trim(), first_name, "HA_NODE of the first start");
 
+    // `config` prints only the keys that are set, as resources.cfg has them.
+    let out = c
+        .cli(0, &["set", "exec:where", "--max_restart", "3"])
+        .expect("cli");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let config = c.cli(1, &["config"]).expect("cli").stdout;
+    let keys: Vec<&str> = config
+        .lines()
+        .filter_map(|l| l.strip_prefix('\t'))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(config.starts_with("exec:where\n"), "{config}");
+    assert_eq!(keys, ["cmd", "max_restart"], "{config}");
+
     // Proxmox's lines, in order, with the node lines after the master.
     let via = (first + 1) % 3;
     let text = wait_until(LIMIT, "a settled status", || {
@@ -186,6 +200,38 @@ fn status_is_proxmoxs_in_local_time_and_tells_the_truth_about_failed_nodes() {
             .any(|l| l.starts_with("service exec:where (") && l.ends_with("(no quorum here))")),
         "{text}"
     );
+}
+
+/// A Proxmox resources.cfg with guests: refused with the file, the line
+/// and what to do, and nothing imported.
+#[test]
+fn importing_guests_names_file_line_and_the_agents_to_map_them_to() {
+    let c = start(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("resources.cfg");
+    std::fs::write(
+        &file,
+        "exec: web\n\tcmd sleep 1\n\nvm: 100\n\tstate started\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let out = c.cli(0, &["import", "--resources", path]).expect("cli");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    for needle in [
+        format!("{path}:4: resource 'vm:100'"),
+        "'exec: <name>' with 'cmd".to_string(),
+        "systemd".to_string(),
+    ] {
+        assert!(
+            out.stderr.contains(&needle),
+            "no '{needle}' in {}",
+            out.stderr
+        );
+    }
+    let config = c.cli(0, &["config"]).expect("cli");
+    assert_eq!(config.code, 0, "{}", config.stderr);
+    assert_eq!(config.stdout, "", "nothing imported");
 }
 
 /// Every query verb, its reader gone before it writes: a quiet exit 0,
