@@ -50,17 +50,7 @@ pub async fn join(
         .node
         .parse()
         .map_err(|e| ApiError::field("node", format!("field 'node': {e}")))?;
-    if req
-        .addr
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<u16>().ok())
-        .is_none()
-    {
-        return Err(ApiError::field(
-            "addr",
-            format!("field 'addr': '{}' is not host:port", req.addr),
-        ));
-    }
+    super::members::check_addr(&req.addr)?;
     let mut dir = docs::nodes(&st.store).await?;
     // The first node registers itself right after bootstrapping; a join
     // before that would write a directory without it.
@@ -70,13 +60,23 @@ pub async fn join(
             "the cluster is still initializing: retry in a moment",
         ));
     }
+    let membership = st.store.membership();
     let node_id = match dir.value.nodes.get(&req.node) {
-        // A retried join of the same node at the same address gets its id back.
-        Some(e) if e.addr == req.addr => e.id,
-        Some(_) => {
-            return Err(ApiError::field(
-                "node",
-                format!("node name '{}' is already a cluster member", req.node),
+        // A retried join of the same node at the same address gets its id
+        // back, as long as it never became a Raft member: a member that
+        // joins again has lost its Raft log (a wiped or new disk), and the
+        // old id would make the leader expect log entries it no longer has.
+        Some(e) if e.addr == req.addr && !membership.addrs.contains_key(&e.id) => e.id,
+        Some(e) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "node name '{}' is already a cluster member (id {} at {}); to replace \
+                     that node (new disk or new address), remove the old member first with \
+                     `ha-manager cluster delnode {}` on a member, then join again; to move \
+                     it to a new address, use `ha-manager cluster set-address {} ADDR`",
+                    req.node, e.id, e.addr, req.node, req.node
+                ),
             ))
         }
         None => {
@@ -185,6 +185,18 @@ pub struct MemberView {
     pub addr: String,
     /// Voter (else learner).
     pub voter: bool,
+    /// `leader`, `voter` or `learner`.
+    #[serde(default)]
+    pub role: String,
+    /// Log entries the member is behind the leader; known only when the
+    /// answering node is the leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_lag: Option<u64>,
+    /// Milliseconds since the member last renewed its agent lease, as the
+    /// leader saw it; known only when the answering node is the leader and
+    /// the member holds its lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact_ms: Option<u64>,
 }
 
 /// `GET /cluster/status`.
@@ -214,14 +226,46 @@ pub fn cluster_status(st: &ApiState) -> ClusterStatus {
     let membership = st.store.membership();
     let (text, _) = docs::read_local_raw(&st.store, docs::NODES_DOC);
     let dir = docs::parse_nodes(&text).unwrap_or_default();
+    let lag = st.store.replication_lag();
+    let leases = st.store.read_local(|s| {
+        s.leases()
+            .map(|(n, l)| (n.to_string(), (l.holder.clone(), l.ttl_ms)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    });
     let members = membership
         .addrs
         .iter()
-        .map(|(id, addr)| MemberView {
-            id: *id,
-            name: dir.name_of(*id).map(str::to_string),
-            addr: addr.clone(),
-            voter: membership.voters.contains(id),
+        .map(|(id, addr)| {
+            let name = dir.name_of(*id).map(str::to_string);
+            let voter = membership.voters.contains(id);
+            let role = if status.leader == Some(*id) {
+                "leader"
+            } else if voter {
+                "voter"
+            } else {
+                "learner"
+            };
+            // ttl minus what is left of the lease = time since the grant
+            // or renewal the leader last applied.
+            let last_contact_ms = name.as_deref().and_then(|n| {
+                let lease = crate::crm::fencing::agent_lease_name(n);
+                let (holder, ttl_ms) = leases.value.get(&lease)?;
+                if holder != n {
+                    return None;
+                }
+                let left = st.store.lease_time_left(&lease)?;
+                let left = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+                Some(ttl_ms.saturating_sub(left))
+            });
+            MemberView {
+                id: *id,
+                name,
+                addr: addr.clone(),
+                voter,
+                role: role.to_string(),
+                log_lag: lag.as_ref().and_then(|l| l.get(id).copied()),
+                last_contact_ms: last_contact_ms.filter(|_| lag.is_some()),
+            }
         })
         .collect();
     ClusterStatus {

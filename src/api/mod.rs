@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod docs;
 pub mod error;
 pub mod import;
+pub mod members;
 pub mod resources;
 pub mod rules;
 pub mod status;
@@ -68,6 +69,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/cluster/status", get(cluster::status))
         .route("/cluster/members", post(cluster::admit))
         .route("/cluster/leave", post(cluster::leave))
+        .route("/cluster/delnode", post(members::delnode))
+        .route("/cluster/set-address", post(members::set_address))
         .route("/resources", get(resources::list).post(resources::create))
         .route(
             "/resources/{sid}",

@@ -153,6 +153,23 @@ pub enum ClusterCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Remove a dead or stopped member (run on another member). Refused
+    /// while the node holds its agent lease or still has services.
+    Delnode {
+        /// The member's node name.
+        node: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Tell the cluster that a member now listens at another address.
+    SetAddress {
+        /// The member's node name.
+        node: String,
+        /// Its new `host:port`.
+        address: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 /// Rule options shared by `rules add` and `rules set`.
@@ -822,6 +839,28 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::Leave { config } => {
             client(&config)?.post_empty("/cluster/leave", &json!({}))?;
             println!("left the cluster");
+            Ok(())
+        }
+        ClusterCommand::Delnode { node, config } => {
+            let reply: crate::api::members::DelnodeReply =
+                client(&config)?.post("/cluster/delnode", &json!({ "node": node }))?;
+            println!(
+                "node '{}' (id {}) removed from the cluster; a replacement under the same \
+                 name joins with an empty data directory",
+                reply.node, reply.id
+            );
+            Ok(())
+        }
+        ClusterCommand::SetAddress {
+            node,
+            address,
+            config,
+        } => {
+            client(&config)?.post_empty(
+                "/cluster/set-address",
+                &json!({ "node": node, "addr": address }),
+            )?;
+            println!("node '{node}' is now reached at {address}");
             Ok(())
         }
     }
