@@ -51,7 +51,12 @@ fn wipe_disk(c: &mut LocalCluster, i: usize, new_port: bool) {
 }
 
 /// Runs `cluster join` on node `i` through member `via`.
-fn join(c: &LocalCluster, i: usize, via: usize, token: &str) -> ha_manager::local_cluster::CliOutput {
+fn join(
+    c: &LocalCluster,
+    i: usize,
+    via: usize,
+    token: &str,
+) -> ha_manager::local_cluster::CliOutput {
     let addr = c.nodes[via].addr.clone();
     c.cli(i, &["cluster", "join", &addr, "--token", token])
         .expect("cli runs")
@@ -60,16 +65,20 @@ fn join(c: &LocalCluster, i: usize, via: usize, token: &str) -> ha_manager::loca
 /// Waits until `name` is a voter at `addr` and its LRM reports, seen
 /// from node `via`.
 fn wait_member_back(c: &LocalCluster, via: usize, name: &str, addr: &str) {
-    wait_until(LIMIT, &format!("{name} voting at {addr} with an LRM"), || {
-        let m = members(c, via)?;
-        let voting = m.iter().any(|(n, a, v)| n == name && a == addr && *v);
-        let lrm = c
-            .status(via)
-            .ok()?
-            .iter()
-            .any(|e| e.kind == "lrm" && e.node.as_deref() == Some(name));
-        (voting && lrm && m.len() == 3).then_some(())
-    })
+    wait_until(
+        LIMIT,
+        &format!("{name} voting at {addr} with an LRM"),
+        || {
+            let m = members(c, via)?;
+            let voting = m.iter().any(|(n, a, v)| n == name && a == addr && *v);
+            let lrm = c
+                .status(via)
+                .ok()?
+                .iter()
+                .any(|e| e.kind == "lrm" && e.node.as_deref() == Some(name));
+            (voting && lrm && m.len() == 3).then_some(())
+        },
+    )
     .unwrap_or_else(|e| panic!("{e}\n{}", c.log_tails(40)));
 }
 
@@ -91,14 +100,20 @@ fn a_dead_service_node_is_removed_after_fencing_and_replaced_at_a_new_address() 
 
     // Right away it still holds its lease (or its service): refused, and
     // it stays a member.
-    let early = c.cli(a, &["cluster", "delnode", &victim_name]).expect("cli");
+    let early = c
+        .cli(a, &["cluster", "delnode", &victim_name])
+        .expect("cli");
     assert_ne!(early.code, 0, "delnode of an unfenced node must be refused");
     assert!(
-        early.stderr.contains("holds its agent lease") || early.stderr.contains("still has services"),
+        early.stderr.contains("holds its agent lease")
+            || early.stderr.contains("still has services"),
         "{}",
         early.stderr
     );
-    assert!(members(&c, a).unwrap().iter().any(|(n, _, _)| *n == victim_name));
+    assert!(members(&c, a)
+        .unwrap()
+        .iter()
+        .any(|(n, _, _)| *n == victim_name));
 
     // Fenced, recovered: then it may go.
     let (_, to) = wait_until(LIMIT, "the service recovered", || {
@@ -163,7 +178,8 @@ fn a_wiped_member_is_refused_until_deleted_then_rejoins_and_can_move_address() {
     assert!(cs.members.iter().any(|m| m.role == "leader"));
 
     // A clean stop releases its lease; then its disk is wiped.
-    c.stop_daemon_clean(f, Duration::from_secs(30)).expect("clean stop");
+    c.stop_daemon_clean(f, Duration::from_secs(30))
+        .expect("clean stop");
     c.kill_node(f);
     wipe_disk(&mut c, f, false);
     c.start_node(f).expect("boots empty");
@@ -179,7 +195,8 @@ fn a_wiped_member_is_refused_until_deleted_then_rejoins_and_can_move_address() {
 
     // Moving it to another address: stop it, change its config, tell the
     // cluster, start it.
-    c.stop_daemon_clean(f, Duration::from_secs(30)).expect("clean stop");
+    c.stop_daemon_clean(f, Duration::from_secs(30))
+        .expect("clean stop");
     c.kill_node(f);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
     let new_addr = listener.local_addr().expect("addr").to_string();
@@ -205,4 +222,94 @@ fn a_wiped_member_is_refused_until_deleted_then_rejoins_and_can_move_address() {
         (mv.log_lag? < 5).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.log_tails(40)));
+}
+
+#[test]
+fn force_single_node_brings_back_a_cluster_that_lost_its_majority_for_good() {
+    let mut c = start(3);
+    let m = marker(3);
+    add_sleep_service(&c, 0, "lonely", m);
+    let runs_on = wait_running_once(&c, m, LIMIT);
+    // The survivor is another node: the service must come to it.
+    let s = (runs_on + 1) % 3;
+    let name = c.nodes[s].name.clone();
+    let watch = ServiceWatch::start(m, c.pid_locator());
+
+    // Refused while the daemon runs (its store is open).
+    let busy = c
+        .cli(
+            s,
+            &[
+                "cluster",
+                "force-single-node",
+                "--yes-i-have-lost-the-majority",
+            ],
+        )
+        .expect("cli");
+    assert_ne!(busy.code, 0, "must refuse while the daemon runs");
+    assert!(busy.stderr.contains("daemon"), "{}", busy.stderr);
+
+    // The majority is lost for good.
+    let cut = Instant::now();
+    for k in 0..3 {
+        if k != s {
+            c.kill_node(k);
+        }
+    }
+    c.kill_node(s);
+    // Without the confirmation nothing happens.
+    let unconfirmed = c.cli(s, &["cluster", "force-single-node"]).expect("cli");
+    assert_ne!(unconfirmed.code, 0);
+    assert!(
+        unconfirmed.stderr.contains("WARNING"),
+        "{}",
+        unconfirmed.stderr
+    );
+    let forced = c
+        .cli(
+            s,
+            &[
+                "cluster",
+                "force-single-node",
+                "--yes-i-have-lost-the-majority",
+            ],
+        )
+        .expect("cli");
+    assert_eq!(forced.code, 0, "force-single-node: {}", forced.stderr);
+    c.start_node(s).expect("survivor boots");
+
+    // It leads alone, fences the lost members and runs the service.
+    let (_, to) = wait_until(
+        Duration::from_secs(90),
+        "the service recovered on the survivor",
+        || watch.first_elsewhere(cut, runs_on),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.log_tails(40)));
+    assert_eq!(to, s);
+    let cs: ClusterStatus = c.cluster_status(s).expect("status");
+    assert_eq!(cs.raft_state, "leader");
+    assert_eq!(cs.members.iter().filter(|m| m.voter).count(), 1, "{cs:?}");
+    // The lost members can then be removed for good.
+    for k in 0..3 {
+        if k == s {
+            continue;
+        }
+        let lost = c.nodes[k].name.clone();
+        let mut last = String::new();
+        wait_until(LIMIT, "delnode of a lost member", || {
+            let out = c.cli(s, &["cluster", "delnode", &lost]).ok()?;
+            last = out.stderr.clone();
+            (out.code == 0).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {last}"));
+    }
+    // Removed members no longer show their last LRM state.
+    let st = c.status(s).expect("status");
+    assert!(
+        !st.iter().any(|e| e.kind == "lrm"
+            && e.node.as_deref() != Some(name.as_str())
+            && e.status.contains("active")),
+        "{st:?}"
+    );
+    assert_eq!(watch.max_copies(), 1, "{:?}", watch.observations());
 }

@@ -74,6 +74,7 @@ pub async fn delnode(
         here: &st.node,
         node: &node,
         is_member: dir_id.is_some(),
+        is_voter: dir_id.is_some_and(|id| membership.voters.contains(&id)),
         voters: membership.voters.len(),
         lease,
         crm_services,
@@ -99,6 +100,16 @@ pub async fn delnode(
     docs::put_nodes(&st.store, &dir.value, dir.version).await?;
     if raft_id.is_some() {
         st.store.remove_node(id).await?;
+    }
+    // Its last LRM status would go on showing it `active` in `status`.
+    if snap.lrm_status.contains_key(&node) {
+        if let Err(e) = st
+            .store
+            .delete_doc(raft::DocKey::LrmStatus(node.to_string()), None)
+            .await
+        {
+            tracing::warn!("delnode {node}: its LRM status stays: {e}");
+        }
     }
     tracing::warn!("node '{node}' (id {id}) removed from the cluster");
     Ok(Json(DelnodeReply {
@@ -150,7 +161,10 @@ pub async fn set_address(
     {
         return Err(ApiError::field(
             "addr",
-            format!("field 'addr': {} is the address of node '{other}'", req.addr),
+            format!(
+                "field 'addr': {} is the address of node '{other}'",
+                req.addr
+            ),
         ));
     }
     let Some(entry) = dir.value.nodes.get_mut(node.as_str()) else {

@@ -73,6 +73,8 @@ pub struct RemovalFacts<'a> {
     pub node: &'a NodeName,
     /// It is in the node directory / Raft membership.
     pub is_member: bool,
+    /// The node is a Raft voter.
+    pub is_voter: bool,
     /// Voters in the Raft membership, the node included when it is one.
     pub voters: usize,
     /// The node's agent lease as classified by the CRM.
@@ -92,7 +94,7 @@ pub fn may_remove(facts: &RemovalFacts<'_>) -> Result<(), RemovalRefused> {
     if !facts.is_member {
         return Err(RemovalRefused::NotMember(node));
     }
-    if facts.voters <= 1 {
+    if facts.is_voter && facts.voters <= 1 {
         return Err(RemovalRefused::LastVoter(node));
     }
     match facts.lease {
@@ -129,6 +131,7 @@ mod tests {
             here,
             node,
             is_member: true,
+            is_voter: true,
             voters: 3,
             lease,
             crm_services: Vec::new(),
@@ -188,5 +191,8 @@ mod tests {
         let mut f = facts(&a, &b, AgentLease::Free);
         f.voters = 1;
         assert_eq!(may_remove(&f), Err(RemovalRefused::LastVoter(b.clone())));
+        // After force-single-node the lost members are no voters any more.
+        f.is_voter = false;
+        assert_eq!(may_remove(&f), Ok(()));
     }
 }

@@ -161,6 +161,17 @@ pub enum ClusterCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// DISASTER RECOVERY: make this stopped node a one-node cluster with
+    /// the last state it has, when the majority of members is lost for
+    /// good (compare `pvecm expected 1`). The daemon must be stopped; the
+    /// lost members must never come back with their old disks.
+    ForceSingleNode {
+        /// Confirms that the other members are gone for good.
+        #[arg(long = "yes-i-have-lost-the-majority")]
+        confirmed: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Tell the cluster that a member now listens at another address.
     SetAddress {
         /// The member's node name.
@@ -848,6 +859,31 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 "node '{}' (id {}) removed from the cluster; a replacement under the same \
                  name joins with an empty data directory",
                 reply.node, reply.id
+            );
+            Ok(())
+        }
+        ClusterCommand::ForceSingleNode { confirmed, config } => {
+            let config = load(&config)?;
+            eprintln!(
+                "WARNING: this makes node '{}' the only member of its cluster, with the state \
+                 its own log holds. Use it only when a majority of the members is lost for \
+                 good: a member that comes back with its old disk would form a second cluster \
+                 view. Wipe the lost members' data directories before they return, and add \
+                 them again with `cluster delnode` + `cluster join`.",
+                config.node
+            );
+            if !confirmed {
+                anyhow::bail!(
+                    "not done: run again with --yes-i-have-lost-the-majority to confirm, with \
+                     the daemon stopped"
+                );
+            }
+            let forced = crate::daemon::lifecycle::force_single_node(&config)?;
+            println!(
+                "node '{}' is now the only voter (membership entry at index {}, term {}); start \
+                 its daemon: the CRM fences the lost members and recovers their services here; \
+                 then remove them with `ha-manager cluster delnode NODE`",
+                config.node, forced.index, forced.term
             );
             Ok(())
         }
