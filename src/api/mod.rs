@@ -7,6 +7,7 @@
 //! * `/metrics`: Prometheus text, read-only, unauthenticated.
 //! * `/raft` is mounted by the daemon from the `raft` crate (cluster secret).
 
+pub mod backup;
 pub mod cluster;
 pub mod docs;
 pub mod error;
@@ -90,6 +91,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::put(resources::update_group).delete(resources::remove_group),
         )
         .route("/config/import", post(import::import))
+        .route("/backup", get(backup::backup))
         .route("/rules", get(rules::list_rules).post(rules::create_rule))
         .route(
             "/rules/{rule}",

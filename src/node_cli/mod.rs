@@ -2,6 +2,7 @@
 //! verbs over the local daemon's HTTP API. Flattened into the top-level
 //! command by `cli/mod.rs`; [`run`] returns the exit code.
 
+pub mod backup;
 pub mod client;
 pub mod output;
 
@@ -365,6 +366,21 @@ pub enum NodeCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Write the configuration (resources, groups, rules) and the manager
+    /// status to FILE: versioned JSON, readable, mode 0600.
+    Backup {
+        /// Where to write it.
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Restore a backup into an empty cluster (nothing is overwritten).
+    Restore {
+        /// A file written by `ha-manager backup`.
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Import resources.cfg / groups.cfg / rules.cfg (for example from a
     /// Proxmox cluster) into documents that are still empty.
     Import {
@@ -554,6 +570,13 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             rules,
             config,
         } => import(&config, resources, groups, rules),
+        NodeCommand::Backup { file, config } => backup::backup(&client(&config)?, &file),
+        NodeCommand::Restore { file, config } => {
+            // Check the file before contacting the node: a bad file is
+            // reported even when the cluster is down.
+            backup::read_backup(&file)?;
+            backup::restore(&client(&config)?, &file)
+        }
         NodeCommand::Config {
             config,
             output_format,
