@@ -615,7 +615,7 @@ impl ClusterStore {
                     is_member
                 };
                 if !is_member {
-                    return Err(StoreError::Raft(format!("node id {id} is not a member")).into());
+                    return Err(StoreError::Raft(format!("node id {id} is not a member")));
                 }
                 // SetNodes only replaces the node's address: ids, roles and
                 // quorum stay as they are.
