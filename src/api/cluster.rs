@@ -22,6 +22,41 @@ pub struct JoinRequest {
     pub node: String,
     /// `host:port` of the joining node's HTTP server.
     pub addr: String,
+    /// The Raft wire format the joining node speaks (1 when absent).
+    #[serde(default = "first_wire_version")]
+    pub wire_version: u8,
+    /// The joining node's ha-manager version (empty when absent).
+    #[serde(default)]
+    pub software: String,
+}
+
+fn first_wire_version() -> u8 {
+    1
+}
+
+/// Refuses a node that speaks another Raft wire format, naming both
+/// sides' versions: it could neither replicate nor vote here.
+fn check_wire_version(req: &JoinRequest) -> ApiResult<()> {
+    let ours = raft::network::wire::WIRE_VERSION;
+    if req.wire_version == ours {
+        return Ok(());
+    }
+    let theirs = if req.software.is_empty() {
+        "an unknown version".to_string()
+    } else {
+        req.software.clone()
+    };
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "node '{}' runs ha-manager {theirs} with Raft wire format {}; this cluster runs \
+             ha-manager {} with wire format {ours}: install the same version on every node \
+             (see the upgrade section of the deploy guide)",
+            req.node,
+            req.wire_version,
+            env!("CARGO_PKG_VERSION")
+        ),
+    ))
 }
 
 /// Answer to a join: everything the new node stores in its credentials.
@@ -51,6 +86,7 @@ pub async fn join(
         .parse()
         .map_err(|e| ApiError::field("node", format!("field 'node': {e}")))?;
     super::members::check_addr(&req.addr)?;
+    check_wire_version(&req)?;
     let mut dir = docs::nodes(&st.store).await?;
     // The first node registers itself right after bootstrapping; a join
     // before that would write a directory without it.
@@ -289,3 +325,36 @@ pub async fn status(State(st): State<ApiState>) -> Json<ClusterStatus> {
 
 /// How long a joining daemon keeps asking for admission between attempts.
 pub const ADMIT_RETRY: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_of_another_wire_format_is_refused_naming_both_versions() {
+        let mut req = JoinRequest {
+            token: "t".into(),
+            node: "node4".into(),
+            addr: "10.0.0.4:7400".into(),
+            wire_version: raft::network::wire::WIRE_VERSION,
+            software: "9.9.9".into(),
+        };
+        assert!(check_wire_version(&req).is_ok());
+        req.wire_version = raft::network::wire::WIRE_VERSION + 1;
+        let e = check_wire_version(&req).unwrap_err();
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        let text = e.body.error;
+        assert!(
+            text.contains("9.9.9") && text.contains(env!("CARGO_PKG_VERSION")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("wire format {}", req.wire_version)),
+            "{text}"
+        );
+        // A request from a build that did not send the fields reads as 1.
+        let old: JoinRequest =
+            serde_json::from_str(r#"{"token":"t","node":"n","addr":"a:1"}"#).unwrap();
+        assert_eq!(old.wire_version, 1);
+    }
+}

@@ -59,6 +59,8 @@ pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<C
             token: token.to_string(),
             node: config.node.to_string(),
             addr: config.advertise.clone(),
+            wire_version: raft::network::wire::WIRE_VERSION,
+            software: env!("CARGO_PKG_VERSION").to_string(),
         })
         .send()
         .with_context(|| format!("contacting {url}"))?;
