@@ -13,6 +13,7 @@ pub mod fencing;
 pub mod group_migration;
 pub mod liveness;
 pub mod manager;
+pub mod node_removal;
 pub mod output;
 pub mod pve_version;
 pub mod select;

@@ -141,6 +141,34 @@ pub enum ClusterCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Remove a dead or stopped member (run on another member). Refused
+    /// while the node holds its agent lease or still has services.
+    Delnode {
+        /// The member's node name.
+        node: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// DISASTER RECOVERY: make this stopped node a one-node cluster with
+    /// the last state it has, when the majority of members is lost for
+    /// good (compare `pvecm expected 1`). The daemon must be stopped; the
+    /// lost members must never come back with their old disks.
+    ForceSingleNode {
+        /// Confirms that the other members are gone for good.
+        #[arg(long = "yes-i-have-lost-the-majority")]
+        confirmed: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Tell the cluster that a member now listens at another address.
+    SetAddress {
+        /// The member's node name.
+        node: String,
+        /// Its new `host:port`.
+        address: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 /// Rule options shared by `rules add` and `rules set`.
@@ -322,6 +350,21 @@ pub enum NodeCommand {
         /// Also remove it from every rule, deleting rules left empty (0/1).
         #[arg(long, default_value = "1")]
         purge: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Write the configuration (resources, groups, rules) and the manager
+    /// status to FILE: versioned JSON, readable, mode 0600.
+    Backup {
+        /// Where to write it.
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Restore a backup into an empty cluster (nothing is overwritten).
+    Restore {
+        /// A file written by `ha-manager backup`.
+        file: PathBuf,
         #[command(flatten)]
         config: ConfigArg,
     },

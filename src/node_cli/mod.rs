@@ -2,6 +2,7 @@
 //! verbs over the local daemon's HTTP API. Flattened into the top-level
 //! command by `cli/mod.rs`; [`run`] returns the exit code.
 
+pub mod backup;
 pub mod client;
 mod commands;
 mod import;
@@ -122,6 +123,13 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             rules,
             config,
         } => import::import(&config, resources, groups, rules),
+        NodeCommand::Backup { file, config } => backup::backup(&client(&config)?, &file),
+        NodeCommand::Restore { file, config } => {
+            // Check the file before contacting the node: a bad file is
+            // reported even when the cluster is down.
+            backup::read_backup(&file)?;
+            backup::restore(&client(&config)?, &file)
+        }
         NodeCommand::Config {
             config,
             output_format,
@@ -243,6 +251,50 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::Leave { config } => {
             client(&config)?.post_empty("/cluster/leave", &json!({}))?;
             say("left the cluster\n")
+        }
+        ClusterCommand::Delnode { node, config } => {
+            let reply: crate::api::members::DelnodeReply =
+                client(&config)?.post("/cluster/delnode", &json!({ "node": node }))?;
+            say(&format!(
+                "node '{}' (id {}) removed from the cluster; a replacement under the same \
+                 name joins with an empty data directory\n",
+                reply.node, reply.id
+            ))
+        }
+        ClusterCommand::ForceSingleNode { confirmed, config } => {
+            let config = load(&config)?;
+            eprintln!(
+                "WARNING: this makes node '{}' the only member of its cluster, with the state \
+                 its own log holds. Use it only when a majority of the members is lost for \
+                 good: a member that comes back with its old disk would form a second cluster \
+                 view. Wipe the lost members' data directories before they return, and add \
+                 them again with `cluster delnode` + `cluster join`.",
+                config.node
+            );
+            if !confirmed {
+                anyhow::bail!(
+                    "not done: run again with --yes-i-have-lost-the-majority to confirm, with \
+                     the daemon stopped"
+                );
+            }
+            let forced = crate::daemon::lifecycle::force_single_node(&config)?;
+            say(&format!(
+                "node '{}' is now the only voter (membership entry at index {}, term {}); start \
+                 its daemon: the CRM fences the lost members and recovers their services here; \
+                 then remove them with `ha-manager cluster delnode NODE`\n",
+                config.node, forced.index, forced.term
+            ))
+        }
+        ClusterCommand::SetAddress {
+            node,
+            address,
+            config,
+        } => {
+            client(&config)?.post_empty(
+                "/cluster/set-address",
+                &json!({ "node": node, "addr": address }),
+            )?;
+            say(&format!("node '{node}' is now reached at {address}\n"))
         }
     }
 }

@@ -72,13 +72,26 @@ pub fn cluster_text(s: &ClusterStatus) -> String {
         s.term
     );
     for m in &s.members {
+        let role = match m.role.as_str() {
+            "" if m.voter => "voter",
+            "" => "learner",
+            r => r,
+        };
+        // Lag and last contact are the leader's knowledge: shown when
+        // the answering node leads.
+        let mut extra = String::new();
+        if let Some(lag) = m.log_lag {
+            let _ = write!(extra, ", log lag {lag}");
+        }
+        if let Some(ms) = m.last_contact_ms {
+            let _ = write!(extra, ", last contact {:.1} s ago", ms as f64 / 1000.0);
+        }
         let _ = writeln!(
             out,
-            "member {} (id {}, {}, {})",
+            "member {} (id {}, {}, {role}{extra})",
             m.name.as_deref().unwrap_or("?"),
             m.id,
             m.addr,
-            if m.voter { "voter" } else { "learner" }
         );
     }
     out
