@@ -114,7 +114,7 @@ impl ClusterStore {
                 source,
             })?;
         let handle = sm.handle();
-        let peers = PeerClient::new(&config.cluster_secret)?;
+        let peers = PeerClient::with_source(&config.cluster_secret, config.source_addr)?;
         let raft = Raft::new(
             config.node_id,
             raft_config,

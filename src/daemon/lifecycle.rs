@@ -51,6 +51,7 @@ pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<C
     }
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
+        .local_address(config.source_address)
         .build()?;
     let url = format!("http://{address}/api/v1/cluster/join");
     let response = client

@@ -47,11 +47,22 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    /// Builds a client that authenticates with `secret`.
+    /// Builds a client that authenticates with `secret`; the kernel picks
+    /// the source address.
     pub fn new(secret: &str) -> Result<Self, reqwest::Error> {
+        Self::with_source(secret, None)
+    }
+
+    /// Builds a client that authenticates with `secret` and connects from
+    /// `source` (see [`crate::StoreConfig::source_addr`]).
+    pub fn with_source(
+        secret: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
+            .local_address(source)
             .build()?;
         Ok(Self {
             http,
