@@ -1,0 +1,800 @@
+//! The deploy guide, executed: every command of `examples/deploy/README.md`
+//! (and, through it, `examples/deploy/resources.sh`) runs here, in the
+//! guide's order, against three real daemons on loopback, so the guide
+//! cannot drift from the code.
+//!
+//! How the guide is read (the convention is stated in the guide itself):
+//! - only ```` ```sh ```` blocks are commands; other blocks (config files,
+//!   journal excerpts, tables) are not run;
+//! - a line `nodeN# command` runs `command` on node N; the lines after it,
+//!   up to the next command, are its sample output;
+//! - in a section whose `##` heading says "(every node)", lines without a
+//!   prompt are commands run on node1, node2 and node3 in turn;
+//! - a trailing `\` continues a command on the next line.
+//!
+//! Sample output is compared by shape: whitespace runs count as one space,
+//! a run of digits not preceded by a letter matches any number (ids,
+//! terms, ports, timestamps), `...` matches anything and `<word>` one
+//! word. Every sample line must match a real line, in order, and every
+//! real line must match a sample line, unless the sample has a line that is
+//! only `...`. Read-only commands are retried until they match (the
+//! cluster converges), for at most [`CONVERGE`].
+//!
+//! What is substituted (in commands, sample output and the node*.toml
+//! files; see [`Substitutions`]): the guide's addresses become each node's
+//! loopback address; `/etc/ha-manager`, `/var/lib/ha-manager` and the mux's
+//! `/run` paths become the node's directory under a temp dir (the layout
+//! `ha_manager::local_cluster` uses); `/etc/systemd/system` and
+//! `/usr/local/bin` live under the temp dir; `target/release/` is the
+//! directory of the binaries cargo built for this test; `<token>` is the
+//! join token `cluster init` printed; the CLI gets `HA_MANAGER_CONFIG` (the
+//! default `/etc/ha-manager/node.toml` does not exist here);
+//! `journalctl -u X -b` reads the node's log file of X; the floating IP's
+//! agent, address and interface in sample output are the ones the test
+//! gives `resources.sh` (`heartbeat/Dummy`, 127.0.0.100, `lo`).
+//!
+//! What is started instead of systemd (see [`action`]): `systemctl enable
+//! --now watchdog-mux` starts the node's watchdog-mux with the test backend
+//! protecting the node's cgroup, with the `--device-timeout` of the guide's
+//! drop-in; `systemctl enable --now|start ha-manager` starts the installed
+//! `ha-manager daemon --config <node.toml>` in that cgroup (the unit's
+//! `ExecStart`, checked); `systemctl stop ha-manager` is a SIGTERM with the
+//! daemon's exit awaited. The services of `resources.sh` run through the
+//! real agents: the systemd agent calls a stand-in `systemctl` (no systemd
+//! runs here, see [`FAKE_SYSTEMCTL`]) and the floating IP uses the real OCF
+//! agent code with Debian's `heartbeat/Dummy` (`VIP_AGENT`), as the
+//! script's comments say.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ha_manager::domain::TimingProfile;
+use ha_manager::local_cluster::{LocalCluster, LocalClusterOptions};
+use nix::sys::signal::Signal;
+
+/// One set of daemons at a time: the machine running the tests is small.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// How long a read-only command may be retried until its output matches.
+const CONVERGE: Duration = Duration::from_secs(40);
+
+/// Commands the test cannot run, by prefix, and why. Keep it short.
+const SKIPPED: &[(&str, &str)] = &[
+    ("apt-get install", "installs host packages; the test needs resource-agents (Dummy) and uses a stand-in systemctl"),
+    ("systemctl disable --now nginx", "no systemd here; nginx is never started by the test"),
+    ("cargo build --release", "the test runs inside a cargo build: the binaries of that build are installed instead"),
+    ("systemctl daemon-reload", "no systemd here; the installed unit files are checked instead"),
+    ("reboot", "the test cannot reboot the host"),
+    ("journalctl -b -1", "no previous boot: the test's nodes are never reset"),
+];
+
+/// Commands retried (they fail and change nothing until the cluster is
+/// ready, e.g. `cluster leave` while services still run on the node).
+const RETRIED_UNTIL_OK: &[&str] = &["ha-manager cluster leave"];
+
+/// Read-only commands: retried until their output matches the sample.
+const READ_ONLY: &[&str] = &[
+    "ha-manager status",
+    "ha-manager config",
+    "ha-manager cluster status",
+    "ha-manager rules",
+    "ha-manager groupconfig",
+    "cat ",
+    "journalctl",
+    "grep ",
+];
+
+/// The stand-in for `systemctl` on the daemons' PATH: a unit is "active"
+/// while a file of its name exists in the state directory (shared by the
+/// three nodes, which share this host). `list-jobs` (asked by the daemon at
+/// a stop) lists no job: a SIGTERM is a daemon stop, not a node shutdown.
+const FAKE_SYSTEMCTL: &str = r#"#!/bin/sh
+# Stand-in for systemctl in tests/deploy_guide.rs (no systemd runs there).
+state="$(dirname "$0")/units"
+mkdir -p "$state"
+eval unit=\${$#}
+case "$1" in
+  start) touch "$state/$unit" ;;
+  stop|kill) rm -f "$state/$unit" ;;
+  is-active) if [ -e "$state/$unit" ]; then echo active; else echo inactive; exit 3; fi ;;
+  list-jobs) ;;
+  *) echo "stand-in systemctl: unsupported: $*" >&2; exit 1 ;;
+esac
+"#;
+
+/// Which node(s) a command runs on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum On {
+    Node(usize),
+    Every,
+}
+
+/// One command of the guide.
+#[derive(Debug, Clone)]
+struct Step {
+    /// 1-based line in README.md.
+    line: usize,
+    on: On,
+    command: String,
+    sample: Vec<String>,
+}
+
+/// Reads the guide's commands (see the module documentation).
+fn parse_guide(text: &str) -> Vec<Step> {
+    let mut steps: Vec<Step> = Vec::new();
+    let mut heading = String::new();
+    let mut in_sh = false;
+    let mut in_other = false;
+    let mut pending: Option<Step> = None;
+    let mut continued: Option<Step> = None;
+    for (idx, raw) in text.lines().enumerate() {
+        let line_no = idx + 1;
+        let trimmed = raw.trim_end();
+        if !in_sh && !in_other {
+            if let Some(h) = trimmed.strip_prefix("## ") {
+                heading = h.to_string();
+            }
+            if trimmed.trim_start() == "```sh" {
+                in_sh = true;
+            } else if trimmed.trim_start().starts_with("```") {
+                in_other = true;
+            }
+            continue;
+        }
+        if trimmed.trim_start().starts_with("```") {
+            if let Some(s) = continued.take().or(pending.take()) {
+                steps.push(s);
+            }
+            in_sh = false;
+            in_other = false;
+            continue;
+        }
+        if in_other {
+            continue;
+        }
+        if let Some(mut step) = continued.take() {
+            let (part, more) = split_continuation(trimmed.trim());
+            step.command.push(' ');
+            step.command.push_str(part);
+            if more {
+                continued = Some(step);
+            } else {
+                pending = Some(step);
+            }
+            continue;
+        }
+        let prompt = trimmed.strip_prefix("node").and_then(|rest| {
+            let (n, cmd) = rest.split_once("# ")?;
+            Some((n.parse::<usize>().ok()?, cmd))
+        });
+        let (on, command) = match prompt {
+            Some((n, cmd)) => (On::Node(n - 1), cmd),
+            None if heading.contains("(every node)")
+                && !matches!(
+                    pending,
+                    Some(Step {
+                        on: On::Node(_),
+                        ..
+                    })
+                ) =>
+            {
+                if trimmed.trim().is_empty() || trimmed.trim_start().starts_with('#') {
+                    continue;
+                }
+                (On::Every, trimmed.trim())
+            }
+            None => {
+                match pending.as_mut() {
+                    Some(step) if !trimmed.trim().is_empty() => step.sample.push(trimmed.to_string()),
+                    Some(_) => {}
+                    None => assert!(
+                        trimmed.trim().is_empty(),
+                        "README.md:{line_no}: a command without a 'nodeN# ' prompt outside an '(every node)' section: {trimmed}"
+                    ),
+                }
+                continue;
+            }
+        };
+        if let Some(s) = pending.take() {
+            steps.push(s);
+        }
+        let (part, more) = split_continuation(command.trim());
+        let step = Step {
+            line: line_no,
+            on,
+            command: part.to_string(),
+            sample: Vec::new(),
+        };
+        if more {
+            continued = Some(step);
+        } else {
+            pending = Some(step);
+        }
+    }
+    steps
+}
+
+/// A command line without its trailing `\`, and whether it continues.
+fn split_continuation(line: &str) -> (&str, bool) {
+    match line.strip_suffix('\\') {
+        Some(part) => (part.trim_end(), true),
+        None => (line, false),
+    }
+}
+
+// ----- sample output shapes ---------------------------------------------------
+
+/// A piece of a sample line.
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    Text(char),
+    Number,
+    Word,
+    Any,
+}
+
+/// A sample line as pieces (whitespace already collapsed).
+fn pieces(sample: &str) -> Vec<Piece> {
+    let chars: Vec<char> = sample.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if chars[i..].starts_with(&['.', '.', '.']) {
+            out.push(Piece::Any);
+            i += 3;
+        } else if c.is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_alphabetic()) {
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            out.push(Piece::Number);
+        } else if c == '<' {
+            match chars[i..].iter().position(|&d| d == '>') {
+                Some(end)
+                    if end > 1
+                        && chars[i + 1..i + end]
+                            .iter()
+                            .all(|d| d.is_ascii_alphanumeric() || *d == '-' || *d == '_') =>
+                {
+                    out.push(Piece::Word);
+                    i += end + 1;
+                }
+                _ => {
+                    out.push(Piece::Text(c));
+                    i += 1;
+                }
+            }
+        } else {
+            out.push(Piece::Text(c));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Whether `text` has the shape of `pattern`.
+fn matches(pattern: &[Piece], text: &[char]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((Piece::Text(c), rest)) => text.first() == Some(c) && matches(rest, &text[1..]),
+        Some((Piece::Number, rest)) => {
+            let n = text.iter().take_while(|c| c.is_ascii_digit()).count();
+            (1..=n).rev().any(|k| matches(rest, &text[k..]))
+        }
+        Some((Piece::Word, rest)) => {
+            let n = text.iter().take_while(|c| !c.is_whitespace()).count();
+            (1..=n).rev().any(|k| matches(rest, &text[k..]))
+        }
+        Some((Piece::Any, rest)) => (0..=text.len()).any(|k| matches(rest, &text[k..])),
+    }
+}
+
+fn collapse(line: &str) -> String {
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Why `output` does not have the shape of `sample`, if it does not.
+fn shape_mismatch(sample: &[String], output: &str) -> Option<String> {
+    let open = sample.iter().any(|l| l.trim() == "...");
+    let patterns: Vec<Vec<Piece>> = sample
+        .iter()
+        .filter(|l| l.trim() != "...")
+        .map(|l| pieces(&collapse(l)))
+        .collect();
+    let lines: Vec<Vec<char>> = output
+        .lines()
+        .map(collapse)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.chars().collect())
+        .collect();
+    let mut next = 0;
+    for (k, p) in patterns.iter().enumerate() {
+        match (next..lines.len()).find(|&j| matches(p, &lines[j])) {
+            Some(j) => next = j + 1,
+            None => {
+                return Some(format!(
+                    "no output line (in order) has the shape of sample line {}",
+                    k + 1
+                ))
+            }
+        }
+    }
+    if !open {
+        if let Some(l) = lines
+            .iter()
+            .find(|l| !patterns.iter().any(|p| matches(p, l)))
+        {
+            return Some(format!(
+                "output line '{}' has no sample line of its shape",
+                l.iter().collect::<String>()
+            ));
+        }
+    }
+    None
+}
+
+// ----- substitutions ------------------------------------------------------------
+
+/// The guide's host values and their loopback stand-ins, for one node.
+struct Substitutions {
+    pairs: Vec<(String, String)>,
+}
+
+impl Substitutions {
+    fn for_node(c: &LocalCluster, i: usize, root: &Path, bins: &Path, token: &str) -> Self {
+        let dir = c.nodes[i].dir.display().to_string();
+        let root = root.display().to_string();
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, n) in c.nodes.iter().enumerate() {
+            pairs.push((format!("192.168.10.1{}:7400", k + 1), n.addr.clone()));
+        }
+        pairs.extend([
+            (
+                "journalctl -u watchdog-mux -b".into(),
+                format!("cat {dir}/mux.log"),
+            ),
+            (
+                "journalctl -u ha-manager -b".into(),
+                format!("cat {dir}/daemon.log"),
+            ),
+            ("/etc/ha-manager".into(), dir.clone()),
+            ("/var/lib/ha-manager".into(), format!("{dir}/data")),
+            ("/run/watchdog-mux.sock".into(), format!("{dir}/mux.sock")),
+            (
+                "/run/watchdog-mux.active".into(),
+                format!("{dir}/mux.active"),
+            ),
+            (
+                "/etc/systemd/system".into(),
+                format!("{root}/etc/systemd/system"),
+            ),
+            ("/usr/local/bin".into(), format!("{root}/usr/local/bin")),
+            ("target/release/".into(), format!("{}/", bins.display())),
+            // The floating IP as the test's environment sets it for
+            // resources.sh (see Run::shell).
+            (
+                "agent heartbeat/IPaddr2".into(),
+                "agent heartbeat/Dummy".into(),
+            ),
+            ("ip 192.168.10.100".into(), "ip 127.0.0.100".into()),
+            ("nic eth0".into(), "nic lo".into()),
+        ]);
+        // Before `cluster init` printed it, `<token>` stays a placeholder.
+        if !token.is_empty() {
+            pairs.push(("<token>".into(), token.to_string()));
+        }
+        Substitutions { pairs }
+    }
+
+    fn apply(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (from, to) in &self.pairs {
+            out = out.replace(from, to);
+        }
+        out
+    }
+}
+
+// ----- running the guide ------------------------------------------------------------
+
+struct Run {
+    cluster: LocalCluster,
+    root: PathBuf,
+    bins: PathBuf,
+    examples: PathBuf,
+    token: String,
+    skipped: Vec<(usize, String, &'static str)>,
+}
+
+impl Run {
+    fn subs(&self, i: usize) -> Substitutions {
+        Substitutions::for_node(&self.cluster, i, &self.root, &self.bins, &self.token)
+    }
+
+    /// Runs a shell command as the guide's operator on node `i`.
+    fn shell(&self, i: usize, command: &str) -> (i32, String, String) {
+        let path = format!(
+            "{}/usr/local/bin:{}",
+            self.root.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(&self.examples)
+            .env("PATH", path)
+            .env("HA_MANAGER_CONFIG", self.cluster.nodes[i].config_path())
+            .env("VIP", "127.0.0.100")
+            .env("VIP_NIC", "lo")
+            .env("VIP_AGENT", "heartbeat/Dummy")
+            .stdin(Stdio::null())
+            .output()
+            .expect("sh runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The systemctl commands the test carries out itself; `true` if
+    /// `command` was one.
+    fn action(&mut self, i: usize, command: &str) -> bool {
+        let c = &mut self.cluster;
+        match command {
+            "systemctl enable --now watchdog-mux" | "systemctl start watchdog-mux" => {
+                c.start_mux(i).expect("the mux starts")
+            }
+            "systemctl enable --now ha-manager" | "systemctl start ha-manager" => {
+                c.start_daemon(i).expect("the daemon starts")
+            }
+            "systemctl stop ha-manager" | "systemctl disable --now ha-manager" => {
+                if !c.daemon_exited(i) {
+                    c.signal_daemon(i, Signal::SIGTERM).expect("SIGTERM");
+                }
+                assert_eq!(
+                    c.wait_daemon_exit(i, Duration::from_secs(60)),
+                    Some(0),
+                    "a clean stop of {}'s daemon exits 0",
+                    c.nodes[i].name
+                );
+            }
+            "systemctl disable --now watchdog-mux" => c.stop_processes(i),
+            _ => return false,
+        }
+        true
+    }
+
+    /// The state section 15 starts from, made on node `i`: its mux and
+    /// daemon are gone without a reset (a power cut of the processes, the
+    /// test backend's "reset"), and the marker of an armed mux is left
+    /// behind. A mux started now must refuse, with the message the guide
+    /// quotes.
+    fn leave_a_marker_behind(&mut self, i: usize) {
+        self.cluster.stop_processes(i);
+        let dir = self.cluster.nodes[i].dir.clone();
+        std::fs::create_dir_all(dir.join("mux.active")).expect("marker");
+        let out = Command::new(self.root.join("usr/local/bin/watchdog-mux"))
+            .args(["--backend", "test", "--protect-cgroup"])
+            .arg(self.cluster.nodes[i].cgroup().path())
+            .arg("--socket")
+            .arg(dir.join("mux.sock"))
+            .arg("--active-marker")
+            .arg(dir.join("mux.active"))
+            .args(["--device-timeout", "4s"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("watchdog-mux runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("a previous watchdog-mux exited while clients were armed, so a reset is pending"),
+            "a mux refuses to start while the marker exists: {stderr}"
+        );
+    }
+
+    fn run_step(&mut self, step: &Step, i: usize) {
+        let original = step
+            .command
+            .split(" #")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if let Some((_, why)) = SKIPPED.iter().find(|(p, _)| original.starts_with(p)) {
+            if !self.skipped.iter().any(|(line, _, _)| *line == step.line) {
+                self.skipped.push((step.line, original, why));
+            }
+            return;
+        }
+        if original == "rmdir /run/watchdog-mux.active" {
+            self.leave_a_marker_behind(i);
+        }
+        if self.action(i, &original) {
+            eprintln!(
+                "[README.md:{} node{}] {original} (done by the test)",
+                step.line,
+                i + 1
+            );
+            return;
+        }
+        let subs = self.subs(i);
+        let command = subs.apply(&step.command);
+        let sample: Vec<String> = step.sample.iter().map(|l| subs.apply(l)).collect();
+        let read_only = READ_ONLY.iter().any(|p| original.starts_with(p));
+        let retried = RETRIED_UNTIL_OK.iter().any(|p| original.starts_with(p));
+        let end = Instant::now() + CONVERGE;
+        loop {
+            let (code, stdout, stderr) = self.shell(i, &command);
+            let problem = if code != 0 {
+                Some(format!("exit {code}; stderr: {}", stderr.trim()))
+            } else if !sample.is_empty() {
+                shape_mismatch(&sample, &stdout)
+            } else {
+                None
+            };
+            match problem {
+                None => {
+                    eprintln!("[README.md:{} node{}] {original}\n{stdout}", step.line, i + 1);
+                    if let Some(t) = stdout.lines().find_map(|l| l.strip_prefix("join token: ")) {
+                        self.token = t.trim().to_string();
+                    }
+                    return;
+                }
+                Some(p) if (read_only || retried) && Instant::now() < end => {
+                    let _ = p;
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Some(p) => panic!(
+                    "README.md:{} on node{}: `{original}` ({command}): {p}\nstdout:\n{stdout}\nsample:\n{}\n{}",
+                    step.line,
+                    i + 1,
+                    sample.join("\n"),
+                    self.cluster.log_tails(20)
+                ),
+            }
+        }
+    }
+}
+
+/// The `--device-timeout` of the guide's mux drop-in.
+fn drop_in_device_timeout(text: &str) -> Duration {
+    let value = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .skip_while(|w| *w != "--device-timeout")
+        .nth(1)
+        .expect("the drop-in sets --device-timeout");
+    let secs: u64 = value
+        .strip_suffix('s')
+        .and_then(|v| v.parse().ok())
+        .expect("the drop-in's device timeout is whole seconds");
+    Duration::from_secs(secs)
+}
+
+#[test]
+fn the_deploy_guide_runs_as_written() {
+    let _turn = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    assert!(
+        Path::new("/usr/lib/ocf/resource.d/heartbeat/Dummy").is_file(),
+        "the guide's test needs Debian's resource-agents (apt-get install resource-agents)"
+    );
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let deploy = repo.join("examples/deploy");
+    let guide = std::fs::read_to_string(deploy.join("README.md")).expect("README.md");
+    let steps = parse_guide(&guide);
+    assert!(
+        steps.len() > 20,
+        "the guide's commands were found: {steps:#?}"
+    );
+
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path().to_path_buf();
+    let bins = common::bin_dir();
+    let fake = root.join("fakebin");
+    std::fs::create_dir_all(&fake).expect("fakebin");
+    std::fs::write(fake.join("systemctl"), FAKE_SYSTEMCTL).expect("systemctl stand-in");
+    std::fs::set_permissions(
+        fake.join("systemctl"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod the systemctl stand-in");
+    let installed = root.join("usr/local/bin");
+    std::fs::create_dir_all(&installed).expect("bin dir");
+    std::fs::create_dir_all(root.join("etc/systemd/system")).expect("unit dir");
+
+    let drop_in =
+        std::fs::read_to_string(deploy.join("watchdog-mux-timing.conf")).expect("drop-in");
+    let node_toml = std::fs::read_to_string(deploy.join("node1.toml")).expect("node1.toml");
+    let timing: TimingProfile = node_toml
+        .lines()
+        .find_map(|l| l.strip_prefix("timing = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("node1.toml sets timing")
+        .parse()
+        .expect("node1.toml's timing profile exists");
+    let timing = timing.name;
+    let mut options = LocalClusterOptions::new(3, timing, root.join("nodes"), installed.clone());
+    let path = format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    options.daemon_env.push(("PATH".into(), path));
+    for i in 0..3 {
+        options
+            .mux_device_timeout
+            .insert(i, drop_in_device_timeout(&drop_in));
+    }
+    let cluster = LocalCluster::prepare(options).expect("node directories and cgroups");
+
+    // A copy of examples/ with the node files' host values substituted.
+    let examples = root.join("examples");
+    std::fs::create_dir_all(examples.join("deploy")).expect("examples copy");
+    std::fs::copy(
+        repo.join("examples/watchdog-mux.service"),
+        examples.join("watchdog-mux.service"),
+    )
+    .expect("copy the mux unit");
+    let mut run = Run {
+        cluster,
+        root: root.clone(),
+        bins,
+        examples: examples.clone(),
+        token: String::new(),
+        skipped: Vec::new(),
+    };
+    for entry in std::fs::read_dir(&deploy).expect("examples/deploy") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(entry.path()).expect("read");
+        let node = name
+            .strip_prefix("node")
+            .and_then(|r| r.strip_suffix(".toml"))
+            .and_then(|k| k.parse::<usize>().ok());
+        let text = match node {
+            Some(k) => run.subs(k - 1).apply(&text),
+            None => text,
+        };
+        std::fs::write(examples.join("deploy").join(&name), text).expect("write");
+    }
+
+    let started = Instant::now();
+    for step in &steps {
+        match step.on {
+            On::Node(i) => run.run_step(step, i),
+            On::Every => (0..3).for_each(|i| run.run_step(step, i)),
+        }
+    }
+    // The unit starts the daemon the way the test did.
+    let unit = std::fs::read_to_string(root.join("etc/systemd/system/ha-manager.service"))
+        .expect("the guide installed ha-manager.service");
+    assert!(
+        unit.contains(
+            "ExecStart=/usr/local/bin/ha-manager daemon --config /etc/ha-manager/node.toml"
+        ),
+        "ha-manager.service starts the daemon as the test does"
+    );
+    eprintln!("guide run in {:?}; skipped:", started.elapsed());
+    for (line, command, why) in &run.skipped {
+        eprintln!("  README.md:{line}: {command}: {why}");
+    }
+}
+
+/// Section 7's promise: a daemon without credentials answers at once,
+/// and a `cluster join` through it fails with that answer instead of
+/// waiting for a timeout; once the node is initialised the same port
+/// serves the real API.
+#[test]
+fn joining_through_a_node_that_is_not_initialised_fails_at_once() {
+    let _turn = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let options = LocalClusterOptions::new(2, "fast", tmp.path().join("nodes"), common::bin_dir());
+    let mut c = LocalCluster::prepare(options).expect("node directories and cgroups");
+    c.start_node(0).expect("node1 boots without credentials");
+    let addr = c.nodes[0].addr.clone();
+    // Poll until the daemon has bound its port (connection refused before).
+    let (out, took) =
+        ha_manager::local_cluster::wait_until(Duration::from_secs(20), "node1's port", || {
+            let asked = Instant::now();
+            let out = c
+                .cli_within(
+                    1,
+                    &["cluster", "join", &addr, "--token", "0123"],
+                    Duration::from_secs(25),
+                )
+                .expect("the CLI runs");
+            (!out.stderr.contains("contacting")).then(|| (out, asked.elapsed()))
+        })
+        .expect("node1 answers");
+    assert_ne!(out.code, 0, "the join must fail: {}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("node 'node1' is not part of a cluster yet")
+            && out.stderr.contains("ha-manager cluster init"),
+        "the join names the cause: {}",
+        out.stderr
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the answer came at once, not after a timeout: {took:?}"
+    );
+    assert!(
+        !c.nodes[1].dir.join("data/cluster.json").exists(),
+        "a refused join writes no credentials"
+    );
+    // Initialised, the same daemon hands its port over to the real API.
+    let init = c.cli(0, &["cluster", "init"]).expect("init runs");
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    ha_manager::local_cluster::wait_until(Duration::from_secs(30), "the real API", || {
+        c.cluster_status(0).ok()
+    })
+    .expect("the daemon serves the API after init");
+}
+
+/// The timing tables of the guide (sections 10 and 16) are the `lease`
+/// crate's profiles.
+#[test]
+fn the_guide_s_timing_numbers_are_the_code_s() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(repo.join("examples/deploy/README.md")).expect("README.md");
+    let cells = |prefix: &str| -> Vec<String> {
+        let row = guide
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("README.md has a table row '{prefix}'"));
+        row.split('|')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    };
+    let secs = |cell: &str| -> Duration {
+        let n: f64 = cell
+            .trim_end_matches('s')
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("'{cell}' is a number of seconds"));
+        Duration::from_secs_f64(n)
+    };
+    let order: Vec<TimingProfile> = cells("| constant |")[1..]
+        .iter()
+        .map(|name| name.parse().expect("a profile name"))
+        .collect();
+    type Field = fn(&TimingProfile) -> Duration;
+    let rows: [(&str, Field); 8] = [
+        ("| CRM/LRM round, lease renewal |", |p| p.round_interval),
+        ("| CRM/LRM round, lease renewal |", |p| {
+            p.lease_renew_interval
+        }),
+        ("| renewal attempt timeout |", |p| p.renew_attempt_timeout),
+        ("| fence delay", |p| p.fence_delay),
+        ("| mux client timeout |", |p| p.mux_client_timeout),
+        ("| watchdog device timeout", |p| p.device_timeout),
+        ("| lease ttl |", |p| p.lease_ttl),
+        ("| safety margin |", |p| p.margin),
+    ];
+    for (prefix, field) in rows {
+        let row = cells(prefix);
+        for (profile, cell) in order.iter().zip(&row[1..]) {
+            assert_eq!(secs(cell), field(profile), "{prefix} {}", profile.name);
+        }
+    }
+    for profile in TimingProfile::ALL {
+        let row = cells(&format!("| `{}` |", profile.name));
+        assert_eq!(
+            secs(&row[1]),
+            profile.device_timeout,
+            "section 16, {}",
+            profile.name
+        );
+        assert!(profile.check_mux_device_timeout(secs(&row[1])).is_ok());
+    }
+}
