@@ -798,3 +798,44 @@ fn the_guide_s_timing_numbers_are_the_code_s() {
         assert!(profile.check_mux_device_timeout(secs(&row[1])).is_ok());
     }
 }
+
+/// Section 5 and the node*.toml headers: `node` plus an address is a
+/// complete node file, `node` alone is refused with the message the guide
+/// quotes, and nothing is written either way.
+#[test]
+fn a_node_file_needs_a_name_and_an_address() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let run = |text: &str| {
+        let file = tmp.path().join("node.toml");
+        std::fs::write(&file, text).expect("write node.toml");
+        let out = Command::new(env!("CARGO_BIN_EXE_ha-manager"))
+            .args(["config", "--config"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the CLI runs");
+        assert!(!out.status.success(), "no cluster here: config must fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let data = tmp.path().join("data");
+    let only_node = run("node = \"node1\"\n");
+    assert!(
+        only_node.contains(
+            "field 'advertise': '0.0.0.0:7400' is a wildcard address: set 'advertise' to an \
+             address the other nodes can reach"
+        ),
+        "{only_node}"
+    );
+    let with_address = run(&format!(
+        "node = \"node1\"\nadvertise = \"192.168.10.11:7400\"\ndata_dir = \"{}\"\n",
+        data.display()
+    ));
+    assert!(
+        !with_address.contains("field") && with_address.contains("cluster.json"),
+        "node and advertise pass the node file's checks (then: no credentials): {with_address}"
+    );
+    assert!(
+        !data.exists(),
+        "a CLI verb writes nothing into the data dir"
+    );
+}
