@@ -39,7 +39,9 @@
 //! drop-in; `systemctl enable --now|start ha-manager` starts the installed
 //! `ha-manager daemon --config <node.toml>` in that cgroup (the unit's
 //! `ExecStart`, checked); `systemctl stop ha-manager` is a SIGTERM with the
-//! daemon's exit awaited. The services of `resources.sh` run through the
+//! daemon's exit (0) awaited, `systemctl stop watchdog-mux` a SIGTERM of the
+//! mux. Section 14 starts from a failure the test makes: node1's daemon
+//! hangs (SIGSTOP) and the test backend "resets" node1 (see [`Run::hang`]). The services of `resources.sh` run through the
 //! real agents: the systemd agent calls a stand-in `systemctl` (no systemd
 //! runs here, see [`FAKE_SYSTEMCTL`]) and the floating IP uses the real OCF
 //! agent code with Debian's `heartbeat/Dummy` (`VIP_AGENT`), as the
@@ -118,6 +120,8 @@ enum On {
 struct Step {
     /// 1-based line in README.md.
     line: usize,
+    /// The `##` heading it is under.
+    heading: String,
     on: On,
     command: String,
     sample: Vec<String>,
@@ -205,6 +209,7 @@ fn parse_guide(text: &str) -> Vec<Step> {
         let (part, more) = split_continuation(command.trim());
         let step = Step {
             line: line_no,
+            heading: heading.clone(),
             on,
             command: part.to_string(),
             sample: Vec::new(),
@@ -369,6 +374,10 @@ impl Substitutions {
                 format!("{dir}/mux.active"),
             ),
             (
+                "/sys/fs/cgroup/ha.slice".into(),
+                c.nodes[i].cgroup().path().display().to_string(),
+            ),
+            (
                 "/etc/systemd/system".into(),
                 format!("{root}/etc/systemd/system"),
             ),
@@ -453,15 +462,28 @@ impl Run {
                 c.start_daemon(i).expect("the daemon starts")
             }
             "systemctl stop ha-manager" | "systemctl disable --now ha-manager" => {
+                // A daemon that is gone already (left the cluster, or killed
+                // by the watchdog) has nothing to stop, as for systemd.
                 if !c.daemon_exited(i) {
                     c.signal_daemon(i, Signal::SIGTERM).expect("SIGTERM");
+                    assert_eq!(
+                        c.wait_daemon_exit(i, Duration::from_secs(60)),
+                        Some(0),
+                        "a clean stop of {}'s daemon exits 0",
+                        c.nodes[i].name
+                    );
                 }
-                assert_eq!(
-                    c.wait_daemon_exit(i, Duration::from_secs(60)),
-                    Some(0),
-                    "a clean stop of {}'s daemon exits 0",
-                    c.nodes[i].name
-                );
+            }
+            "systemctl stop watchdog-mux" => {
+                let pid = c.nodes[i].mux_pid().expect("the node has a mux");
+                let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+                nix::sys::signal::kill(pid, Signal::SIGTERM).expect("SIGTERM the mux");
+                ha_manager::local_cluster::wait_until(
+                    Duration::from_secs(10),
+                    "the mux's exit",
+                    || c.mux_exited(i).then_some(()),
+                )
+                .expect("the mux stops on SIGTERM");
             }
             "systemctl disable --now watchdog-mux" => c.stop_processes(i),
             _ => return false,
@@ -469,15 +491,15 @@ impl Run {
         true
     }
 
-    /// The state section 15 starts from, made on node `i`: its mux and
-    /// daemon are gone without a reset (a power cut of the processes, the
-    /// test backend's "reset"), and the marker of an armed mux is left
-    /// behind. A mux started now must refuse, with the message the guide
-    /// quotes.
-    fn leave_a_marker_behind(&mut self, i: usize) {
-        self.cluster.stop_processes(i);
+    /// Section 15's claim, checked before its `rmdir`: the stopped mux
+    /// of a fenced node left its marker behind, and a mux started now
+    /// refuses, with the message the guide quotes.
+    fn a_mux_refuses_while_the_marker_exists(&mut self, i: usize) {
         let dir = self.cluster.nodes[i].dir.clone();
-        std::fs::create_dir_all(dir.join("mux.active")).expect("marker");
+        assert!(
+            dir.join("mux.active").is_dir(),
+            "the fenced mux left its marker behind"
+        );
         let out = Command::new(self.root.join("usr/local/bin/watchdog-mux"))
             .args(["--backend", "test", "--protect-cgroup"])
             .arg(self.cluster.nodes[i].cgroup().path())
@@ -496,6 +518,19 @@ impl Run {
         );
     }
 
+    /// The failure section 14 describes, made on node `i` (which runs the
+    /// services): its daemon hangs (SIGSTOP), so its watchdog client
+    /// misses its deadline and the test backend kills the node's cgroup,
+    /// the stand-in for a reset.
+    fn hang(&mut self, i: usize) {
+        let name = self.cluster.nodes[i].name.clone();
+        for sid in ["systemd:nginx", "ocf:vip"] {
+            let at = self.cluster.service_status(i, sid).and_then(|e| e.node);
+            assert_eq!(at.as_deref(), Some(name.as_str()), "{sid} runs on {name}");
+        }
+        self.cluster.pause_daemon(i).expect("SIGSTOP the daemon");
+    }
+
     fn run_step(&mut self, step: &Step, i: usize) {
         let original = step
             .command
@@ -511,7 +546,7 @@ impl Run {
             return;
         }
         if original == "rmdir /run/watchdog-mux.active" {
-            self.leave_a_marker_behind(i);
+            self.a_mux_refuses_while_the_marker_exists(i);
         }
         if self.action(i, &original) {
             eprintln!(
@@ -666,7 +701,12 @@ fn the_deploy_guide_runs_as_written() {
     }
 
     let started = Instant::now();
+    let mut hung = false;
     for step in &steps {
+        if step.heading.starts_with("14.") && !hung {
+            run.hang(0);
+            hung = true;
+        }
         match step.on {
             On::Node(i) => run.run_step(step, i),
             On::Every => (0..3).for_each(|i| run.run_step(step, i)),
