@@ -481,6 +481,31 @@ fn the_deploy_guide_runs_as_written() {
             On::Every => (0..3).for_each(|i| run.run_step(step, i)),
         }
     }
+    // Section 10's journal excerpt is what the survivors logged for the
+    // failure of section 14 (node1 fenced, its services recovered on node2).
+    let excerpt: Vec<&str> = guide
+        .lines()
+        .skip_while(|l| !l.starts_with("What to expect on the survivors' journals"))
+        .skip_while(|l| !l.starts_with("```"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    assert!(
+        excerpt.len() >= 3,
+        "section 10 quotes the journal: {excerpt:?}"
+    );
+    let journals: String = run
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| std::fs::read_to_string(n.dir.join("daemon.log")).unwrap_or_default())
+        .collect();
+    for line in excerpt {
+        assert!(
+            journals.contains(line),
+            "section 10's journal line is logged: {line}"
+        );
+    }
     // The unit starts the daemon the way the test did.
     let unit = std::fs::read_to_string(root.join("etc/systemd/system/ha-manager.service"))
         .expect("the guide installed ha-manager.service");
