@@ -33,7 +33,7 @@
 //! agent, address and interface in sample output are the ones the test
 //! gives `resources.sh` (`heartbeat/Dummy`, 127.0.0.100, `lo`).
 //!
-//! What is started instead of systemd (see [`action`]): `systemctl enable
+//! What is started instead of systemd (see [`Run::action`]): `systemctl enable
 //! --now watchdog-mux` starts the node's watchdog-mux with the test backend
 //! protecting the node's cgroup, with the `--device-timeout` of the guide's
 //! drop-in; `systemctl enable --now|start ha-manager` starts the installed
