@@ -41,7 +41,15 @@ fn rss_kib(pid: u32) -> Option<u64> {
 /// The last log index the cluster applied, as node 0's metrics say.
 fn applied_index(c: &LocalCluster) -> anyhow::Result<u64> {
     let url = format!("http://{}/metrics", c.nodes[0].addr);
-    let text = reqwest::blocking::get(&url)
+    // /metrics needs a token: the node's own one.
+    let creds = std::fs::read_to_string(c.nodes[0].dir.join("data").join("cluster.json"))
+        .context("reading node1's credentials")?;
+    let creds: serde_json::Value = serde_json::from_str(&creds)?;
+    let token = creds["api_token"].as_str().unwrap_or_default();
+    let text = reqwest::blocking::Client::new()
+        .get(&url)
+        .bearer_auth(token)
+        .send()
         .with_context(|| format!("GET {url}"))?
         .text()?;
     text.lines()

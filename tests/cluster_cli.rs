@@ -496,7 +496,24 @@ fn the_api_refuses_missing_or_wrong_tokens_and_metrics_are_prometheus_text() {
         resp.status()
     );
 
-    // /metrics: no token needed, Prometheus text on every node.
+    // /metrics: refused without a token; a read-only token reads the
+    // Prometheus text on every node.
+    let resp = http
+        .get(format!("http://{}/metrics", c.nodes[0].addr))
+        .send()
+        .expect("daemon answers");
+    assert_eq!(resp.status().as_u16(), 401);
+    let made = c
+        .cli(0, &["token", "add", "metrics", "--role", "read-only"])
+        .expect("cli");
+    assert_eq!(made.code, 0, "token add: {}", made.stderr);
+    let monitoring = made
+        .stdout
+        .lines()
+        .nth(1)
+        .expect("the token line")
+        .trim()
+        .to_string();
     wait_service_state(
         &c,
         0,
@@ -509,6 +526,7 @@ fn the_api_refuses_missing_or_wrong_tokens_and_metrics_are_prometheus_text() {
     for i in 0..3 {
         let resp = http
             .get(format!("http://{}/metrics", c.nodes[i].addr))
+            .bearer_auth(&monitoring)
             .send()
             .expect("daemon answers");
         assert_eq!(resp.status().as_u16(), 200);

@@ -69,6 +69,22 @@ async fn read_raw(store: &ClusterStore, name: &str) -> ApiResult<(String, u64)> 
     Ok(doc.map_or((String::new(), 0), |d| (d.value, d.version)))
 }
 
+/// Reads a document's text and version (linearizable); empty text and
+/// version 0 if it does not exist.
+pub async fn read_raw_text(store: &ClusterStore, name: &str) -> ApiResult<(String, u64)> {
+    read_raw(store, name).await
+}
+
+/// Writes a document's text with CAS on `version` (0: must not exist).
+pub async fn put_raw_text(
+    store: &ClusterStore,
+    name: &str,
+    text: String,
+    version: u64,
+) -> ApiResult<u64> {
+    put_text(store, name, text, version).await
+}
+
 /// Reads a document's text (linearizable); empty if it does not exist.
 pub async fn read_text(store: &ClusterStore, name: &str) -> ApiResult<String> {
     Ok(read_raw(store, name).await?.0)

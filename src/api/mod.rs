@@ -4,7 +4,11 @@
 //!   token>` except `POST /api/v1/cluster/join`, which carries the join
 //!   token in its body. A wrong or missing token gets 401 and changes
 //!   nothing.
-//! * `/metrics`: Prometheus text, read-only, unauthenticated.
+//!   Tokens have a role (`tokens.rs`): `admin`, or `read-only` (GET only,
+//!   and not the token list or backups). Every change is logged (target
+//!   `audit`) with the token's id.
+//! * `/metrics`: Prometheus text; any token (a read-only one for
+//!   monitoring).
 //! * `/raft` is mounted by the daemon from the `raft` crate (cluster secret).
 
 pub mod backup;
@@ -16,6 +20,7 @@ pub mod members;
 pub mod resources;
 pub mod rules;
 pub mod status;
+pub mod tokens;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -28,7 +33,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use raft::ClusterStore;
 
-use crate::daemon::credentials::{secrets_equal, Credentials};
+use crate::daemon::credentials::Credentials;
 use crate::domain::NodeName;
 use error::ApiError;
 
@@ -53,15 +58,36 @@ async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(token) if secrets_equal(token.trim(), &st.creds.api_token) => next.run(req).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "wrong API token").into_response(),
-        None => ApiError::new(
+    let Some(token) = given else {
+        return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing API token (header 'Authorization: Bearer <token>')",
         )
-        .into_response(),
+        .into_response();
+    };
+    let caller = match tokens::identify(&st, token) {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let method = req.method().clone();
+    if let Err(e) = tokens::authorize(&caller, &method, req.uri().path()) {
+        tracing::warn!(target: "audit", token = %caller.id, %method, path = %req.uri().path(), "refused: read-only token");
+        return e.into_response();
     }
+    let path = req.uri().path().to_string();
+    let response = next.run(req).await;
+    // Every change made through the API, with who made it.
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        tracing::info!(
+            target: "audit",
+            token = %caller.id,
+            %method,
+            %path,
+            status = response.status().as_u16(),
+            "api change"
+        );
+    }
+    response
 }
 
 /// The routes of `/api/v1` and `/metrics`.
@@ -101,10 +127,17 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/status/current", get(status::status_current))
         .route("/status/manager_status", get(status::manager_status))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", axum::routing::delete(tokens::remove))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let v1 = protected.route("/cluster/join", post(cluster::join));
+    // Metrics need a token too (read-only is enough): they tell which
+    // nodes are down and which services run where.
+    let metrics = Router::new()
+        .route("/metrics", get(status::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api/v1", v1)
-        .route("/metrics", get(status::metrics))
+        .merge(metrics)
         .with_state(state)
 }

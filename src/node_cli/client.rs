@@ -28,7 +28,13 @@ impl ApiClient {
             Some(("[::]", port)) => format!("[::1]:{port}"),
             _ => config.listen.clone(),
         };
-        Self::new(&addr, &creds.api_token)
+        // Another token (e.g. a read-only one) can be given in the
+        // environment; the node's own one is the default.
+        let token = std::env::var("HA_MANAGER_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or(creds.api_token);
+        Self::new(&addr, &token)
     }
 
     /// A client of the daemon at `addr` using `token`.

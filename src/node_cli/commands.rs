@@ -319,6 +319,12 @@ pub enum NodeCommand {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// API tokens with roles (admin, read-only).
+    Token {
+        /// Sub-command.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Create a resource.
     Add {
         /// SID (`exec:web`, `systemd:nginx`, `ocf:vip`).
@@ -470,6 +476,39 @@ pub enum NodeCommand {
         /// The command.
         #[command(subcommand)]
         command: CrmCommand,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+/// `ha-manager token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token; its secret is printed once.
+    Add {
+        /// Token id: a-z, 0-9, '-', '_' (1 to 32, a letter first).
+        id: String,
+        /// `admin` or `read-only` (GET only: status, lists, /metrics).
+        #[arg(long, value_parser = ["admin", "read-only"])]
+        role: String,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        comment: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List the tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output format.
+        #[arg(long = "output-format", value_enum, default_value_t)]
+        output_format: OutputFormat,
+    },
+    /// Remove a token: it stops working at once.
+    Remove {
+        /// Token id.
+        id: String,
         #[command(flatten)]
         config: ConfigArg,
     },

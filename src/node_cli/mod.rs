@@ -9,12 +9,13 @@ mod import;
 pub mod output;
 mod rules;
 pub mod status;
+mod tokens;
 
 use serde_json::json;
 
 pub use commands::{
     ClusterCommand, ConfigArg, CrmCommand, GroupOptions, NodeCommand, OutputFormat,
-    ResourceOptions, RuleOptions, RulesCommand, RulesQuery,
+    ResourceOptions, RuleOptions, RulesCommand, RulesQuery, TokenCommand,
 };
 
 use crate::api::cluster::ClusterStatus;
@@ -85,6 +86,7 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             crate::daemon::run(config)
         }
         NodeCommand::Cluster { command } => cluster(command),
+        NodeCommand::Token { command } => tokens::run(command),
         NodeCommand::Add {
             sid,
             options,

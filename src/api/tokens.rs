@@ -1,0 +1,373 @@
+//! API tokens with roles: `admin` (everything) and `read-only` (GET only:
+//! status, lists, `/metrics` — for monitoring). `ha-manager token
+//! add|list|remove`.
+//!
+//! A token is `<id>.<secret>`; the cluster stores only the SHA-256 digest
+//! of the secret, in the replicated document `tokens`, so a stolen store
+//! (or backup) does not hand out working tokens, and the secret is shown
+//! once, when it is made. The node's own token in `cluster.json` (what the
+//! local CLI uses) is the built-in admin token `root`. Every request that
+//! changes something is logged (target `audit`) with the token's id.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::error::{ApiError, ApiResult};
+use super::ApiState;
+use crate::daemon::credentials::{random_secret, secrets_equal};
+
+/// Name of the replicated document holding the tokens.
+pub const TOKENS_DOC: &str = "tokens";
+
+/// Id of the built-in admin token (the node's `api_token`).
+pub const ROOT_TOKEN_ID: &str = "root";
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Every route.
+    Admin,
+    /// Only reads (GET, HEAD).
+    ReadOnly,
+}
+
+impl Role {
+    /// Its name in the API and CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::ReadOnly => "read-only",
+        }
+    }
+}
+
+/// One stored token (without its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredToken {
+    /// Its role.
+    pub role: Role,
+    /// Hex SHA-256 of the secret.
+    pub sha256: String,
+    /// Creation time, unix seconds.
+    pub created: u64,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comment: String,
+}
+
+/// The `tokens` document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenTable {
+    /// Tokens by id.
+    pub tokens: BTreeMap<String, StoredToken>,
+}
+
+/// Who made a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Token id (`root` for the node's own token).
+    pub id: String,
+    /// Its role.
+    pub role: Role,
+}
+
+fn sha256_hex(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Token ids: 1 to 32 of `a-z`, `0-9`, `-`, `_`, starting with a letter;
+/// `root` is taken.
+pub fn check_token_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 32
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        return Err(format!(
+            "field 'id': '{}' is not a token id (1 to 32 of a-z, 0-9, '-', '_', starting with a letter)",
+            id.escape_default()
+        ));
+    }
+    if id == ROOT_TOKEN_ID {
+        return Err("field 'id': 'root' is the node's built-in token".into());
+    }
+    Ok(())
+}
+
+/// Reads the token table from the local replica (no quorum round: a
+/// token check must not depend on reaching the leader). An unreadable
+/// table fails closed: only the root token works then.
+fn local_table(st: &ApiState) -> Result<TokenTable, String> {
+    let (text, _) = super::docs::read_local_raw(&st.store, TOKENS_DOC);
+    if text.is_empty() {
+        return Ok(TokenTable::default());
+    }
+    serde_json::from_str(&text).map_err(|e| format!("stored token table is unreadable: {e}"))
+}
+
+/// Who `bearer` is, or why not.
+pub fn identify(st: &ApiState, bearer: &str) -> Result<Caller, ApiError> {
+    let bearer = bearer.trim();
+    if secrets_equal(bearer, &st.creds.api_token) {
+        return Ok(Caller {
+            id: ROOT_TOKEN_ID.into(),
+            role: Role::Admin,
+        });
+    }
+    let wrong = || ApiError::new(StatusCode::UNAUTHORIZED, "wrong API token");
+    let Some((id, secret)) = bearer.split_once('.') else {
+        return Err(wrong());
+    };
+    let table = local_table(st).map_err(|e| {
+        tracing::error!("{e}; only the node's root token is accepted");
+        wrong()
+    })?;
+    let Some(token) = table.tokens.get(id) else {
+        return Err(wrong());
+    };
+    if !secrets_equal(&sha256_hex(secret), &token.sha256) {
+        return Err(wrong());
+    }
+    Ok(Caller {
+        id: id.to_string(),
+        role: token.role,
+    })
+}
+
+/// Routes only admin tokens may read: the token list, and backups (the
+/// whole configuration, agent parameters included).
+const ADMIN_READS: [&str; 2] = ["/tokens", "/backup"];
+
+/// Whether `caller` may use `method` on `path` (with or without the
+/// `/api/v1` prefix): read-only tokens only read, and not [`ADMIN_READS`].
+pub fn authorize(caller: &Caller, method: &Method, path: &str) -> Result<(), ApiError> {
+    if caller.role == Role::Admin {
+        return Ok(());
+    }
+    let route = path.strip_prefix("/api/v1").unwrap_or(path);
+    let admin_read = ADMIN_READS
+        .iter()
+        .any(|p| route == *p || route.starts_with(&format!("{p}/")));
+    if (method == Method::GET || method == Method::HEAD) && !admin_read {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "token '{}' is read-only: {method} {route} needs an admin token",
+            caller.id
+        ),
+    ))
+}
+
+/// Body of `POST /tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// Token id.
+    pub id: String,
+    /// `admin` or `read-only`.
+    pub role: Role,
+    /// Free text.
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// Answer to `POST /tokens`: the only time the secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// Token id.
+    pub id: String,
+    /// Its role.
+    pub role: Role,
+    /// The whole bearer token, `<id>.<secret>`.
+    pub token: String,
+}
+
+/// One row of `GET /tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenView {
+    /// Token id.
+    pub id: String,
+    /// Its role.
+    pub role: Role,
+    /// Creation time, unix seconds (0 for `root`).
+    pub created: u64,
+    /// Free text.
+    pub comment: String,
+}
+
+async fn read_table(st: &ApiState) -> ApiResult<(TokenTable, u64)> {
+    let (text, version) = super::docs::read_raw_text(&st.store, TOKENS_DOC).await?;
+    if text.is_empty() {
+        return Ok((TokenTable::default(), version));
+    }
+    let table = serde_json::from_str(&text).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stored token table is unreadable: {e}"),
+        )
+    })?;
+    Ok((table, version))
+}
+
+async fn write_table(st: &ApiState, table: &TokenTable, version: u64) -> ApiResult<()> {
+    let text = serde_json::to_string(table).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("token table: {e}"),
+        )
+    })?;
+    super::docs::put_raw_text(&st.store, TOKENS_DOC, text, version).await?;
+    Ok(())
+}
+
+/// `GET /tokens`: ids, roles and comments; never secrets.
+pub async fn list(State(st): State<ApiState>) -> ApiResult<Json<Vec<TokenView>>> {
+    let (table, _) = read_table(&st).await?;
+    let mut rows = vec![TokenView {
+        id: ROOT_TOKEN_ID.into(),
+        role: Role::Admin,
+        created: 0,
+        comment: "the nodes' built-in token (cluster.json)".into(),
+    }];
+    rows.extend(table.tokens.into_iter().map(|(id, t)| TokenView {
+        id,
+        role: t.role,
+        created: t.created,
+        comment: t.comment,
+    }));
+    Ok(Json(rows))
+}
+
+/// `POST /tokens`: makes a token and answers its secret, once.
+pub async fn create(
+    State(st): State<ApiState>,
+    Json(req): Json<NewToken>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    check_token_id(&req.id).map_err(|e| ApiError::field("id", e))?;
+    if req.comment.len() > 256 || req.comment.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "comment",
+            "field 'comment': at most 256 characters, no control characters",
+        ));
+    }
+    let (mut table, version) = read_table(&st).await?;
+    if table.tokens.contains_key(&req.id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("token '{}' exists: remove it first to replace it", req.id),
+        ));
+    }
+    let secret = random_secret().map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading /dev/urandom: {e}"),
+        )
+    })?;
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    table.tokens.insert(
+        req.id.clone(),
+        StoredToken {
+            role: req.role,
+            sha256: sha256_hex(&secret),
+            created,
+            comment: req.comment,
+        },
+    );
+    write_table(&st, &table, version).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token: format!("{}.{secret}", req.id),
+            id: req.id,
+            role: req.role,
+        }),
+    ))
+}
+
+/// `DELETE /tokens/{id}`: the token stops working at once on this node,
+/// and on every other node when it applies the change (milliseconds).
+pub async fn remove(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    if id == ROOT_TOKEN_ID {
+        return Err(ApiError::field(
+            "id",
+            "field 'id': the built-in token 'root' cannot be removed",
+        ));
+    }
+    let (mut table, version) = read_table(&st).await?;
+    if table.tokens.remove(&id).is_none() {
+        return Err(ApiError::not_found(format!(
+            "no token '{}'",
+            id.escape_default()
+        )));
+    }
+    write_table(&st, &table, version).await?;
+    Ok(Json(serde_json::json!({ "removed": id })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_only_tokens_only_read() {
+        let ro = Caller {
+            id: "mon".into(),
+            role: Role::ReadOnly,
+        };
+        assert!(authorize(&ro, &Method::GET, "/api/v1/status/current").is_ok());
+        assert!(authorize(&ro, &Method::GET, "/metrics").is_ok());
+        assert!(authorize(&ro, &Method::GET, "/api/v1/tokens").is_err());
+        assert!(authorize(&ro, &Method::GET, "/backup").is_err());
+        for m in [Method::POST, Method::PUT, Method::DELETE] {
+            let e = authorize(&ro, &m, "/api/v1/resources").unwrap_err();
+            assert_eq!(e.status, StatusCode::FORBIDDEN);
+            assert!(
+                e.body.error.contains("'mon' is read-only"),
+                "{}",
+                e.body.error
+            );
+        }
+        let admin = Caller {
+            id: "ops".into(),
+            role: Role::Admin,
+        };
+        assert!(authorize(&admin, &Method::DELETE, "/api/v1/tokens/mon").is_ok());
+    }
+
+    #[test]
+    fn ids_are_checked_and_secrets_stored_as_digests() {
+        assert!(check_token_id("monitoring-1").is_ok());
+        for bad in ["", "Root", "root", "1abc", "a b", "a/b", &"a".repeat(33)] {
+            assert!(check_token_id(bad).is_err(), "{bad}");
+        }
+        let d = sha256_hex("abc");
+        assert_eq!(
+            d,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            serde_json::to_string(&Role::ReadOnly).unwrap(),
+            "\"read-only\""
+        );
+    }
+}
