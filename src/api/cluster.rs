@@ -9,12 +9,14 @@ use serde::{Deserialize, Serialize};
 
 use super::docs::{self, NodeEntry};
 use super::error::{ApiError, ApiResult};
+use super::extract::ApiJson;
 use super::ApiState;
 use crate::daemon::credentials::secrets_equal;
 use crate::domain::NodeName;
 
 /// Body of `POST /cluster/join` (authenticated by the join token).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JoinRequest {
     /// The cluster's join token.
     pub token: String,
@@ -41,7 +43,7 @@ pub struct JoinReply {
 /// The node becomes a Raft member when its daemon calls `/cluster/members`.
 pub async fn join(
     State(st): State<ApiState>,
-    Json(req): Json<JoinRequest>,
+    ApiJson(req): ApiJson<JoinRequest>,
 ) -> ApiResult<Json<JoinReply>> {
     if !secrets_equal(&req.token, &st.creds.join_token) {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong join token"));
@@ -103,6 +105,7 @@ pub async fn join(
 
 /// Body of `POST /cluster/members`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdmitRequest {
     /// Raft id from the join.
     pub node_id: u64,
@@ -113,7 +116,7 @@ pub struct AdmitRequest {
 /// `POST /cluster/members`: adds a registered node as learner, then voter.
 pub async fn admit(
     State(st): State<ApiState>,
-    Json(req): Json<AdmitRequest>,
+    ApiJson(req): ApiJson<AdmitRequest>,
 ) -> ApiResult<StatusCode> {
     let dir = docs::nodes(&st.store).await?.value;
     if !dir

@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod docs;
 pub mod error;
+pub mod extract;
 pub mod import;
 pub mod resources;
 pub mod rules;
@@ -18,7 +19,7 @@ pub mod status;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -62,8 +63,43 @@ async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> 
     }
 }
 
-/// The routes of `/api/v1` and `/metrics`.
+/// Largest request body of an ordinary API route: the biggest is a rule
+/// or resource with a few options, far below this.
+pub const API_BODY_LIMIT: usize = 64 * 1024;
+
+/// Largest request body of `POST /config/import`: three config files.
+pub const IMPORT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+async fn no_such_route(req: Request) -> ApiError {
+    ApiError::field(
+        "path",
+        format!(
+            "field 'path': no API route '{}'",
+            crate::domain::error::shown(req.uri().path())
+        ),
+    )
+    .with_status(StatusCode::NOT_FOUND)
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::field(
+        "method",
+        format!(
+            "field 'method': {} is not allowed on '{}'",
+            req.method(),
+            crate::domain::error::shown(req.uri().path())
+        ),
+    )
+    .with_status(StatusCode::METHOD_NOT_ALLOWED)
+}
+
+/// The routes of `/api/v1` and `/metrics`. The token is checked by a
+/// route layer, before any handler reads the body; bodies are capped at
+/// [`API_BODY_LIMIT`] ([`IMPORT_BODY_LIMIT`] for the import).
 pub fn router(state: ApiState) -> Router {
+    let import = Router::new()
+        .route("/config/import", post(import::import))
+        .layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT));
     let protected = Router::new()
         .route("/cluster/status", get(cluster::status))
         .route("/cluster/members", post(cluster::admit))
@@ -86,7 +122,6 @@ pub fn router(state: ApiState) -> Router {
             "/groups/{group}",
             axum::routing::put(resources::update_group).delete(resources::remove_group),
         )
-        .route("/config/import", post(import::import))
         .route("/rules", get(rules::list_rules).post(rules::create_rule))
         .route(
             "/rules/{rule}",
@@ -96,10 +131,17 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/status/current", get(status::status_current))
         .route("/status/manager_status", get(status::manager_status))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+        .merge(import)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let v1 = protected.route("/cluster/join", post(cluster::join));
+    let v1 = protected.route(
+        "/cluster/join",
+        post(cluster::join).layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
+    );
     Router::new()
         .nest("/api/v1", v1)
         .route("/metrics", get(status::metrics))
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
