@@ -507,7 +507,7 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
         } => {
             let options = options.to_map().map_err(anyhow::Error::msg)?;
             let reply: WriteReply = client(&config)?.put(
-                &format!("/resources/{sid}"),
+                &format!("/resources/{}", client::segment(&sid)?),
                 &json!({"options": options, "delete": split_list(&delete), "digest": digest}),
             )?;
             print_digest(&reply);
@@ -515,8 +515,11 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
         }
         NodeCommand::Remove { sid, purge, config } => {
             // The daemon validates the value; encoding keeps it one value.
-            let reply: WriteReply = client(&config)?
-                .delete(&format!("/resources/{sid}?purge={}", query_value(&purge)))?;
+            let reply: WriteReply = client(&config)?.delete(&format!(
+                "/resources/{}?purge={}",
+                client::segment(&sid)?,
+                query_value(&purge)
+            ))?;
             print_digest(&reply);
             Ok(())
         }
@@ -594,7 +597,8 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             print_section_config(&groups, output_format, crate::config::write_groups_cfg)
         }
         NodeCommand::Groupremove { group, config } => {
-            let reply: WriteReply = client(&config)?.delete(&format!("/groups/{group}"))?;
+            let reply: WriteReply =
+                client(&config)?.delete(&format!("/groups/{}", client::segment(&group)?))?;
             print_digest(&reply);
             Ok(())
         }
@@ -606,7 +610,7 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             config,
         } => {
             let reply: WriteReply = client(&config)?.put(
-                &format!("/groups/{group}"),
+                &format!("/groups/{}", client::segment(&group)?),
                 &json!({"options": options.to_map(), "delete": split_list(&delete), "digest": digest}),
             )?;
             print_digest(&reply);
@@ -692,14 +696,15 @@ fn rules(command: RulesCommand) -> anyhow::Result<()> {
                 );
             }
             let reply: WriteReply = client(&config)?.put(
-                &format!("/rules/{rule}"),
+                &format!("/rules/{}", client::segment(&rule)?),
                 &json!({"options": options.to_map(), "delete": split_list(&delete), "digest": digest}),
             )?;
             print_digest(&reply);
             Ok(())
         }
         RulesCommand::Remove { rule, config } => {
-            let reply: WriteReply = client(&config)?.delete(&format!("/rules/{rule}"))?;
+            let reply: WriteReply =
+                client(&config)?.delete(&format!("/rules/{}", client::segment(&rule)?))?;
             print_digest(&reply);
             Ok(())
         }
@@ -774,8 +779,10 @@ fn import(
 }
 
 fn move_service(config: &ConfigArg, task: &str, sid: &str, node: &str) -> anyhow::Result<()> {
-    let _: serde_json::Value =
-        client(config)?.post(&format!("/resources/{sid}/{task}"), &json!({"node": node}))?;
+    let _: serde_json::Value = client(config)?.post(
+        &format!("/resources/{}/{task}", client::segment(sid)?),
+        &json!({"node": node}),
+    )?;
     Ok(())
 }
 
