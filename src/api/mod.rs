@@ -5,6 +5,10 @@
 //!   token in its body. A wrong or missing token gets 401 and changes
 //!   nothing.
 //! * `/metrics`: Prometheus text, read-only, unauthenticated.
+//! * The token is checked on the headers, before any body is read; bodies
+//!   are then capped at [`API_BODY_LIMIT`] ([`IMPORT_BODY_LIMIT`] for the
+//!   config import). Every refusal is the JSON error body naming the field
+//!   (see [`extract`]).
 //! * `/raft` is mounted by the daemon from the `raft` crate (cluster secret).
 
 pub mod cluster;
@@ -53,7 +57,16 @@ async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(token) if secrets_equal(token.trim(), &st.creds.api_token) => next.run(req).await,
+        Some(token) if secrets_equal(token.trim(), &st.creds.api_token) => {
+            // The server never evicts a connection that authenticated.
+            if let Some(auth) = req
+                .extensions()
+                .get::<raft::network::server::ConnectionAuth>()
+            {
+                auth.mark();
+            }
+            next.run(req).await
+        }
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "wrong API token").into_response(),
         None => ApiError::new(
             StatusCode::UNAUTHORIZED,
