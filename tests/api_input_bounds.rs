@@ -221,3 +221,65 @@ fn names_in_urls_stay_one_segment_and_out_of_range_input_changes_nothing() {
         .expect("exec:a in status");
     assert_ne!(entry["crm_state"].as_str(), Some("request_stop"), "{entry}");
 }
+
+/// Runs `ha-manager cluster init` for a node whose `data_dir` is `data`.
+fn cluster_init(data: &std::path::Path, config: &std::path::Path) -> std::process::Output {
+    std::fs::write(
+        config,
+        format!(
+            "node = \"node1\"\nlisten = \"127.0.0.1:1\"\ndata_dir = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .expect("node config");
+    std::process::Command::new(env!("CARGO_BIN_EXE_ha-manager"))
+        .args(["cluster", "init"])
+        .env("HA_MANAGER_CONFIG", config)
+        .output()
+        .expect("the CLI runs")
+}
+
+#[test]
+fn cluster_init_never_changes_the_mode_of_an_existing_data_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o7777;
+
+    // A shared, /tmp-like directory: refused, left as it was.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let out = cluster_init(&shared, &dir.path().join("shared.toml"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("writable by other users"), "{stderr}");
+    assert!(stderr.contains(&shared.display().to_string()), "{stderr}");
+    assert_eq!(mode(&shared), 0o1777);
+    assert_eq!(std::fs::read_dir(&shared).expect("list").count(), 0);
+
+    // An existing private directory keeps its mode.
+    let own = dir.path().join("own");
+    std::fs::create_dir(&own).expect("mkdir");
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    let out = cluster_init(&own, &dir.path().join("own.toml"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&own), 0o750);
+    assert_eq!(mode(&own.join("cluster.json")) & 0o777, 0o600);
+
+    // A missing one is created private.
+    let fresh = dir.path().join("fresh/data");
+    let out = cluster_init(&fresh, &dir.path().join("fresh.toml"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&fresh), 0o700);
+}
