@@ -223,8 +223,8 @@ fn idle_and_slow_connections_cost_no_lease_and_status_still_answers() {
         longest < Duration::from_secs(2),
         "the service paused {longest:?} during the flood"
     );
-    for i in 0..3 {
-        assert_eq!(c.resets(i), resets_before[i], "node {i}'s watchdog fired");
+    for (i, before) in resets_before.iter().enumerate() {
+        assert_eq!(c.resets(i), *before, "node {i}'s watchdog fired");
         let log = std::fs::read_to_string(c.nodes[i].dir.join("daemon.log")).unwrap_or_default();
         for bad in ["lost lock", "fenced:"] {
             assert!(!log.contains(bad), "node {i} logged '{bad}'");
