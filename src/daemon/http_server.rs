@@ -256,6 +256,135 @@ fn timeout_response() -> axum::response::Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    /// A server on loopback with short limits: `/open` needs nothing,
+    /// `/auth` marks its connection authenticated, `/body` reads a body.
+    async fn small_server(
+        max_connections: usize,
+    ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        use axum::routing::{get, post};
+        let app = Router::new()
+            .route("/open", get(|| async { "open" }))
+            .route(
+                "/auth",
+                get(|req: Request| async move {
+                    if let Some(auth) = req.extensions().get::<ConnectionAuth>() {
+                        auth.mark();
+                    }
+                    "auth"
+                }),
+            )
+            .route(
+                "/body",
+                post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ServerLimits {
+            max_connections,
+            header_read_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_millis(600),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(listener, app, limits, async {
+            let _ = rx.await;
+        }));
+        (addr, tx)
+    }
+
+    /// Reads until the peer closes or `limit` passes; returns what came and
+    /// whether the peer closed.
+    fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (String, bool) {
+        s.set_read_timeout(Some(limit)).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return (String::from_utf8_lossy(&out).into_owned(), true),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return (String::from_utf8_lossy(&out).into_owned(), true)
+                }
+                Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_slow_and_kept_alive_connections_are_closed_in_time() {
+        let (addr, _stop) = small_server(100).await;
+        tokio::task::spawn_blocking(move || {
+            // Nothing sent: closed after the header read timeout.
+            let mut idle = TcpStream::connect(addr).unwrap();
+            let (_, closed) = read_until_closed(&mut idle, Duration::from_secs(3));
+            assert!(closed, "an idle connection stays open");
+            // Headers that never end: the same.
+            let mut slow = TcpStream::connect(addr).unwrap();
+            slow.write_all(b"GET /open HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(3));
+            assert!(closed, "unfinished headers keep the connection");
+            // A body that never ends: cut off by the request timeout.
+            let mut body = TcpStream::connect(addr).unwrap();
+            body.write_all(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+                .unwrap();
+            let (text, closed) = read_until_closed(&mut body, Duration::from_secs(3));
+            assert!(closed && text.starts_with("HTTP/1.1 408"), "{text}");
+            // Kept alive after an answer, then idle: closed too.
+            let mut kept = TcpStream::connect(addr).unwrap();
+            kept.write_all(b"GET /open HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let (text, closed) = read_until_closed(&mut kept, Duration::from_secs(3));
+            assert!(closed && text.contains("open"), "{text}");
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_server_makes_room_only_from_unauthenticated_connections() {
+        let (addr, _stop) = small_server(2).await;
+        tokio::task::spawn_blocking(move || {
+            // One authenticated connection, kept alive and reused.
+            let mut peer = TcpStream::connect(addr).unwrap();
+            let ask = |s: &mut TcpStream, path: &str| {
+                s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                    .unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut buf = [0u8; 512];
+                let n = s.read(&mut buf).unwrap_or(0);
+                String::from_utf8_lossy(&buf[..n]).into_owned()
+            };
+            assert!(ask(&mut peer, "/auth").contains("auth"));
+            // Flood: each new connection evicts the previous unauthenticated one.
+            let flood: Vec<TcpStream> =
+                (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect();
+            std::thread::sleep(Duration::from_millis(100));
+            // The authenticated connection still answers, on the same socket.
+            assert!(ask(&mut peer, "/auth").contains("auth"));
+            // All but the newest flood connection were closed at once.
+            let mut open = 0;
+            for mut f in flood {
+                f.set_nonblocking(true).unwrap();
+                let mut buf = [0u8; 8];
+                if matches!(f.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                {
+                    open += 1;
+                }
+            }
+            assert_eq!(
+                open, 1,
+                "unauthenticated connections beyond the limit stayed open"
+            );
+            // A new client gets in (evicting the last flood connection).
+            let mut client = TcpStream::connect(addr).unwrap();
+            assert!(ask(&mut client, "/open").contains("open"));
+        })
+        .await
+        .unwrap();
+    }
 
     #[test]
     fn limits_follow_the_open_file_limit() {
