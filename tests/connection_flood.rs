@@ -36,8 +36,7 @@ fn opening(kind: usize) -> &'static [u8] {
         0 => b"",
         // Headers that never end.
         1 => b"POST /raft/append HTTP/1.1\r\nHost: x\r\nContent-Le",
-        // A body that never ends, on the one route that reads a body
-        // before any credential (the join token is in the body).
+        // A body that never ends on the join route, without the token.
         2 => b"POST /api/v1/cluster/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{\"token\": \"",
         // A body that never ends on a Raft route, without the secret.
         _ => b"POST /raft/append HTTP/1.1\r\nHost: x\r\nContent-Length: 60000000\r\n\r\n\x01\x02",

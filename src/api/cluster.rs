@@ -14,12 +14,15 @@ use super::ApiState;
 use crate::daemon::credentials::secrets_equal;
 use crate::domain::NodeName;
 
-/// Body of `POST /cluster/join` (authenticated by the join token).
+/// Header of `POST /cluster/join` that carries the join token: checked
+/// before the body is read, like every other credential.
+pub const JOIN_TOKEN_HEADER: &str = "x-ha-join-token";
+
+/// Body of `POST /cluster/join` (authenticated by the join token in
+/// [`JOIN_TOKEN_HEADER`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
-    /// The cluster's join token.
-    pub token: String,
     /// Name of the joining node.
     pub node: String,
     /// `host:port` of the joining node's HTTP server.
@@ -39,15 +42,45 @@ pub struct JoinReply {
     pub join_token: String,
 }
 
+/// Refuses a join request without the right join token before its body
+/// is read.
+pub async fn require_join_token(
+    State(st): State<ApiState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let given = req
+        .headers()
+        .get(JOIN_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match given {
+        Some(token) if secrets_equal(token, &st.creds.join_token) => {
+            if let Some(auth) = req
+                .extensions()
+                .get::<raft::network::server::ConnectionAuth>()
+            {
+                auth.mark();
+            }
+            next.run(req).await
+        }
+        _ => {
+            tracing::warn!("refused cluster join: missing or wrong join token");
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!("missing or wrong join token (header '{JOIN_TOKEN_HEADER}')"),
+            )
+            .into_response()
+        }
+    }
+}
+
 /// `POST /cluster/join`: registers the node name and allocates its id.
 /// The node becomes a Raft member when its daemon calls `/cluster/members`.
 pub async fn join(
     State(st): State<ApiState>,
     ApiJson(req): ApiJson<JoinRequest>,
 ) -> ApiResult<Json<JoinReply>> {
-    if !secrets_equal(&req.token, &st.creds.join_token) {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong join token"));
-    }
     let _: NodeName = req
         .node
         .parse()

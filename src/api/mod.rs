@@ -1,9 +1,9 @@
 //! The HTTP API of the node daemon (design.md section 8).
 //!
 //! * `/api/v1/...`: JSON, every route needs `Authorization: Bearer <api
-//!   token>` except `POST /api/v1/cluster/join`, which carries the join
-//!   token in its body. A wrong or missing token gets 401 and changes
-//!   nothing.
+//!   token>` except `POST /api/v1/cluster/join`, which needs the join
+//!   token in `x-ha-join-token`. A wrong or missing token gets 401 and
+//!   changes nothing.
 //! * `/metrics`: Prometheus text, read-only, unauthenticated.
 //! * The token is checked on the headers, before any body is read; bodies
 //!   are then capped at [`API_BODY_LIMIT`] ([`IMPORT_BODY_LIMIT`] for the
@@ -147,10 +147,14 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .merge(import)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let v1 = protected.route(
-        "/cluster/join",
-        post(cluster::join).layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
-    );
+    let join = Router::new()
+        .route("/cluster/join", post(cluster::join))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            cluster::require_join_token,
+        ));
+    let v1 = protected.merge(join);
     Router::new()
         .nest("/api/v1", v1)
         .route("/metrics", get(status::metrics))
