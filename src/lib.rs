@@ -13,6 +13,7 @@ pub mod crm;
 #[cfg(feature = "node")]
 pub mod daemon;
 pub mod domain;
+pub mod host_packages;
 #[cfg(feature = "node")]
 pub mod local_cluster;
 pub mod lrm;

@@ -870,7 +870,7 @@ fn rules_move_services_and_remove_purges_them() {
     wait_running_on(&c, m, target);
     wait_service_state(&c, 2, "exec:ruled", "started", &c.nodes[target].name);
 
-    // Editing the rule moves it again; the text form is rules.cfg's.
+    // Editing the rule moves it again.
     let next = (target + 1) % 3;
     let preferred = format!("{}:2", c.nodes[next].name);
     ok(
@@ -886,13 +886,36 @@ fn rules_move_services_and_remove_purges_them() {
         ],
     );
     wait_running_on(&c, m, next);
+    // `rules config` is Proxmox's table with the CRM's verdict, `rules
+    // list` the API's rules with their nodes.
     let text = ok(&c, 0, &["rules", "config"]);
-    assert!(
-        text.contains("node-affinity: pin\n")
-            && text.contains("\tresources exec:ruled\n")
-            && text.contains(&format!("\tnodes {preferred}\n"))
-            && text.contains("\tcomment keep it%3A here\n"),
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.contains(" pin "))
+        .map(|l| {
+            l.split("  ")
+                .filter(|c| !c.is_empty())
+                .map(str::trim)
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        row,
+        [
+            "1",
+            "in use",
+            "pin",
+            "node-affinity",
+            "exec:ruled",
+            "keep it: here"
+        ],
         "{text}"
+    );
+    let list = ok(&c, 0, &["rules", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("pin ") && l.contains(&format!(" {preferred} "))),
+        "{list}"
     );
 
     // A disabled rule no longer steers: a manual migrate elsewhere sticks.
@@ -901,7 +924,7 @@ fn rules_move_services_and_remove_purges_them() {
         0,
         &["rules", "set", "node-affinity", "pin", "--disable", "1"],
     );
-    let table = ok(&c, 1, &["rules", "list"]);
+    let table = ok(&c, 1, &["rules", "config"]);
     assert!(
         table
             .lines()

@@ -49,3 +49,75 @@ fn a_node_with_services_cannot_leave_and_an_idle_one_leaves_cleanly() {
     // The two remaining nodes still keep the service running, once.
     assert_eq!(wait_running_once(&c, m, Duration::from_secs(30)), on);
 }
+
+/// The documented rolling upgrade: every node in turn, leader included,
+/// is stopped cleanly (its services freeze and keep running, its lease
+/// and watchdog are released), started again (a new binary would be
+/// installed in between), and the next node waits until the cluster has
+/// all its voters and the restarted LRM is active again.
+#[test]
+fn a_rolling_restart_of_every_node_keeps_every_service_running() {
+    use ha_manager::local_cluster::procs::{marker_pids, ServiceWatch};
+
+    let mut c = start(3);
+    let marks = [marker(11), marker(12), marker(13)];
+    for (k, m) in marks.iter().enumerate() {
+        add_sleep_service(&c, k, &format!("roll{k}"), *m);
+    }
+    let pids: Vec<Vec<u32>> = marks
+        .iter()
+        .map(|m| {
+            wait_running_once(&c, *m, Duration::from_secs(60));
+            marker_pids(*m)
+        })
+        .collect();
+    let watches: Vec<ServiceWatch> = marks
+        .iter()
+        .map(|m| ServiceWatch::start(*m, c.pid_locator()))
+        .collect();
+    let resets_before: Vec<usize> = (0..3).map(|i| c.resets(i)).collect();
+    // Followers first, the leader last, as the guide says.
+    let leader = c.leader().expect("leader");
+    let order: Vec<usize> = (0..3).filter(|i| *i != leader).chain([leader]).collect();
+    for i in order {
+        assert_eq!(
+            c.stop_daemon_clean(i, Duration::from_secs(30))
+                .expect("clean stop"),
+            0
+        );
+        c.start_daemon(i).expect("restart");
+        let other = (i + 1) % 3;
+        let name = c.nodes[i].name.clone();
+        wait_until(
+            Duration::from_secs(60),
+            &format!("{name} back: voters and an active LRM"),
+            || {
+                let cs = c.cluster_status(other).ok()?;
+                let voters = cs.members.iter().filter(|m| m.voter).count();
+                let st = c.status(other).ok()?;
+                let lrm_active = st.iter().any(|e| {
+                    e.kind == "lrm"
+                        && e.node.as_deref() == Some(name.as_str())
+                        && e.status.contains("active")
+                });
+                let services_started = st
+                    .iter()
+                    .filter(|e| e.kind == "service")
+                    .all(|e| e.crm_state.as_deref() == Some("started"));
+                (voters == 3 && lrm_active && services_started).then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.log_tails(40)));
+    }
+    for (k, m) in marks.iter().enumerate() {
+        assert_eq!(marker_pids(*m), pids[k], "service {k} kept its process");
+        assert_eq!(
+            watches[k].max_copies(),
+            1,
+            "{:?}",
+            watches[k].observations()
+        );
+    }
+    let resets_after: Vec<usize> = (0..3).map(|i| c.resets(i)).collect();
+    assert_eq!(resets_before, resets_after, "no node was reset");
+}

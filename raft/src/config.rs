@@ -1,5 +1,6 @@
 //! Node configuration of the cluster store.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,6 +35,21 @@ pub struct StoreConfig {
     /// Upper bound on a membership change (adding a learner waits until it
     /// has caught up).
     pub membership_timeout: Duration,
+    /// Source address of outgoing node-to-node connections. By default the
+    /// IP of `advertise_addr`, so the peers see this node under the address
+    /// they know it by and a firewall rule on that address means what it
+    /// says; `None` lets the kernel choose (on loopback that is 127.0.0.1
+    /// for every node).
+    pub source_addr: Option<IpAddr>,
+}
+
+/// The IP of a `host:port` address, unless it is a name or a wildcard.
+pub fn source_of(advertise_addr: &str) -> Option<IpAddr> {
+    advertise_addr
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
 }
 
 impl StoreConfig {
@@ -45,10 +61,12 @@ impl StoreConfig {
         advertise_addr: impl Into<String>,
         cluster_secret: impl Into<String>,
     ) -> Self {
+        let advertise_addr: String = advertise_addr.into();
         Self {
             node_id,
             data_dir: data_dir.into(),
-            advertise_addr: advertise_addr.into(),
+            source_addr: source_of(&advertise_addr),
+            advertise_addr,
             cluster_secret: cluster_secret.into(),
             heartbeat_interval: Duration::from_millis(200),
             election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),

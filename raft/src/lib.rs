@@ -15,6 +15,7 @@ pub mod command;
 pub mod config;
 pub mod error;
 pub mod network;
+pub mod recovery;
 pub mod state;
 pub mod store;
 pub mod types;

@@ -114,7 +114,7 @@ impl ClusterStore {
                 source,
             })?;
         let handle = sm.handle();
-        let peers = PeerClient::new(&config.cluster_secret)?;
+        let peers = PeerClient::with_source(&config.cluster_secret, config.source_addr)?;
         let raft = Raft::new(
             config.node_id,
             raft_config,
@@ -172,6 +172,24 @@ impl ClusterStore {
             applied_index: m.last_applied.map(|l| l.index),
             millis_since_quorum_ack: m.millis_since_quorum_ack,
         }
+    }
+
+    /// On the leader: how many log entries each member is behind the
+    /// leader's last log index (0 for the leader itself). `None` on any
+    /// other node: only the leader tracks replication.
+    pub fn replication_lag(&self) -> Option<BTreeMap<NodeId, u64>> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let replication = m.replication.as_ref()?;
+        let last = m.last_log_index.unwrap_or(0);
+        Some(
+            replication
+                .iter()
+                .map(|(id, matched)| {
+                    let done = matched.map(|l| l.index).unwrap_or(0);
+                    (*id, last.saturating_sub(done))
+                })
+                .collect(),
+        )
     }
 
     /// Whether this node currently believes it is the leader.
@@ -243,6 +261,15 @@ impl ClusterStore {
     pub async fn promote_voter(&self, id: NodeId) -> Result<u64, StoreError> {
         self.membership_reply(ForwardRequest::PromoteVoter { id })
             .await
+    }
+
+    /// Changes the HTTP address of member `id` (same id, same role).
+    pub async fn set_address(&self, id: NodeId, addr: &str) -> Result<u64, StoreError> {
+        self.membership_reply(ForwardRequest::SetAddress {
+            id,
+            addr: addr.to_string(),
+        })
+        .await
     }
 
     /// Removes a voter or learner from the cluster.
@@ -580,6 +607,23 @@ impl ClusterStore {
                     .await
                     .map(ForwardReply::Membership)
             }
+            ForwardRequest::SetAddress { id, addr } => {
+                let is_member = {
+                    let m = self.inner.raft.metrics();
+                    let m = m.borrow();
+                    let is_member = m.membership_config.membership().get_node(&id).is_some();
+                    is_member
+                };
+                if !is_member {
+                    return Err(StoreError::Raft(format!("node id {id} is not a member")));
+                }
+                // SetNodes only replaces the node's address: ids, roles and
+                // quorum stay as they are.
+                let nodes = BTreeMap::from([(id, BasicNode { addr })]);
+                self.change_membership(ChangeMembers::SetNodes(nodes))
+                    .await
+                    .map(ForwardReply::Membership)
+            }
         }
     }
 
@@ -602,6 +646,7 @@ impl ClusterStore {
             ForwardRequest::AddLearner { .. }
                 | ForwardRequest::PromoteVoter { .. }
                 | ForwardRequest::RemoveNode { .. }
+                | ForwardRequest::SetAddress { .. }
         );
         let budget = if is_membership {
             self.inner.membership_timeout
@@ -672,6 +717,7 @@ impl ClusterStore {
             ForwardRequest::AddLearner { .. }
                 | ForwardRequest::PromoteVoter { .. }
                 | ForwardRequest::RemoveNode { .. }
+                | ForwardRequest::SetAddress { .. }
         ) {
             self.inner.membership_timeout
         } else {

@@ -134,3 +134,38 @@ async fn node_with_wrong_secret_cannot_join() {
     intruder.shutdown().await.unwrap();
     cluster.shutdown().await;
 }
+
+/// Outgoing node-to-node connections leave from the configured source
+/// address (by default the IP of the node's advertise address), so a
+/// peer's firewall rule on that address applies.
+#[tokio::test]
+async fn peer_requests_leave_from_the_configured_source_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = tokio::spawn(async move {
+        let (mut sock, peer) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = sock.read(&mut buf).await;
+        let _ = sock
+            .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+            .await;
+        peer.ip()
+    });
+    let source = raft::config::source_of("127.0.0.7:7400");
+    assert_eq!(source, Some("127.0.0.7".parse().unwrap()));
+    assert_eq!(raft::config::source_of("0.0.0.0:7400"), None);
+    assert_eq!(raft::config::source_of("node1.example:7400"), None);
+    let client = raft::network::client::PeerClient::with_source("s", source).unwrap();
+    let reply: Result<u8, _> = client
+        .post(
+            &addr,
+            "/vote",
+            "probe",
+            &1u8,
+            std::time::Duration::from_secs(5),
+        )
+        .await;
+    assert!(reply.is_err());
+    assert_eq!(seen.await.unwrap().to_string(), "127.0.0.7");
+}

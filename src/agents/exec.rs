@@ -35,8 +35,7 @@ use super::{
 
 /// The SID type served by this agent.
 pub const KIND: &str = "exec";
-/// Environment variable with the SID (`exec:name`) given to the command.
-pub const ENV_RESOURCE: &str = "HA_RESOURCE";
+pub use super::ENV_RESOURCE;
 
 /// How long a fresh process must survive for the start to count; a command
 /// that fails at once (not found, bad syntax) is reported as a failed start.
@@ -54,6 +53,7 @@ pub struct ExecAgent {
     pid_path: PathBuf,
     log_path: PathBuf,
     start_check: Duration,
+    node: Option<String>,
     busy: OperationLock,
 }
 
@@ -108,9 +108,16 @@ impl ExecAgent {
             pid_path: dir.join(format!("{stem}.pid")),
             log_path: dir.join(format!("{stem}.log")),
             start_check: DEFAULT_START_CHECK,
+            node: None,
             busy: OperationLock::default(),
             resource,
         })
+    }
+
+    /// Names the node that runs the command (`HA_NODE`).
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = Some(node.to_string());
+        self
     }
 
     /// Changes how long a started command must keep running for the start to
@@ -289,7 +296,7 @@ impl ExecAgent {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
-            .env(ENV_RESOURCE, &self.resource)
+            .envs(super::service_env(&self.resource, self.node.as_deref()))
             .envs(token.env_vars());
         if let Some(dir) = &self.cwd {
             command.current_dir(dir);

@@ -271,6 +271,24 @@ fn the_service_sees_the_fencing_token() {
 }
 
 #[test]
+fn the_service_learns_its_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("env");
+    let cmd = format!(
+        "echo \"$HA_NODE $HA_RESOURCE\" > {}; exec sleep 300",
+        out.display()
+    );
+    let settings = super::AgentSettings::new(dir.path()).with_node("node7");
+    let web = settings
+        .agent_for("exec", "where", &params(&[("cmd", &cmd)]))
+        .unwrap();
+    web.start(TOKEN).unwrap();
+    let seen = read_when_written(&out);
+    web.stop(Some(Duration::ZERO), TOKEN).unwrap();
+    assert_eq!(seen, "node7 exec:where");
+}
+
+#[test]
 fn cwd_is_applied_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");

@@ -20,6 +20,8 @@ pub struct AgentSettings {
     pub operation_timeout: Duration,
     /// Time limit for a status check (systemctl is-active, OCF monitor).
     pub status_timeout: Duration,
+    /// The node the services run on, handed to them as `HA_NODE`.
+    pub node: Option<String>,
 }
 
 impl AgentSettings {
@@ -32,7 +34,14 @@ impl AgentSettings {
             ocf_root: PathBuf::from(ocf::DEFAULT_OCF_ROOT),
             operation_timeout: Duration::from_secs(120),
             status_timeout: Duration::from_secs(30),
+            node: None,
         }
+    }
+
+    /// The same settings for the services of `node` (`HA_NODE`).
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = Some(node.to_string());
+        self
     }
 
     /// The agent for SID `<kind>:<name>`, with its parameters validated.
@@ -51,16 +60,32 @@ impl AgentSettings {
                 reason: "a resource name must be non-empty without whitespace".to_string(),
             });
         }
+        let node = self.node.as_deref();
         Ok(match kind {
-            exec::KIND => Box::new(ExecAgent::from_params(name, params, &self.runtime_dir)?),
-            systemd::KIND => Box::new(
-                SystemdAgent::from_params(name, params, &self.runtime_dir, &self.systemctl)?
-                    .with_timeouts(self.operation_timeout, self.status_timeout),
-            ),
-            ocf::KIND => Box::new(
-                OcfAgent::from_params(name, params, &self.ocf_root)?
-                    .with_timeouts(self.operation_timeout, self.status_timeout),
-            ),
+            exec::KIND => {
+                let agent = ExecAgent::from_params(name, params, &self.runtime_dir)?;
+                Box::new(match node {
+                    Some(n) => agent.with_node(n),
+                    None => agent,
+                })
+            }
+            systemd::KIND => {
+                let agent =
+                    SystemdAgent::from_params(name, params, &self.runtime_dir, &self.systemctl)?
+                        .with_timeouts(self.operation_timeout, self.status_timeout);
+                Box::new(match node {
+                    Some(n) => agent.with_node(n),
+                    None => agent,
+                })
+            }
+            ocf::KIND => {
+                let agent = OcfAgent::from_params(name, params, &self.ocf_root)?
+                    .with_timeouts(self.operation_timeout, self.status_timeout);
+                Box::new(match node {
+                    Some(n) => agent.with_node(n),
+                    None => agent,
+                })
+            }
             other => {
                 return Err(AgentError::UnknownType {
                     resource: format!("{other}:{name}"),

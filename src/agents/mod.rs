@@ -3,7 +3,8 @@
 //! The SID type names the agent (`exec:web`, `systemd:nginx`, `ocf:vip`);
 //! [`agent_for`] builds one from a resource's parameters. Every call carries
 //! the [`FencingToken`] of the lease it is made under and hands it to the
-//! service as `HA_FENCING_TERM`, `HA_FENCING_SEQ` and `HA_FENCING_TOKEN`.
+//! service as `HA_FENCING_TERM`, `HA_FENCING_SEQ` and `HA_FENCING_TOKEN`,
+//! beside `HA_RESOURCE` (the SID) and `HA_NODE` (the node running it).
 //! The calls block; the LRM runs them on worker threads. See README.md in
 //! this directory for the contract, each agent's parameters and the exit code
 //! mapping.
@@ -30,6 +31,21 @@ pub use ocf::OcfAgent;
 pub use outcome::{AgentError, LrmExitCode, ServiceStatus, StartOutcome, StopOutcome};
 pub use systemd::SystemdAgent;
 pub use token::{FencingToken, ENV_FENCING_SEQ, ENV_FENCING_TERM, ENV_FENCING_TOKEN};
+
+/// Environment variable with the SID (`exec:web`) given to every service.
+pub const ENV_RESOURCE: &str = "HA_RESOURCE";
+/// Environment variable with the name of the node that runs the service,
+/// as the cluster knows it (the node config's `node`).
+pub const ENV_NODE: &str = "HA_NODE";
+
+/// The variables naming the service and its node, handed to every process
+/// an agent starts (`HA_NODE` only when the node is known: agents built
+/// outside a daemon, as in validation, have none).
+fn service_env(resource: &str, node: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut vars = vec![(ENV_RESOURCE, resource.to_string())];
+    vars.extend(node.map(|n| (ENV_NODE, n.to_string())));
+    vars
+}
 
 /// The stop timeout when the caller gives none (spec §6: "timeout undefined →
 /// 60 s").

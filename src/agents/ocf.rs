@@ -74,6 +74,7 @@ pub struct OcfAgent {
     operation_timeout: Duration,
     status_timeout: Duration,
     live_migration: OnceLock<bool>,
+    node: Option<String>,
     busy: OperationLock,
 }
 
@@ -135,9 +136,16 @@ impl OcfAgent {
             operation_timeout: Duration::from_secs(120),
             status_timeout: Duration::from_secs(30),
             live_migration: OnceLock::new(),
+            node: None,
             busy: OperationLock::default(),
             resource,
         })
+    }
+
+    /// Names the node that runs the resource (`HA_NODE`).
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = Some(node.to_string());
+        self
     }
 
     /// Changes the time limits for start/migrate and for monitor.
@@ -186,6 +194,7 @@ impl OcfAgent {
             )
             .envs(self.reskeys.iter().map(|(k, v)| (k, v)))
             .envs(extra_env.iter().copied())
+            .envs(super::service_env(&self.resource, self.node.as_deref()))
             .envs(token.env_vars());
         let finished = run(command, timeout).map_err(|e| {
             ActionError::Agent(match e {

@@ -10,15 +10,14 @@ use super::ocf::DEFAULT_OCF_ROOT;
 use super::test_support::{params, TOKEN};
 use super::{AgentError, OcfAgent, ResourceAgent, ServiceStatus, StartOutcome, StopOutcome};
 
-/// Fails (never skips) when the package is missing, saying what to install.
+/// Installs Debian's resource-agents when missing (root + apt-get), else
+/// fails (never skips) saying what to install.
 fn require_resource_agents() {
+    if let Err(e) = crate::host_packages::ensure(&[crate::host_packages::RESOURCE_AGENTS]) {
+        panic!("the ocf agent tests need the real OCF scripts: {e}");
+    }
     let dummy = Path::new(DEFAULT_OCF_ROOT).join("resource.d/heartbeat/Dummy");
-    assert!(
-        dummy.is_file(),
-        "the ocf agent tests need the real {} script: install the Debian package \
-         resource-agents (apt-get install -y resource-agents)",
-        dummy.display()
-    );
+    assert!(dummy.is_file(), "{} is missing", dummy.display());
 }
 
 fn dummy(name: &str, state: &Path) -> OcfAgent {
@@ -130,7 +129,7 @@ fn a_missing_agent_is_not_installed() {
 /// its environment and exits with a chosen code, to check the environment
 /// contract and every exit code's mapping.
 const RECORDING_AGENT: &str = r#"#!/bin/sh
-env | grep -E '^(OCF_|HA_FENCING_)' | sort > "$OCF_RESKEY_dir/env.$1"
+env | grep -E '^(OCF_|HA_)' | sort > "$OCF_RESKEY_dir/env.$1"
 exit $(cat "$OCF_RESKEY_dir/rc.$1" "$OCF_RESKEY_dir/rc" 2>/dev/null | head -n 1 | grep . || echo 0)
 "#;
 
@@ -144,7 +143,9 @@ fn recording_agent(root: &Path, work: &Path) -> OcfAgent {
         ("dir", work.to_str().unwrap()),
         ("ip", "10.1.2.3"),
     ];
-    OcfAgent::from_params("rec", &params(&pairs), root).unwrap()
+    OcfAgent::from_params("rec", &params(&pairs), root)
+        .unwrap()
+        .with_node("node1")
 }
 
 #[test]
@@ -165,6 +166,8 @@ fn the_agent_gets_the_ocf_environment_and_fencing_token() {
         "HA_FENCING_TERM=7".to_string(),
         "HA_FENCING_SEQ=42".to_string(),
         "HA_FENCING_TOKEN=42".to_string(),
+        "HA_RESOURCE=ocf:rec".to_string(),
+        "HA_NODE=node1".to_string(),
     ] {
         assert!(env.lines().any(|l| l == line), "missing {line} in:\n{env}");
     }

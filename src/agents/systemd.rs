@@ -36,6 +36,7 @@ pub struct SystemdAgent {
     env_path: PathBuf,
     start_timeout: Duration,
     status_timeout: Duration,
+    node: Option<String>,
     busy: OperationLock,
 }
 
@@ -69,8 +70,15 @@ impl SystemdAgent {
             systemctl: systemctl.to_path_buf(),
             start_timeout: Duration::from_secs(120),
             status_timeout: Duration::from_secs(30),
+            node: None,
             busy: OperationLock::default(),
         })
+    }
+
+    /// Names the node that runs the unit (`HA_NODE`).
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = Some(node.to_string());
+        self
     }
 
     /// Changes the time limits for `systemctl start` and `is-active`.
@@ -97,7 +105,11 @@ impl SystemdAgent {
         token: FencingToken,
     ) -> Result<Finished, RunError> {
         let mut command = Command::new(&self.systemctl);
-        command.args(args).arg(&self.unit).envs(token.env_vars());
+        command
+            .args(args)
+            .arg(&self.unit)
+            .envs(super::service_env(&self.resource, self.node.as_deref()))
+            .envs(token.env_vars());
         run(command, timeout)
     }
 
@@ -138,9 +150,9 @@ impl SystemdAgent {
     }
 
     fn write_env_file(&self, token: FencingToken) -> Result<(), AgentError> {
-        let text: String = token
-            .env_vars()
-            .iter()
+        let text: String = super::service_env(&self.resource, self.node.as_deref())
+            .into_iter()
+            .chain(token.env_vars())
             .map(|(key, value)| format!("{key}={value}\n"))
             .collect();
         write_atomically(&self.env_path, text.as_bytes()).map_err(|source| AgentError::Io {

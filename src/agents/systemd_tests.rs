@@ -114,7 +114,7 @@ fn start_writes_the_fencing_environment_file() {
     let env = fs::read_to_string(fake.agent.env_file()).unwrap();
     assert_eq!(
         env,
-        "HA_FENCING_TERM=7\nHA_FENCING_SEQ=42\nHA_FENCING_TOKEN=42\n"
+        "HA_RESOURCE=systemd:web\nHA_FENCING_TERM=7\nHA_FENCING_SEQ=42\nHA_FENCING_TOKEN=42\n"
     );
     assert!(fake
         .agent

@@ -27,6 +27,41 @@ pub struct JoinRequest {
     pub node: String,
     /// `host:port` of the joining node's HTTP server.
     pub addr: String,
+    /// The Raft wire format the joining node speaks (1 when absent).
+    #[serde(default = "first_wire_version")]
+    pub wire_version: u8,
+    /// The joining node's ha-manager version (empty when absent).
+    #[serde(default)]
+    pub software: String,
+}
+
+fn first_wire_version() -> u8 {
+    1
+}
+
+/// Refuses a node that speaks another Raft wire format, naming both
+/// sides' versions: it could neither replicate nor vote here.
+fn check_wire_version(req: &JoinRequest) -> ApiResult<()> {
+    let ours = raft::network::wire::WIRE_VERSION;
+    if req.wire_version == ours {
+        return Ok(());
+    }
+    let theirs = if req.software.is_empty() {
+        "an unknown version".to_string()
+    } else {
+        req.software.clone()
+    };
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "node '{}' runs ha-manager {theirs} with Raft wire format {}; this cluster runs \
+             ha-manager {} with wire format {ours}: install the same version on every node \
+             (see the upgrade section of the deploy guide)",
+            req.node,
+            req.wire_version,
+            env!("CARGO_PKG_VERSION")
+        ),
+    ))
 }
 
 /// Answer to a join: everything the new node stores in its credentials.
@@ -85,17 +120,8 @@ pub async fn join(
         .node
         .parse()
         .map_err(|e| ApiError::field("node", format!("field 'node': {e}")))?;
-    if req
-        .addr
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<u16>().ok())
-        .is_none()
-    {
-        return Err(ApiError::field(
-            "addr",
-            format!("field 'addr': '{}' is not host:port", req.addr),
-        ));
-    }
+    super::members::check_addr(&req.addr)?;
+    check_wire_version(&req)?;
     let mut dir = docs::nodes(&st.store).await?;
     // The first node registers itself right after bootstrapping; a join
     // before that would write a directory without it.
@@ -105,13 +131,23 @@ pub async fn join(
             "the cluster is still initializing: retry in a moment",
         ));
     }
+    let membership = st.store.membership();
     let node_id = match dir.value.nodes.get(&req.node) {
-        // A retried join of the same node at the same address gets its id back.
-        Some(e) if e.addr == req.addr => e.id,
-        Some(_) => {
-            return Err(ApiError::field(
-                "node",
-                format!("node name '{}' is already a cluster member", req.node),
+        // A retried join of the same node at the same address gets its id
+        // back, as long as it never became a Raft member: a member that
+        // joins again has lost its Raft log (a wiped or new disk), and the
+        // old id would make the leader expect log entries it no longer has.
+        Some(e) if e.addr == req.addr && !membership.addrs.contains_key(&e.id) => e.id,
+        Some(e) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "node name '{}' is already a cluster member (id {} at {}); to replace \
+                     that node (new disk or new address), remove the old member first with \
+                     `ha-manager cluster delnode {}` on a member, then join again; to move \
+                     it to a new address, use `ha-manager cluster set-address {} ADDR`",
+                    req.node, e.id, e.addr, req.node, req.node
+                ),
             ))
         }
         None => {
@@ -221,6 +257,18 @@ pub struct MemberView {
     pub addr: String,
     /// Voter (else learner).
     pub voter: bool,
+    /// `leader`, `voter` or `learner`.
+    #[serde(default)]
+    pub role: String,
+    /// Log entries the member is behind the leader; known only when the
+    /// answering node is the leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_lag: Option<u64>,
+    /// Milliseconds since the member last renewed its agent lease, as the
+    /// leader saw it; known only when the answering node is the leader and
+    /// the member holds its lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_contact_ms: Option<u64>,
 }
 
 /// `GET /cluster/status`.
@@ -250,14 +298,46 @@ pub fn cluster_status(st: &ApiState) -> ClusterStatus {
     let membership = st.store.membership();
     let (text, _) = docs::read_local_raw(&st.store, docs::NODES_DOC);
     let dir = docs::parse_nodes(&text).unwrap_or_default();
+    let lag = st.store.replication_lag();
+    let leases = st.store.read_local(|s| {
+        s.leases()
+            .map(|(n, l)| (n.to_string(), (l.holder.clone(), l.ttl_ms)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    });
     let members = membership
         .addrs
         .iter()
-        .map(|(id, addr)| MemberView {
-            id: *id,
-            name: dir.name_of(*id).map(str::to_string),
-            addr: addr.clone(),
-            voter: membership.voters.contains(id),
+        .map(|(id, addr)| {
+            let name = dir.name_of(*id).map(str::to_string);
+            let voter = membership.voters.contains(id);
+            let role = if status.leader == Some(*id) {
+                "leader"
+            } else if voter {
+                "voter"
+            } else {
+                "learner"
+            };
+            // ttl minus what is left of the lease = time since the grant
+            // or renewal the leader last applied.
+            let last_contact_ms = name.as_deref().and_then(|n| {
+                let lease = crate::crm::fencing::agent_lease_name(n);
+                let (holder, ttl_ms) = leases.value.get(&lease)?;
+                if holder != n {
+                    return None;
+                }
+                let left = st.store.lease_time_left(&lease)?;
+                let left = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+                Some(ttl_ms.saturating_sub(left))
+            });
+            MemberView {
+                id: *id,
+                name,
+                addr: addr.clone(),
+                voter,
+                role: role.to_string(),
+                log_lag: lag.as_ref().and_then(|l| l.get(id).copied()),
+                last_contact_ms: last_contact_ms.filter(|_| lag.is_some()),
+            }
         })
         .collect();
     ClusterStatus {
@@ -281,3 +361,35 @@ pub async fn status(State(st): State<ApiState>) -> Json<ClusterStatus> {
 
 /// How long a joining daemon keeps asking for admission between attempts.
 pub const ADMIT_RETRY: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_of_another_wire_format_is_refused_naming_both_versions() {
+        let mut req = JoinRequest {
+            node: "node4".into(),
+            addr: "10.0.0.4:7400".into(),
+            wire_version: raft::network::wire::WIRE_VERSION,
+            software: "9.9.9".into(),
+        };
+        assert!(check_wire_version(&req).is_ok());
+        req.wire_version = raft::network::wire::WIRE_VERSION + 1;
+        let e = check_wire_version(&req).unwrap_err();
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        let text = e.body.error;
+        assert!(
+            text.contains("9.9.9") && text.contains(env!("CARGO_PKG_VERSION")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("wire format {}", req.wire_version)),
+            "{text}"
+        );
+        // A request from a build that did not send the fields reads as 1.
+        let old: JoinRequest =
+            serde_json::from_str(r#"{"token":"t","node":"n","addr":"a:1"}"#).unwrap();
+        assert_eq!(old.wire_version, 1);
+    }
+}

@@ -69,6 +69,11 @@ async fn read_raw(store: &ClusterStore, name: &str) -> ApiResult<(String, u64)> 
     Ok(doc.map_or((String::new(), 0), |d| (d.value, d.version)))
 }
 
+/// Reads a document's text (linearizable); empty if it does not exist.
+pub async fn read_text(store: &ClusterStore, name: &str) -> ApiResult<String> {
+    Ok(read_raw(store, name).await?.0)
+}
+
 /// Reads the raw document from the local replica without a quorum round.
 pub fn read_local_raw(store: &ClusterStore, name: &str) -> (String, u64) {
     let key = DocKey::Config(name.to_string());

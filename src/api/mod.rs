@@ -11,11 +11,13 @@
 //!   (see [`extract`]).
 //! * `/raft` is mounted by the daemon from the `raft` crate (cluster secret).
 
+pub mod backup;
 pub mod cluster;
 pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod import;
+pub mod members;
 pub mod resources;
 pub mod rules;
 pub mod status;
@@ -117,6 +119,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/cluster/status", get(cluster::status))
         .route("/cluster/members", post(cluster::admit))
         .route("/cluster/leave", post(cluster::leave))
+        .route("/cluster/delnode", post(members::delnode))
+        .route("/cluster/set-address", post(members::set_address))
         .route("/resources", get(resources::list).post(resources::create))
         .route(
             "/resources/{sid}",
@@ -135,6 +139,7 @@ pub fn router(state: ApiState) -> Router {
             "/groups/{group}",
             axum::routing::put(resources::update_group).delete(resources::remove_group),
         )
+        .route("/backup", get(backup::backup))
         .route("/rules", get(rules::list_rules).post(rules::create_rule))
         .route(
             "/rules/{rule}",

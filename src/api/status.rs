@@ -15,51 +15,13 @@ use super::docs;
 use super::error::ApiResult;
 use super::ApiState;
 use crate::config::parse_resources_cfg;
-use crate::crm::{ManagerStatus, ServiceState};
-use crate::domain::{RequestedState, ResourceConfig};
-use crate::lrm::status::{LrmState, LrmStatus};
+use crate::crm::status_view::{self, LeaseView, StatusInput};
+use crate::crm::{agent_lease_name, AgentLease, ManagerStatus};
+use crate::domain::{NodeName, ResourceConfig};
+use crate::lrm::status::LrmStatus;
+use lease::LeaseRecord;
 
-/// One entry of `GET /status/current`; the CLI prints `<type> <status>`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StatusEntry {
-    /// Entry id (`quorum`, `master`, `lrm:<node>`, `service:<sid>`).
-    pub id: String,
-    /// quorum, master, lrm or service.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Node the entry is about.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// The status text.
-    pub status: String,
-    /// Quorum entries: whether the node is quorate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quorate: Option<bool>,
-    /// Service entries: the SID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sid: Option<String>,
-    /// Service entries: the CRM state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crm_state: Option<String>,
-    /// Service entries: the requested state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_state: Option<String>,
-}
-
-impl StatusEntry {
-    fn new(id: String, kind: &str, node: Option<String>, status: String) -> Self {
-        StatusEntry {
-            id,
-            kind: kind.to_string(),
-            node,
-            status,
-            quorate: None,
-            sid: None,
-            crm_state: None,
-            request_state: None,
-        }
-    }
-}
+pub use crate::crm::status_view::StatusEntry;
 
 /// A consistent snapshot of what the status endpoints show.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -148,131 +110,57 @@ fn quorate(st: &ApiState) -> bool {
     }
 }
 
-/// The status lines of spec 7.2 as entries.
+/// Each member's agent lease as this node's replica sees it.
+fn lease_views(st: &ApiState, nodes: &[String]) -> BTreeMap<String, LeaseView> {
+    let records: BTreeMap<String, LeaseRecord> = st
+        .store
+        .read_local(|s| {
+            s.leases()
+                .map(|(n, r)| (n.to_string(), r.clone()))
+                .collect()
+        })
+        .value;
+    nodes
+        .iter()
+        .filter_map(|node| {
+            let name: NodeName = node.parse().ok()?;
+            let lease_name = agent_lease_name(node);
+            let time_left = st.store.lease_time_left(&lease_name);
+            let expired = time_left.is_some_and(|t| t.is_zero());
+            let lease = AgentLease::of(&name, records.get(&lease_name), expired);
+            let time_left_ms = time_left.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+            Some((
+                node.clone(),
+                LeaseView {
+                    lease,
+                    time_left_ms,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The status lines of spec 7.2 as entries (`crm::status_view`).
 pub fn current(st: &ApiState) -> Vec<StatusEntry> {
     let snap = snapshot(st);
-    let now = now_secs();
-    let mut out = Vec::new();
-    let q = quorate(st);
-    let mut e = StatusEntry::new(
-        "quorum".into(),
-        "quorum",
-        Some(st.node.to_string()),
-        if q {
-            "OK".into()
-        } else {
-            format!("No quorum on node '{}'!", st.node)
-        },
-    );
-    e.quorate = Some(q);
-    out.push(e);
-    let ms = &snap.manager_status;
-    if let Some(master) = &ms.master_node {
-        let age = now.saturating_sub(ms.timestamp);
-        let state = if ms.timestamp > now + 2 {
-            "detected time drift!"
-        } else if age <= 30 {
-            "active"
-        } else if q && snap.resources.is_empty() {
-            "idle"
-        } else {
-            "old timestamp - dead?"
-        };
-        out.push(StatusEntry::new(
-            "master".into(),
-            "master",
-            Some(master.to_string()),
-            format!("{master} ({state}, {})", ctime_utc(ms.timestamp)),
-        ));
-    }
-    let mut nodes: Vec<String> = snap.nodes.clone();
-    for n in ms.node_status.keys() {
-        if !nodes.contains(&n.to_string()) {
+    let mut nodes = snap.nodes.clone();
+    for n in snap.manager_status.node_status.keys() {
+        if !nodes.iter().any(|m| m == n.as_str()) {
             nodes.push(n.to_string());
         }
     }
-    nodes.sort();
-    for node in &nodes {
-        let text = match snap.lrm_status.get(node) {
-            None => format!("{node} (unable to read lrm status)"),
-            Some(l) => {
-                let fresh = now.saturating_sub(l.timestamp) <= 30;
-                let state = l.state.map_or("unknown", |s| s.as_str());
-                let mode = l.mode_or_active().as_str();
-                let s = if let Some(problem) = &l.watchdog_problem {
-                    // Not dead: alive but unprotected, so it runs nothing.
-                    format!("watchdog cannot protect this node: {problem}; no services")
-                } else if !fresh {
-                    "old timestamp - dead?".to_string()
-                } else if mode != "active" {
-                    format!("{mode} mode")
-                } else if l.state == Some(LrmState::WaitForAgentLock) {
-                    "idle".to_string()
-                } else {
-                    state.to_string()
-                };
-                let wd = if l.watchdog_problem.is_some() {
-                    "watchdog failed"
-                } else if fresh && matches!(l.state, Some(LrmState::Active)) {
-                    "watchdog active"
-                } else {
-                    "watchdog standby"
-                };
-                format!("{node} ({s}, {wd}, {})", ctime_utc(l.timestamp))
-            }
-        };
-        out.push(StatusEntry::new(
-            format!("lrm:{node}"),
-            "lrm",
-            Some(node.clone()),
-            text,
-        ));
-    }
-    let configured: BTreeMap<String, &ResourceConfig> = snap
-        .resources
-        .iter()
-        .map(|r| (r.sid.to_string(), r))
-        .collect();
-    for (sid, rec) in &ms.service_status {
-        let req = configured.get(sid.as_str()).map(|r| r.state);
-        let display = match (req, rec.state) {
-            (None, _) => "deleting".to_string(),
-            (Some(RequestedState::Ignored), _) => "ignored".to_string(),
-            (Some(RequestedState::Started), ServiceState::Stopped) => "starting".into(),
-            (Some(RequestedState::Disabled), ServiceState::Stopped) => "disabled".into(),
-            (Some(_), ServiceState::Started) if !rec.running => "starting".into(),
-            (Some(RequestedState::Stopped | RequestedState::Disabled), ServiceState::Started) => {
-                "stopping".into()
-            }
-            (Some(RequestedState::Disabled), ServiceState::Error) => "clearing error flag".into(),
-            (_, s) => s.as_str().to_string(),
-        };
-        let mut e = StatusEntry::new(
-            format!("service:{sid}"),
-            "service",
-            Some(rec.node.to_string()),
-            format!("{sid} ({}, {display})", rec.node),
-        );
-        e.sid = Some(sid.to_string());
-        e.crm_state = Some(rec.state.as_str().to_string());
-        e.request_state = req.map(|r| r.as_str().to_string());
-        out.push(e);
-    }
-    for (sid, r) in &configured {
-        if ms.service_status.keys().any(|s| s.as_str() == sid) {
-            continue;
-        }
-        let mut e = StatusEntry::new(
-            format!("service:{sid}"),
-            "service",
-            None,
-            format!("{sid} (none, queued)"),
-        );
-        e.sid = Some(sid.clone());
-        e.request_state = Some(r.state.as_str().to_string());
-        out.push(e);
-    }
-    out
+    let leases = lease_views(st, &nodes);
+    let input = StatusInput {
+        local_node: st.node.as_str(),
+        quorate: quorate(st),
+        now: now_secs(),
+        manager_status: &snap.manager_status,
+        lrm_status: &snap.lrm_status,
+        resources: &snap.resources,
+        members: &snap.nodes,
+        leases: &leases,
+    };
+    status_view::build(&input, &ctime_utc)
 }
 
 /// `GET /status/current`.

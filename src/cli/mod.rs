@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod stdout;
+
 /// ha-manager: standalone HA cluster manager.
 #[derive(Debug, Parser)]
 #[command(name = "ha-manager", version, about)]
@@ -75,7 +77,15 @@ pub fn run(cli: Cli) -> i32 {
             };
             let mut text = result.log.join("\n");
             text.push('\n');
-            print!("{text}");
+            match stdout::write(&text) {
+                Ok(()) => {}
+                // The reader closed the pipe: it has what it wanted.
+                Err(stdout::OutputError::ClosedPipe) => return 0,
+                Err(e) => {
+                    eprintln!("ha-manager: {e}");
+                    return 1;
+                }
+            }
             if let Some(path) = final_state {
                 let json = match serde_json::to_string_pretty(&result.final_state) {
                     Ok(j) => j,

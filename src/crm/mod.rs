@@ -13,10 +13,12 @@ pub mod fencing;
 pub mod group_migration;
 pub mod liveness;
 pub mod manager;
+pub mod node_removal;
 pub mod output;
 pub mod pve_version;
 pub mod select;
 pub mod status;
+pub mod status_view;
 
 pub use affinity::node_affinity_from_config;
 pub use daemon::{CrmDaemon, CrmDaemonState, CrmInput, CrmOutput};

@@ -64,6 +64,7 @@ struct RawNodeConfig {
     timing: Option<String>,
     agent_runtime_dir: Option<PathBuf>,
     shutdown_policy: Option<String>,
+    source_address: Option<String>,
 }
 
 /// A validated node configuration with defaults applied.
@@ -85,6 +86,10 @@ pub struct NodeConfig {
     pub agent_runtime_dir: PathBuf,
     /// What a node shutdown or reboot does to its services (spec 3.17).
     pub shutdown_policy: ShutdownPolicy,
+    /// Source address of connections to other nodes: `advertise` (the
+    /// default: the IP of `advertise`), `kernel` (`None`: the kernel picks),
+    /// or an IP address.
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 impl NodeConfig {
@@ -152,9 +157,20 @@ impl NodeConfig {
                     .map_err(|e| invalid("shutdown_policy", e.to_string()))?
             }
         };
+        let source_address = match raw.source_address.as_deref() {
+            None | Some("advertise") => raft::config::source_of(&advertise),
+            Some("kernel") => None,
+            Some(ip) => Some(ip.parse().map_err(|_| {
+                invalid(
+                    "source_address",
+                    format!("'{ip}' is neither 'advertise', 'kernel' nor an IP address"),
+                )
+            })?),
+        };
         Ok(NodeConfig {
             node,
             shutdown_policy,
+            source_address,
             listen,
             advertise,
             data_dir,

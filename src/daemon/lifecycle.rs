@@ -51,6 +51,7 @@ pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<C
     }
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
+        .local_address(config.source_address)
         .build()?;
     let url = format!("http://{address}/api/v1/cluster/join");
     let response = client
@@ -59,6 +60,8 @@ pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<C
         .json(&JoinRequest {
             node: config.node.to_string(),
             addr: config.advertise.clone(),
+            wire_version: raft::network::wire::WIRE_VERSION,
+            software: env!("CARGO_PKG_VERSION").to_string(),
         })
         .send()
         .with_context(|| format!("contacting {url}"))?;
@@ -187,4 +190,29 @@ pub fn retire_after_leave(config: &NodeConfig) -> anyhow::Result<()> {
     }
     tracing::info!("credentials and raft data moved aside; the node can init or join again");
     Ok(())
+}
+
+/// `cluster force-single-node`: disaster recovery when the majority is
+/// lost for good. Rewrites this (stopped) node's Raft store so that it is
+/// the only voter, keeping every entry of its log; at its next start it
+/// leads a one-node cluster with the last state it has. The other members
+/// stay in the node directory: the CRM fences them (takes over their
+/// expired agent leases) and recovers their services here, and the
+/// operator removes them with `cluster delnode` once they are gone.
+pub fn force_single_node(config: &NodeConfig) -> anyhow::Result<raft::recovery::ForcedMembership> {
+    let path = config.credentials_path();
+    let creds = Credentials::load(&path)
+        .with_context(|| format!("{}: this node is not part of a cluster", path.display()))?;
+    if creds.bootstrap_pending || creds.join_via.is_some() {
+        bail!("this node has not finished its init or join: there is nothing to recover");
+    }
+    let forced =
+        raft::recovery::force_single_member(&config.store_dir(), creds.node_id, &config.advertise)
+            .context("is the daemon still running? stop it first (systemctl stop ha-manager)")?;
+    tracing::warn!(
+        term = forced.term,
+        index = forced.index,
+        "this node is now the only voter of its cluster (force-single-node)"
+    );
+    Ok(forced)
 }

@@ -19,7 +19,7 @@ use super::crm_task::{log_event, unix_ms};
 use super::shutdown::node_shutdown_kind;
 use super::snapshot::{self, placement_key};
 use super::STATUS_REFRESH;
-use crate::agents::{agent_for, FencingToken};
+use crate::agents::{AgentSettings, FencingToken};
 use crate::crm::{agent_lease_name, exit_code, ConfiguredResource, ServiceState};
 use crate::domain::{NodeName, Sid};
 use crate::lrm::{
@@ -85,12 +85,11 @@ impl Executor for AgentExecutor {
             None if needs_lease => return Some(exit_code::ETRY_AGAIN),
             None => FencingToken::new(0, 0),
         };
-        let agent = match agent_for(
-            sid.kind(),
-            sid.name(),
-            &res.config.params,
-            &self.runtime_dir,
-        ) {
+        // The services learn which node runs them (`HA_NODE`).
+        let agent = match AgentSettings::new(&self.runtime_dir)
+            .with_node(self.node.as_str())
+            .agent_for(sid.kind(), sid.name(), &res.config.params)
+        {
             Ok(a) => a,
             Err(e) => {
                 crate::lrm::log_step(log, crate::crm::Level::Err, format!("{sid}: {e}"));

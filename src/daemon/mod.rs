@@ -91,6 +91,7 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
         config.advertise.clone(),
         creds.cluster_secret.clone(),
     );
+    store_config.source_addr = config.source_address;
     // Raft's timing is part of the one timing rule: a node must be able to
     // renew through a new leader inside its feed window.
     store_config.heartbeat_interval = config.timing.raft_heartbeat;

@@ -224,7 +224,8 @@ pub fn run_leader_fault_trial(
 
 /// Locates the `ha-manager` and `watchdog-mux` binaries next to the running
 /// example (target/<profile>/examples/..), building them with cargo first
-/// (a no-op when they are current).
+/// (a no-op when they are current; with the same features as the running
+/// example, so it never recompiles what that build made).
 pub fn built_binaries() -> Result<std::path::PathBuf, LocalClusterError> {
     let exe = std::env::current_exe().map_err(|e| LocalClusterError::Io {
         what: "locating the running program".into(),
@@ -241,6 +242,17 @@ pub fn built_binaries() -> Result<std::path::PathBuf, LocalClusterError> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = std::process::Command::new(cargo);
     cmd.args(["build", "-p", "ha-manager", "-p", "watchdog", "--bins"]);
+    // Name the running example too: building an example turns on the
+    // dev-dependencies' features (cargo's feature resolver 2), so without it
+    // this build would resolve other features for shared crates (nix,
+    // bitflags, regex, ...) and recompile most of the tree a second time.
+    // With it, everything the `cargo run --example` already built is fresh
+    // and only the two binaries are compiled.
+    if let Some(name) = exe.file_stem().and_then(|n| n.to_str()) {
+        if examples.file_name().and_then(|n| n.to_str()) == Some("examples") {
+            cmd.args(["--example", name]);
+        }
+    }
     if release {
         cmd.arg("--release");
     }

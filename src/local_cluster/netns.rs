@@ -210,7 +210,11 @@ pub struct ClusterNet {
 impl ClusterNet {
     /// Makes the bridge and one namespace per node, for cluster number
     /// `cluster` of this process. Needs root, `ip` and `iptables`.
+    /// Installs `iproute2`/`iptables` first when they are missing (see
+    /// [`crate::host_packages`]).
     pub fn create(cluster: u64, nodes: usize) -> Result<Self, LocalClusterError> {
+        use crate::host_packages::{ensure, IPROUTE2, IPTABLES};
+        ensure(&[IPROUTE2, IPTABLES]).map_err(|e| LocalClusterError::Net(e.to_string()))?;
         let pid = std::process::id();
         let names = NetNames::new(pid, cluster, nodes);
         // Objects with exactly these names can only be left-overs of a

@@ -1,27 +1,51 @@
 //! Text output of the query verbs (Proxmox's layout).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::api::cluster::ClusterStatus;
 use crate::api::resources::ResourceView;
 use crate::api::rules::RuleView;
+use crate::domain::{NodeAffinityRule, ResourceConfig};
 
-/// `config`: `type:name`, then `<TAB>key value` per set property, blank line.
+/// `config`: `type:name`, then `<TAB>key value` for each key that is set
+/// (as in resources.cfg: defaults are not repeated), sorted, blank line.
 pub fn resources_text(list: &[ResourceView]) -> String {
     let mut out = String::new();
     for r in list {
         let c = &r.config;
+        let default = ResourceConfig::with_defaults(c.sid.clone());
         let _ = writeln!(out, "{}", c.sid);
-        let mut props: Vec<(String, String)> = vec![
-            ("failback".into(), u8::from(c.failback).to_string()),
-            ("max_relocate".into(), c.max_relocate.to_string()),
-            ("max_restart".into(), c.max_restart.to_string()),
-            ("state".into(), c.state.as_str().to_string()),
-        ];
+        let mut props: Vec<(String, String)> = Vec::new();
+        let mut set = |key: &str, value: String, is_default: bool| {
+            if !is_default {
+                props.push((key.to_string(), value));
+            }
+        };
+        set(
+            "failback",
+            u8::from(c.failback).to_string(),
+            c.failback == default.failback,
+        );
+        set(
+            "max_relocate",
+            c.max_relocate.to_string(),
+            c.max_relocate == default.max_relocate,
+        );
+        set(
+            "max_restart",
+            c.max_restart.to_string(),
+            c.max_restart == default.max_restart,
+        );
+        set(
+            "state",
+            c.state.as_str().to_string(),
+            c.state == default.state,
+        );
         if let Some(g) = &c.group {
             props.push(("group".into(), g.clone()));
         }
-        if let Some(cm) = &c.comment {
+        if let Some(cm) = c.comment.as_ref().filter(|cm| !cm.is_empty()) {
             props.push(("comment".into(), cm.clone()));
         }
         props.extend(c.params.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -48,31 +72,78 @@ pub fn cluster_text(s: &ClusterStatus) -> String {
         s.term
     );
     for m in &s.members {
+        let role = match m.role.as_str() {
+            "" if m.voter => "voter",
+            "" => "learner",
+            r => r,
+        };
+        // Lag and last contact are the leader's knowledge: shown when
+        // the answering node leads.
+        let mut extra = String::new();
+        if let Some(lag) = m.log_lag {
+            let _ = write!(extra, ", log lag {lag}");
+        }
+        if let Some(ms) = m.last_contact_ms {
+            let _ = write!(extra, ", last contact {:.1} s ago", ms as f64 / 1000.0);
+        }
         let _ = writeln!(
             out,
-            "member {} (id {}, {}, {})",
+            "member {} (id {}, {}, {role}{extra})",
             m.name.as_deref().unwrap_or("?"),
             m.id,
             m.addr,
-            if m.voter { "voter" } else { "learner" }
         );
     }
     out
 }
 
-/// `rules list`: one row per rule in file order, with whether the CRM uses
-/// it (`in use`, `ignored (conflicts)`, or disabled).
-pub fn rules_table(views: &[RuleView]) -> String {
-    let header = [
-        "enabled",
-        "state",
-        "rule",
-        "type",
-        "resources",
-        "nodes",
-        "comment",
-    ];
-    let rows: Vec<[String; 7]> = views
+/// Lays rows out under a header, columns padded to their widest cell and
+/// two spaces apart, trailing blanks cut.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn join_resources(rule: &NodeAffinityRule) -> String {
+    let sids: Vec<String> = rule.resources.iter().map(ToString::to_string).collect();
+    sids.join(",")
+}
+
+fn join_nodes(rule: &NodeAffinityRule) -> String {
+    let nodes: Vec<String> = rule
+        .nodes
+        .iter()
+        .map(|(node, prio)| match prio {
+            0 => node.to_string(),
+            p => format!("{node}:{p}"),
+        })
+        .collect();
+    nodes.join(",")
+}
+
+/// `rules config` (spec 7.1): one row per rule in file order with the
+/// columns enabled, state (`in use`, `ignored (conflicts)`, `disabled`),
+/// rule, type, resources, comment.
+pub fn rules_config_table(views: &[RuleView]) -> String {
+    let rows: Vec<Vec<String>> = views
         .iter()
         .map(|v| {
             let rule = &v.rule;
@@ -83,44 +154,94 @@ pub fn rules_table(views: &[RuleView]) -> String {
             } else {
                 "ignored (conflicts)"
             };
-            let join = |items: Vec<String>| items.join(",");
-            [
+            vec![
                 u8::from(!rule.disable).to_string(),
                 state.to_string(),
                 rule.id.clone(),
                 v.kind.clone(),
-                join(rule.resources.iter().map(ToString::to_string).collect()),
-                join(
-                    rule.nodes
-                        .iter()
-                        .map(|(node, prio)| match prio {
-                            0 => node.to_string(),
-                            p => format!("{node}:{p}"),
-                        })
-                        .collect(),
-                ),
+                join_resources(rule),
                 rule.comment.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+    table(
+        &["enabled", "state", "rule", "type", "resources", "comment"],
+        &rows,
+    )
+}
+
+/// `rules list` (spec 7.1): the rules as the API lists them, sorted by
+/// order, one column per property (the digest aside).
+pub fn rules_list_table(views: &[RuleView]) -> String {
+    let mut sorted: Vec<&RuleView> = views.iter().collect();
+    sorted.sort_by_key(|v| v.order);
+    let rows: Vec<Vec<String>> = sorted
+        .iter()
+        .map(|v| {
+            let rule = &v.rule;
+            vec![
+                rule.id.clone(),
+                v.kind.clone(),
+                v.order.to_string(),
+                join_resources(rule),
+                join_nodes(rule),
+                u8::from(rule.strict).to_string(),
+                u8::from(rule.disable).to_string(),
+                rule.comment.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "rule",
+            "type",
+            "order",
+            "resources",
+            "nodes",
+            "strict",
+            "disable",
+            "comment",
+        ],
+        &rows,
+    )
+}
+
+/// Whether a terminal could act on `c`: C0 controls but newline and tab
+/// (the layout's own), DEL and the C1 controls (U+0080..U+009F, where
+/// U+009B starts an escape sequence like ESC [).
+fn is_terminal_control(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t') || ('\u{80}'..='\u{9f}').contains(&c)
+}
+
+/// Text output with every character a terminal would act on written as
+/// `\xNN` (`\u{NNNN}` above U+00FF is never a control): a name holding
+/// `ESC [2J` is shown, not executed.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_terminal_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_terminal_control(c) {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else {
+            out.push(c);
         }
     }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
-    };
-    line(header.to_vec());
-    for row in &rows {
-        line(row.iter().map(String::as_str).collect());
+    Cow::Owned(out)
+}
+
+/// JSON text with the controls JSON does not escape itself (DEL, C1) as
+/// `\u00NN` escapes; they can only occur inside strings, so the result is
+/// the same JSON value.
+pub fn escape_json_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_terminal_control(c) {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
     }
     out
 }
@@ -155,21 +276,59 @@ mod tests {
     }
 
     #[test]
-    fn rules_table_names_the_state_of_each_rule() {
-        let text = rules_table(&[
+    fn rules_config_is_proxmoxs_table_with_the_crms_verdict() {
+        let text = rules_config_table(&[
             view("web", &["exec:a", "exec:b"], false, false),
             view("old", &["exec:c"], true, false),
             view("dup", &["exec:a"], false, true),
         ]);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4, "{text}");
-        assert!(lines[0].starts_with("enabled  state"), "{text}");
-        assert!(lines[1].starts_with("1        in use"), "{text}");
-        assert!(
-            lines[1].contains("exec:a,exec:b  node1:2,node2  web tier"),
-            "{text}"
+        let want = "\
+enabled  state                rule  type           resources      comment
+1        in use               web   node-affinity  exec:a,exec:b  web tier
+0        disabled             old   node-affinity  exec:c         web tier
+1        ignored (conflicts)  dup   node-affinity  exec:a         web tier
+";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn rules_list_is_the_api_list_by_order() {
+        let mut second = view("b", &["exec:b"], false, false);
+        second.order = 1;
+        let text = rules_list_table(&[second, view("a", &["exec:a"], true, false)]);
+        let want = "\
+rule  type           order  resources  nodes          strict  disable  comment
+a     node-affinity  0      exec:a     node1:2,node2  0       1        web tier
+b     node-affinity  1      exec:b     node1:2,node2  0       0        web tier
+";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn config_prints_only_the_keys_that_are_set() {
+        let sid: crate::domain::Sid = "exec:web".parse().unwrap();
+        let plain = ResourceConfig::with_defaults(sid.clone());
+        let mut tuned = ResourceConfig::with_defaults("exec:db".parse().unwrap());
+        tuned.max_restart = 3;
+        tuned.state = crate::domain::RequestedState::Stopped;
+        tuned.comment = Some("main db".into());
+        tuned.params.insert("cmd".into(), "sleep 1".into());
+        let list = [plain, tuned].map(|config| ResourceView { config, digest: 1 });
+        let want = "exec:web\n\nexec:db\n\tcmd sleep 1\n\tcomment main db\n\tmax_restart 3\n\tstate stopped\n\n";
+        assert_eq!(resources_text(&list), want);
+    }
+
+    #[test]
+    fn terminal_controls_are_shown_not_sent() {
+        assert_eq!(escape_controls("plain\tline\n"), "plain\tline\n");
+        assert_eq!(
+            escape_controls("exec:\u{1b}[2Jx\r\u{7f}\u{9b}"),
+            "exec:\\x1b[2Jx\\x0d\\x7f\\x9b"
         );
-        assert!(lines[2].starts_with("0        disabled"), "{text}");
-        assert!(lines[3].contains("ignored (conflicts)  dup"), "{text}");
+        let json = serde_json::to_string("a\u{1b}b\u{9b}").unwrap();
+        let safe = escape_json_controls(&json);
+        assert_eq!(safe, "\"a\\u001bb\\u009b\"");
+        let back: String = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, "a\u{1b}b\u{9b}");
     }
 }

@@ -119,6 +119,47 @@ where
         })
     }
 
+    /// Disaster recovery: makes `id` the only voter, with the whole local
+    /// log kept (etcd's `--force-new-cluster`, Proxmox's `pvecm expected
+    /// 1` made permanent). Appends one membership entry `{id: node}` after
+    /// the last entry, in a term above every term seen, and records a vote
+    /// for `id` in that term; at its next start the node elects itself
+    /// and commits everything it has. Only for a cluster whose majority is
+    /// lost for good: if the others come back they must not rejoin with
+    /// their old logs. Must run while no Raft node uses the database.
+    /// Returns the term and index of the new membership entry.
+    pub fn force_single_member(
+        &self,
+        id: C::NodeId,
+        node: C::Node,
+    ) -> Result<(u64, u64), StorageIOError<C::NodeId>> {
+        let last_purged: Option<LogId<C::NodeId>> =
+            self.read_meta(KEY_LAST_PURGED, "last purged log id")?;
+        let last = self.last_entry_log_id()?.or(last_purged);
+        let vote: Option<Vote<C::NodeId>> = self.read_meta(KEY_VOTE, "vote")?;
+        let seen_term = vote
+            .map(|v| v.leader_id().get_term())
+            .unwrap_or(0)
+            .max(last.as_ref().map_or(0, |l| l.leader_id.term));
+        let term = seen_term + 1;
+        let index = last.as_ref().map_or(0, |l| l.index + 1);
+        let membership = openraft::Membership::new(
+            vec![std::collections::BTreeSet::from([id.clone()])],
+            std::collections::BTreeMap::from([(id.clone(), node)]),
+        );
+        let entry: Entry<C> = Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(term, id.clone()), index),
+            payload: openraft::EntryPayload::Membership(membership),
+        };
+        let bytes = codec::encode("log entry", &entry).map_err(|e| StorageIOError::write(&e))?;
+        self.log
+            .insert(index_key(index), bytes)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.write_meta(KEY_VOTE, "vote", &Vote::new(term, id))?;
+        self.db.flush().map_err(|e| StorageIOError::write(&e))?;
+        Ok((term, index))
+    }
+
     async fn flush(&self) -> Result<(), sled::Error> {
         self.db.flush_async().await.map(|_| ())
     }

@@ -117,3 +117,34 @@ async fn install_of_garbage_snapshot_fails_and_keeps_state() {
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(1));
 }
+
+#[tokio::test]
+async fn force_single_member_keeps_the_log_and_appends_a_membership_in_a_new_term() {
+    let dir = TempDir::new().unwrap();
+    {
+        let (mut log, _sm) = storage::open::<KvConfig, _>(dir.path(), KvApp::default()).unwrap();
+        log.blocking_append([entry(1, "a=1"), entry(2, "b=2")])
+            .await
+            .unwrap();
+        log.save_vote(&Vote::new(5, 3)).await.unwrap();
+        let (term, index) = log
+            .force_single_member(2, openraft::BasicNode::new("10.0.0.2:7400"))
+            .unwrap();
+        // Above every term seen (the vote's 5 beats the entries' 1).
+        assert_eq!((term, index), (6, 3));
+    }
+    let (mut log, _sm) = storage::open::<KvConfig, _>(dir.path(), KvApp::default()).unwrap();
+    let entries = log.try_get_log_entries(0..10).await.unwrap();
+    assert_eq!(entries.len(), 3, "nothing of the old log is lost");
+    assert_eq!(entries[1].payload, EntryPayload::Normal("b=2".to_string()));
+    let EntryPayload::Membership(m) = &entries[2].payload else {
+        panic!("not a membership entry: {:?}", entries[2]);
+    };
+    assert_eq!(m.voter_ids().collect::<Vec<_>>(), vec![2]);
+    assert_eq!(
+        m.get_node(&2).map(|n| n.addr.as_str()),
+        Some("10.0.0.2:7400")
+    );
+    assert_eq!(entries[2].log_id.leader_id.term, 6);
+    assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(6, 2)));
+}

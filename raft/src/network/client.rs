@@ -47,8 +47,18 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    /// Builds a client that authenticates with `secret`.
+    /// Builds a client that authenticates with `secret`; the kernel picks
+    /// the source address.
     pub fn new(secret: &str) -> Result<Self, reqwest::Error> {
+        Self::with_source(secret, None)
+    }
+
+    /// Builds a client that authenticates with `secret` and connects from
+    /// `source` (see [`crate::StoreConfig::source_addr`]).
+    pub fn with_source(
+        secret: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Self, reqwest::Error> {
         // Shorter than the 5 s in which the daemon's server closes an idle
         // connection, so a request never goes out on a connection the
         // peer is closing (a renewal every 10 s in the `pve` profile
@@ -56,6 +66,7 @@ impl PeerClient {
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(4))
             .tcp_nodelay(true)
+            .local_address(source)
             .build()?;
         Ok(Self {
             http,

@@ -59,6 +59,13 @@ pub enum ForwardRequest {
         /// Its id.
         id: NodeId,
     },
+    /// Change a member's HTTP address (the node keeps its id and role).
+    SetAddress {
+        /// Its id.
+        id: NodeId,
+        /// The new `host:port`.
+        addr: String,
+    },
 }
 
 /// The leader's answer to a [`ForwardRequest`].

@@ -1,0 +1,96 @@
+//! The `rules` verbs: Proxmox's `rules config` and `rules list` tables and
+//! the rule edits.
+
+use serde_json::json;
+
+use super::commands::{OutputFormat, RulesCommand, RulesQuery};
+use super::{client, output, print_digest, say, say_json, split_list};
+use crate::api::resources::WriteReply;
+use crate::api::rules::RuleView;
+
+/// Runs a `rules` sub-verb.
+pub(super) fn rules(command: RulesCommand) -> anyhow::Result<()> {
+    match command {
+        // Proxmox: `rules config` is the table with the CRM's verdict on
+        // each rule, `rules list` the API's rules as a plain table.
+        RulesCommand::Config { query } => {
+            let views = fetch_rules(&query)?;
+            match query.output_format {
+                OutputFormat::Json => say_json(&views),
+                OutputFormat::Text => say(&output::rules_config_table(&views)),
+            }
+        }
+        RulesCommand::List { query } => {
+            let views = fetch_rules(&query)?;
+            match query.output_format {
+                OutputFormat::Json => say_json(&views),
+                OutputFormat::Text => say(&output::rules_list_table(&views)),
+            }
+        }
+        RulesCommand::Add {
+            kind,
+            rule,
+            options,
+            config,
+        } => {
+            let reply: WriteReply = client(&config)?.post(
+                "/rules",
+                &json!({"type": kind, "rule": rule, "options": options.to_map()}),
+            )?;
+            print_digest(&reply)
+        }
+        RulesCommand::Set {
+            kind,
+            rule,
+            options,
+            delete,
+            digest,
+            config,
+        } => {
+            if kind != crate::config::rules::NODE_AFFINITY_TYPE {
+                anyhow::bail!(
+                    "field 'type': rule type '{kind}' is not supported (expected node-affinity)"
+                );
+            }
+            let reply: WriteReply = client(&config)?.put(
+                &format!("/rules/{}", client::segment(&rule)?),
+                &json!({"options": options.to_map(), "delete": split_list(&delete), "digest": digest}),
+            )?;
+            print_digest(&reply)
+        }
+        RulesCommand::Remove { rule, config } => {
+            let reply: WriteReply =
+                client(&config)?.delete(&format!("/rules/{}", client::segment(&rule)?))?;
+            print_digest(&reply)
+        }
+    }
+}
+
+/// `GET /rules` with the query's filters.
+fn fetch_rules(query: &RulesQuery) -> anyhow::Result<Vec<RuleView>> {
+    let mut filters = Vec::new();
+    if let Some(kind) = &query.kind {
+        filters.push(format!("type={}", query_value(kind)));
+    }
+    if let Some(resource) = &query.resource {
+        filters.push(format!("resource={}", query_value(resource)));
+    }
+    let path = if filters.is_empty() {
+        "/rules".to_string()
+    } else {
+        format!("/rules?{}", filters.join("&"))
+    };
+    client(&query.config)?.get(&path)
+}
+
+/// Percent-encodes a query value (only what could break the query).
+pub(super) fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b':' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

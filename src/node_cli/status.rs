@@ -1,0 +1,63 @@
+//! `ha-manager status`: Proxmox's lines (spec 7.2) in the local time of
+//! this process, the node lines and marks of `crm::status_view`, or the
+//! typed entries as JSON.
+
+use chrono::{Local, TimeZone};
+use serde_json::json;
+
+use super::client::ApiClient;
+use super::commands::OutputFormat;
+use super::{say, say_json};
+use crate::api::status::{StatusEntry, StatusSnapshot};
+use crate::crm::status_view::status_text;
+
+/// Unix seconds as Perl's scalar `localtime` writes them (Proxmox's
+/// status): `Sun Nov 22 23:10:36 2026`, in the zone of this process
+/// (`TZ`, else `/etc/localtime`).
+pub fn local_ctime(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| Local.timestamp_opt(s, 0).single())
+        .map_or_else(
+            || secs.to_string(),
+            |t| t.format("%a %b %e %H:%M:%S %Y").to_string(),
+        )
+}
+
+/// The status lines, `<type> <status>`, with times written by `time`.
+pub fn status_lines(entries: &[StatusEntry], time: &dyn Fn(u64) -> String) -> String {
+    let mut out = String::new();
+    for e in entries {
+        out.push_str(&e.kind);
+        out.push(' ');
+        out.push_str(&status_text(e, time));
+        out.push('\n');
+    }
+    out
+}
+
+/// Runs `status`: `--verbose` appends "full cluster state:" and the
+/// manager status document, as Proxmox does.
+pub fn status(client: &ApiClient, verbose: bool, format: OutputFormat) -> anyhow::Result<()> {
+    let entries: Vec<StatusEntry> = client.get("/status/current")?;
+    let full: Option<StatusSnapshot> = if verbose {
+        Some(client.get("/status/manager_status")?)
+    } else {
+        None
+    };
+    match format {
+        OutputFormat::Json => match full {
+            Some(f) => say_json(&json!({"current": entries, "manager_status": f})),
+            None => say_json(&entries),
+        },
+        OutputFormat::Text => {
+            let mut text = status_lines(&entries, &local_ctime);
+            if let Some(f) = full {
+                text.push_str("full cluster state:\n");
+                text.push_str(&serde_json::to_string_pretty(&f)?);
+                text.push('\n');
+            }
+            say(&text)
+        }
+    }
+}
