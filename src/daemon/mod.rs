@@ -11,6 +11,7 @@ pub mod ha_loop;
 pub mod http_server;
 pub mod lifecycle;
 pub mod lrm_task;
+pub mod no_cluster_yet;
 pub mod shutdown;
 pub mod snapshot;
 pub mod watchdog_thread;
@@ -84,7 +85,14 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding the HTTP listener on {}", config.listen))?;
-    let creds = wait_for_credentials(&config).await?;
+    // Until the node has credentials, every request is told so at once.
+    let (listener, creds) = no_cluster_yet::answer_until(
+        listener,
+        &config.node,
+        limits,
+        wait_for_credentials(&config),
+    )
+    .await?;
     let mut store_config = StoreConfig::new(
         creds.node_id,
         config.store_dir(),

@@ -202,9 +202,6 @@ impl LocalCluster {
     /// `cluster init` on node1 and `cluster join` on the others, and waits
     /// until every node is a voter and has an LRM status.
     pub fn start(options: LocalClusterOptions) -> Result<Self, LocalClusterError> {
-        let profile: TimingProfile = options.timing.parse().map_err(|_| {
-            LocalClusterError::Failed(format!("unknown timing profile '{}'", options.timing))
-        })?;
         for bin in ["ha-manager", "watchdog-mux"] {
             if !options.bin_dir.join(bin).is_file() {
                 return Err(LocalClusterError::Failed(format!(
@@ -213,6 +210,23 @@ impl LocalCluster {
                 )));
             }
         }
+        let mut cluster = Self::prepare(options)?;
+        for i in 0..cluster.nodes.len() {
+            cluster.start_node(i)?;
+        }
+        cluster.form()?;
+        Ok(cluster)
+    }
+
+    /// Makes each node's directory, config file (`node.toml`) and cgroup,
+    /// and starts nothing: for callers that boot the nodes and form the
+    /// cluster themselves (the deploy guide's test follows the guide's
+    /// steps, with [`LocalCluster::start_mux`] and
+    /// [`LocalCluster::start_daemon`]).
+    pub fn prepare(options: LocalClusterOptions) -> Result<Self, LocalClusterError> {
+        let profile: TimingProfile = options.timing.parse().map_err(|_| {
+            LocalClusterError::Failed(format!("unknown timing profile '{}'", options.timing))
+        })?;
         std::fs::create_dir_all(&options.base_dir)
             .map_err(io(format!("creating {}", options.base_dir.display())))?;
         // Unique among the clusters of this process (tests run several).
@@ -252,16 +266,18 @@ impl LocalCluster {
                 mux_paused: false,
             });
         }
-        let mut cluster = LocalCluster {
+        Ok(LocalCluster {
             nodes,
             options,
             profile,
             net,
-        };
-        for i in 0..cluster.nodes.len() {
-            cluster.start_node(i)?;
-        }
-        let init = cluster.cli(0, &["cluster", "init"])?;
+        })
+    }
+
+    /// `cluster init` on node1, `cluster join` on the others, then waits
+    /// until every node is a voter and has an LRM status.
+    fn form(&self) -> Result<(), LocalClusterError> {
+        let init = self.cli(0, &["cluster", "init"])?;
         if init.code != 0 {
             return Err(LocalClusterError::Failed(format!(
                 "cluster init failed: {}",
@@ -275,26 +291,26 @@ impl LocalCluster {
             .ok_or_else(|| LocalClusterError::Failed("cluster init printed no join token".into()))?
             .trim()
             .to_string();
-        let first = cluster.nodes[0].addr.clone();
-        for i in 1..cluster.nodes.len() {
+        let first = self.nodes[0].addr.clone();
+        for i in 1..self.nodes.len() {
             wait_until(FORMATION_LIMIT, "cluster join", || {
-                let out = cluster
+                let out = self
                     .cli(i, &["cluster", "join", &first, "--token", &token])
                     .ok()?;
                 (out.code == 0).then_some(())
             })
-            .map_err(|e| LocalClusterError::Failed(format!("{e}\n{}", cluster.log_tails(30))))?;
+            .map_err(|e| LocalClusterError::Failed(format!("{e}\n{}", self.log_tails(30))))?;
         }
-        let n = cluster.nodes.len();
+        let n = self.nodes.len();
         wait_until(FORMATION_LIMIT, "all nodes voting with an LRM", || {
-            let cs = cluster.cluster_status(0).ok()?;
+            let cs = self.cluster_status(0).ok()?;
             let voters = cs.members.iter().filter(|m| m.voter).count();
-            let st = cluster.status(0).ok()?;
+            let st = self.status(0).ok()?;
             let lrms = st.iter().filter(|e| e.kind == "lrm").count();
             (voters == n && lrms == n).then_some(())
         })
-        .map_err(|e| LocalClusterError::Failed(format!("{e}\n{}", cluster.log_tails(30))))?;
-        Ok(cluster)
+        .map_err(|e| LocalClusterError::Failed(format!("{e}\n{}", self.log_tails(30))))?;
+        Ok(())
     }
 
     /// The timing profile the nodes run.
@@ -320,6 +336,13 @@ impl LocalCluster {
     /// daemon in the node's cgroup.
     pub fn start_node(&mut self, i: usize) -> Result<(), LocalClusterError> {
         self.stop_processes(i);
+        self.start_mux(i)?;
+        self.start_daemon(i)
+    }
+
+    /// Starts node `i`'s mux alone (test backend protecting the node's
+    /// cgroup) and waits for its socket; node `i` must have no mux running.
+    pub fn start_mux(&mut self, i: usize) -> Result<(), LocalClusterError> {
         let mux_bin = self.bin("watchdog-mux");
         let device_timeout = self
             .options
@@ -351,7 +374,7 @@ impl LocalCluster {
         wait_until(Duration::from_secs(10), "the watchdog-mux socket", || {
             sock.exists().then_some(())
         })?;
-        self.start_daemon(i)
+        Ok(())
     }
 
     /// Starts node `i`'s daemon alone, in the node's cgroup (after a clean
