@@ -130,6 +130,19 @@ impl StreamReader {
     }
 }
 
+/// How far ahead a deadline may lie: a timeout beyond it (e.g. a stop
+/// timeout of `u64::MAX` seconds) waits this long instead of overflowing
+/// `Instant` and panicking the worker. Ten years is "never" for an agent.
+const FARTHEST_DEADLINE: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// `now + timeout`, capped at [`FARTHEST_DEADLINE`] so no timeout given by
+/// an operator can overflow.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout.min(FARTHEST_DEADLINE))
+        .unwrap_or(now)
+}
+
 /// Runs `command` in a new process group with null stdin, waiting at most
 /// `timeout`.
 pub(crate) fn run(mut command: Command, timeout: Duration) -> Result<Finished, RunError> {
@@ -143,7 +156,7 @@ pub(crate) fn run(mut command: Command, timeout: Duration) -> Result<Finished, R
         child.stdout.take().map(StreamReader::spawn),
         child.stderr.take().map(StreamReader::spawn),
     ];
-    let deadline = Instant::now() + timeout;
+    let deadline = deadline_after(timeout);
     let status = match wait_until(&mut child, deadline).map_err(RunError::Wait)? {
         Some(status) => status,
         None => {

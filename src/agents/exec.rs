@@ -23,7 +23,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use super::busy::OperationLock;
-use super::command::{tail, wait_until};
+use super::command::{deadline_after, tail, wait_until};
 use super::files::{file_stem, read_tail};
 use super::params::ParamReader;
 use super::pid_file::{self, PidFileState, PidRecord};
@@ -237,7 +237,7 @@ impl ExecAgent {
     /// Graceful stop with escalation: `stop_signal`, wait `timeout`, SIGKILL.
     fn terminate_group(&self, pgid: i32, timeout: Duration) -> Result<StopOutcome, AgentError> {
         if !timeout.is_zero()
-            && self.signal_and_wait(pgid, self.stop_signal, Instant::now() + timeout)?
+            && self.signal_and_wait(pgid, self.stop_signal, deadline_after(timeout))?
         {
             return Ok(StopOutcome::Stopped);
         }

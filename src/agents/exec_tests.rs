@@ -73,6 +73,22 @@ fn start_status_stop_round_trip() {
 }
 
 #[test]
+fn a_huge_stop_timeout_stops_without_panicking() {
+    // A stop timeout of u64::MAX seconds once overflowed `Instant + d` and
+    // panicked the LRM worker; the deadline is capped instead.
+    let dir = tempfile::tempdir().unwrap();
+    let web = agent(dir.path(), "web", "exec sleep 300");
+    assert_eq!(web.start(TOKEN).unwrap(), StartOutcome::Started);
+    let pid = recorded_pid(&web);
+    assert_eq!(
+        web.stop(Some(Duration::from_secs(u64::MAX)), TOKEN)
+            .unwrap(),
+        StopOutcome::Stopped
+    );
+    assert!(!is_live(pid));
+}
+
+#[test]
 fn start_is_idempotent_across_a_daemon_restart() {
     let dir = tempfile::tempdir().unwrap();
     let counter = dir.path().join("starts");

@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use super::docs::{self, Versioned};
 use super::error::{ApiError, ApiResult};
+use super::extract::ApiJson;
 use super::resources::check_agent;
 use super::ApiState;
 use crate::config::{parse_groups_cfg, parse_resources_cfg, parse_rules_cfg, ConfigError};
 
 /// Body of `POST /config/import`: the texts of the files to import.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImportBody {
     /// resources.cfg text.
     #[serde(default)]
@@ -71,7 +73,7 @@ fn check_empty<T>(field: &str, current: &Versioned<Vec<T>>) -> ApiResult<()> {
 /// resources never name a group that is not there yet.
 pub async fn import(
     State(st): State<ApiState>,
-    Json(body): Json<ImportBody>,
+    ApiJson(body): ApiJson<ImportBody>,
 ) -> ApiResult<Json<ImportReply>> {
     let resources = parse("resources", body.resources.as_ref(), parse_resources_cfg)?;
     let groups = parse("groups", body.groups.as_ref(), parse_groups_cfg)?;

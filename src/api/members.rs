@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::docs;
 use super::error::{ApiError, ApiResult};
+use super::extract::ApiJson;
 use super::ApiState;
 use crate::crm::fencing::{agent_lease_name, AgentLease};
 use crate::crm::node_removal::{may_remove, RemovalFacts, RemovalRefused};
@@ -42,7 +43,7 @@ fn node_field(text: &str) -> ApiResult<NodeName> {
 /// a new member and catches up from a snapshot.
 pub async fn delnode(
     State(st): State<ApiState>,
-    Json(req): Json<DelnodeRequest>,
+    ApiJson(req): ApiJson<DelnodeRequest>,
 ) -> ApiResult<Json<DelnodeReply>> {
     let node = node_field(&req.node)?;
     // Linearizable: the replica below is at least as new as this read, so
@@ -148,7 +149,7 @@ pub fn check_addr(addr: &str) -> ApiResult<()> {
 /// node directory are told the new address.
 pub async fn set_address(
     State(st): State<ApiState>,
-    Json(req): Json<SetAddressRequest>,
+    ApiJson(req): ApiJson<SetAddressRequest>,
 ) -> ApiResult<StatusCode> {
     let node = node_field(&req.node)?;
     check_addr(&req.addr)?;

@@ -1,20 +1,24 @@
 //! The HTTP API of the node daemon (design.md section 8).
 //!
 //! * `/api/v1/...`: JSON, every route needs `Authorization: Bearer <api
-//!   token>` except `POST /api/v1/cluster/join`, which carries the join
-//!   token in its body. A wrong or missing token gets 401 and changes
-//!   nothing.
-//!   Tokens have a role (`tokens.rs`): `admin`, or `read-only` (GET only,
-//!   and not the token list or backups). Every change is logged (target
-//!   `audit`) with the token's id.
+//!   token>` except `POST /api/v1/cluster/join`, which needs the join
+//!   token in `x-ha-join-token`. A wrong or missing token gets 401 and
+//!   changes nothing. Tokens have a role (`tokens.rs`): `admin`, or
+//!   `read-only` (GET only, and not the token list or backups). Every
+//!   change is logged (target `audit`) with the token's id.
 //! * `/metrics`: Prometheus text; any token (a read-only one for
 //!   monitoring).
+//! * The token is checked on the headers, before any body is read; bodies
+//!   are then capped at [`API_BODY_LIMIT`] ([`IMPORT_BODY_LIMIT`] for the
+//!   config import). Every refusal is the JSON error body naming the field
+//!   (see [`extract`]).
 //! * `/raft` is mounted by the daemon from the `raft` crate (cluster secret).
 
 pub mod backup;
 pub mod cluster;
 pub mod docs;
 pub mod error;
+pub mod extract;
 pub mod import;
 pub mod members;
 pub mod resources;
@@ -25,7 +29,7 @@ pub mod tokens;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -69,6 +73,13 @@ async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> 
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
+    // The server never evicts a connection that authenticated.
+    if let Some(auth) = req
+        .extensions()
+        .get::<raft::network::server::ConnectionAuth>()
+    {
+        auth.mark();
+    }
     let method = req.method().clone();
     if let Err(e) = tokens::authorize(&caller, &method, req.uri().path()) {
         tracing::warn!(target: "audit", token = %caller.id, %method, path = %req.uri().path(), "refused: read-only token");
@@ -90,8 +101,43 @@ async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> 
     response
 }
 
-/// The routes of `/api/v1` and `/metrics`.
+/// Largest request body of an ordinary API route: the biggest is a rule
+/// or resource with a few options, far below this.
+pub const API_BODY_LIMIT: usize = 64 * 1024;
+
+/// Largest request body of `POST /config/import`: three config files.
+pub const IMPORT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+async fn no_such_route(req: Request) -> ApiError {
+    ApiError::field(
+        "path",
+        format!(
+            "field 'path': no API route '{}'",
+            crate::domain::error::shown(req.uri().path())
+        ),
+    )
+    .with_status(StatusCode::NOT_FOUND)
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::field(
+        "method",
+        format!(
+            "field 'method': {} is not allowed on '{}'",
+            req.method(),
+            crate::domain::error::shown(req.uri().path())
+        ),
+    )
+    .with_status(StatusCode::METHOD_NOT_ALLOWED)
+}
+
+/// The routes of `/api/v1` and `/metrics`. The token is checked by a
+/// route layer, before any handler reads the body; bodies are capped at
+/// [`API_BODY_LIMIT`] ([`IMPORT_BODY_LIMIT`] for the import).
 pub fn router(state: ApiState) -> Router {
+    let import = Router::new()
+        .route("/config/import", post(import::import))
+        .layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT));
     let protected = Router::new()
         .route("/cluster/status", get(cluster::status))
         .route("/cluster/members", post(cluster::admit))
@@ -116,7 +162,6 @@ pub fn router(state: ApiState) -> Router {
             "/groups/{group}",
             axum::routing::put(resources::update_group).delete(resources::remove_group),
         )
-        .route("/config/import", post(import::import))
         .route("/backup", get(backup::backup))
         .route("/rules", get(rules::list_rules).post(rules::create_rule))
         .route(
@@ -129,8 +174,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/status/manager_status", get(status::manager_status))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", axum::routing::delete(tokens::remove))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+        .merge(import)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let v1 = protected.route("/cluster/join", post(cluster::join));
+    let join = Router::new()
+        .route("/cluster/join", post(cluster::join))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            cluster::require_join_token,
+        ));
+    let v1 = protected.merge(join);
     // Metrics need a token too (read-only is enough): they tell which
     // nodes are down and which services run where.
     let metrics = Router::new()
@@ -139,5 +193,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .merge(metrics)
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }

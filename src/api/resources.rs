@@ -2,24 +2,27 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::docs;
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::ApiState;
 use crate::agents::{agent_for, AgentError, AGENT_KINDS};
 use crate::config::{
     parse_group_option, validate_resource_option, validate_resource_sid, GroupOption,
 };
 use crate::crm::{ManagerStatus, ServiceState};
+use crate::domain::resource::STOP_TIMEOUT_MAX;
 use crate::domain::{GroupConfig, NodeName, ResourceConfig, Sid};
 use raft::DocKey;
 
 /// Body of `POST /resources`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateResource {
     /// The SID (`type:name`).
     pub sid: String,
@@ -30,6 +33,7 @@ pub struct CreateResource {
 
 /// Body of `PUT /resources/{sid}` and `PUT /groups/{group}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateBody {
     /// Options to set.
     #[serde(default)]
@@ -57,6 +61,29 @@ pub struct ResourceView {
     pub config: ResourceConfig,
     /// The resources document version.
     pub digest: u64,
+}
+
+/// Checks a group or rule id named in a URL path: the config id character
+/// set and length, without the first-letter rule, so an id stored before
+/// that rule (or an internal `_` id) can still be read and removed.
+pub(crate) fn check_path_id(field: &str, id: &str) -> ApiResult<()> {
+    use crate::domain::error::{shown, CONFIG_ID_MAX};
+    let ok = !id.is_empty()
+        && id.len() <= CONFIG_ID_MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            field,
+            format!(
+                "field '{field}': invalid id '{}': expected 1 to {CONFIG_ID_MAX} characters of [A-Za-z0-9_-]",
+                shown(id)
+            ),
+        ))
+    }
 }
 
 fn parse_sid(text: &str) -> ApiResult<Sid> {
@@ -227,7 +254,7 @@ pub async fn list(State(st): State<ApiState>) -> ApiResult<Json<Vec<ResourceView
 /// `GET /resources/{sid}`.
 pub async fn get(
     State(st): State<ApiState>,
-    Path(sid): Path<String>,
+    ApiPath(sid): ApiPath<String>,
 ) -> ApiResult<Json<ResourceView>> {
     let sid = parse_sid(&sid)?;
     let res = docs::resources(&st.store).await?;
@@ -245,7 +272,7 @@ pub async fn get(
 /// `POST /resources`.
 pub async fn create(
     State(st): State<ApiState>,
-    Json(body): Json<CreateResource>,
+    ApiJson(body): ApiJson<CreateResource>,
 ) -> ApiResult<Json<WriteReply>> {
     let sid = parse_sid(&body.sid)?;
     let groups = docs::groups(&st.store).await?.value;
@@ -268,8 +295,8 @@ pub async fn create(
 /// `PUT /resources/{sid}`.
 pub async fn update(
     State(st): State<ApiState>,
-    Path(sid): Path<String>,
-    Json(body): Json<UpdateBody>,
+    ApiPath(sid): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateBody>,
 ) -> ApiResult<Json<WriteReply>> {
     let sid = parse_sid(&sid)?;
     let groups = docs::groups(&st.store).await?.value;
@@ -295,6 +322,7 @@ pub async fn update(
 
 /// Query of `DELETE /resources/{sid}`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RemoveQuery {
     /// Also remove the SID from every rule and delete the rules left
     /// without resources (`0`/`1`, default 1).
@@ -307,8 +335,8 @@ pub struct RemoveQuery {
 /// command can simply be repeated.
 pub async fn remove(
     State(st): State<ApiState>,
-    Path(sid): Path<String>,
-    Query(query): Query<RemoveQuery>,
+    ApiPath(sid): ApiPath<String>,
+    ApiQuery(query): ApiQuery<RemoveQuery>,
 ) -> ApiResult<Json<WriteReply>> {
     let sid = parse_sid(&sid)?;
     let purge = match query.purge.as_deref() {
@@ -336,6 +364,7 @@ pub async fn remove(
 
 /// Body of `POST /resources/{sid}/migrate|relocate`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MoveBody {
     /// Target node.
     pub node: String,
@@ -398,8 +427,8 @@ async fn queue_move(
 /// `POST /resources/{sid}/migrate`.
 pub async fn migrate(
     State(st): State<ApiState>,
-    Path(sid): Path<String>,
-    Json(body): Json<MoveBody>,
+    ApiPath(sid): ApiPath<String>,
+    ApiJson(body): ApiJson<MoveBody>,
 ) -> ApiResult<Json<MoveReply>> {
     queue_move(&st, "migrate", &sid, &body.node).await
 }
@@ -407,21 +436,21 @@ pub async fn migrate(
 /// `POST /resources/{sid}/relocate`.
 pub async fn relocate(
     State(st): State<ApiState>,
-    Path(sid): Path<String>,
-    Json(body): Json<MoveBody>,
+    ApiPath(sid): ApiPath<String>,
+    ApiJson(body): ApiJson<MoveBody>,
 ) -> ApiResult<Json<MoveReply>> {
     queue_move(&st, "relocate", &sid, &body.node).await
 }
 
 /// Body of `POST /crm-command`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "kebab-case")]
+#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum CrmCommandBody {
     /// Stop a service with a timeout (0 = hard stop).
     Stop {
         /// The service.
         sid: String,
-        /// Seconds.
+        /// Seconds, 0 (hard stop) to [`STOP_TIMEOUT_MAX`].
         timeout: u64,
     },
     /// Enable maintenance mode of a node.
@@ -439,10 +468,18 @@ pub enum CrmCommandBody {
 /// `POST /crm-command`.
 pub async fn crm_command(
     State(st): State<ApiState>,
-    Json(body): Json<CrmCommandBody>,
+    ApiJson(body): ApiJson<CrmCommandBody>,
 ) -> ApiResult<StatusCode> {
     let line = match body {
         CrmCommandBody::Stop { sid, timeout } => {
+            if timeout > STOP_TIMEOUT_MAX {
+                return Err(ApiError::field(
+                    "timeout",
+                    format!(
+                        "field 'timeout': {timeout} out of range (0..={STOP_TIMEOUT_MAX} seconds)"
+                    ),
+                ));
+            }
             let sid = check_managed(&st, &sid).await?;
             check_not_errored(&st, &sid, None)?;
             format!("stop {sid} {timeout}")
@@ -464,6 +501,7 @@ pub async fn crm_command(
 
 /// Body of `POST /groups`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     /// Group id.
     pub group: String,
@@ -511,7 +549,7 @@ pub async fn list_groups(State(st): State<ApiState>) -> ApiResult<Json<Vec<Group
 /// `POST /groups`.
 pub async fn create_group(
     State(st): State<ApiState>,
-    Json(body): Json<CreateGroup>,
+    ApiJson(body): ApiJson<CreateGroup>,
 ) -> ApiResult<Json<WriteReply>> {
     crate::domain::error::validate_config_id(&body.group)
         .map_err(|e| ApiError::field("group", format!("field 'group': {e}")))?;
@@ -545,9 +583,10 @@ pub async fn create_group(
 /// `PUT /groups/{group}`.
 pub async fn update_group(
     State(st): State<ApiState>,
-    Path(id): Path<String>,
-    Json(body): Json<UpdateBody>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateBody>,
 ) -> ApiResult<Json<WriteReply>> {
+    check_path_id("group", &id)?;
     let mut groups = docs::groups(&st.store).await?;
     check_groups_not_migrated(&groups.value)?;
     let version = check_digest(body.digest, groups.version)?;
@@ -577,8 +616,9 @@ pub async fn update_group(
 /// `DELETE /groups/{group}`.
 pub async fn remove_group(
     State(st): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<WriteReply>> {
+    check_path_id("group", &id)?;
     let mut groups = docs::groups(&st.store).await?;
     check_groups_not_migrated(&groups.value)?;
     let res = docs::resources(&st.store).await?;

@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::docs;
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::resources::{check_digest, UpdateBody, WriteReply};
 use super::ApiState;
 use crate::config::rules::{NODE_AFFINITY_TYPE, RESOURCE_AFFINITY_TYPE};
@@ -21,6 +22,7 @@ use crate::domain::{NodeAffinityRule, Sid};
 
 /// Query of `GET /rules`: optional filters.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RulesQuery {
     /// Only rules of this type.
     #[serde(rename = "type")]
@@ -31,6 +33,7 @@ pub struct RulesQuery {
 
 /// Body of `POST /rules`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateRule {
     /// Rule type; only `node-affinity` is supported.
     #[serde(rename = "type")]
@@ -111,7 +114,7 @@ fn shared_resource<'a>(
 /// `GET /rules` (linearizable read), in file order.
 pub async fn list_rules(
     State(st): State<ApiState>,
-    Query(query): Query<RulesQuery>,
+    ApiQuery(query): ApiQuery<RulesQuery>,
 ) -> ApiResult<Json<Vec<RuleView>>> {
     let resource = query
         .resource
@@ -136,8 +139,9 @@ pub async fn list_rules(
 /// `GET /rules/{rule}`.
 pub async fn get_rule(
     State(st): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<RuleView>> {
+    super::resources::check_path_id("rule", &id)?;
     let rules = docs::rules(&st.store).await?;
     let (order, rule) = rules
         .value
@@ -156,7 +160,7 @@ pub async fn get_rule(
 /// `POST /rules`: creates a rule at the end of rules.cfg.
 pub async fn create_rule(
     State(st): State<ApiState>,
-    Json(body): Json<CreateRule>,
+    ApiJson(body): ApiJson<CreateRule>,
 ) -> ApiResult<Json<WriteReply>> {
     check_type(&body.kind)?;
     validate_config_id(&body.rule)
@@ -204,9 +208,10 @@ pub async fn create_rule(
 /// `PUT /rules/{rule}`.
 pub async fn update_rule(
     State(st): State<ApiState>,
-    Path(id): Path<String>,
-    Json(body): Json<UpdateBody>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateBody>,
 ) -> ApiResult<Json<WriteReply>> {
+    super::resources::check_path_id("rule", &id)?;
     check_groups_migrated(&st).await?;
     let mut rules = docs::rules(&st.store).await?;
     let version = check_digest(body.digest, rules.version)?;
@@ -248,8 +253,9 @@ pub async fn update_rule(
 /// a rule can always be taken away.
 pub async fn remove_rule(
     State(st): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<WriteReply>> {
+    super::resources::check_path_id("rule", &id)?;
     let mut rules = docs::rules(&st.store).await?;
     let before = rules.value.len();
     rules.value.retain(|rule| rule.id != id);

@@ -48,13 +48,23 @@ pub fn parse_shutdown_policy(field: &str, text: &str) -> Result<ShutdownPolicy, 
     })
 }
 
-/// `max_workers`: an integer of at least 1.
+/// Largest accepted `max_workers`: each worker is a thread that runs an
+/// agent operation, so the bound keeps a typo from asking for millions.
+pub const MAX_WORKERS_LIMIT: u32 = 1024;
+
+/// `max_workers`: an integer from 1 to [`MAX_WORKERS_LIMIT`].
 pub fn parse_max_workers(field: &str, text: &str) -> Result<u32, ConfigErrorKind> {
     let workers = super::values::parse_u32(field, Some(text))?;
     if workers == 0 {
         return Err(ConfigErrorKind::invalid(
             field,
             "must be at least 1, got '0'",
+        ));
+    }
+    if workers > MAX_WORKERS_LIMIT {
+        return Err(ConfigErrorKind::invalid(
+            field,
+            format!("integer '{workers}' out of range (1..={MAX_WORKERS_LIMIT})"),
         ));
     }
     Ok(workers)

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use super::error::{ConfigError, ConfigErrorKind};
 use super::section::{bool_text, split_sections, SectionWriter};
-use super::values::{parse_bool, parse_comment, parse_config_id, parse_u32, require_value};
+use super::values::{parse_bool, parse_comment, parse_config_id, parse_u32_in, require_value};
+use crate::domain::resource::{MAX_RELOCATE_LIMIT, MAX_RESTART_LIMIT};
 use crate::domain::{RequestedState, ResourceConfig, Sid};
 
 /// Resource types whose name must be a number of at least two digits
@@ -96,8 +97,12 @@ pub fn parse_resource_option(
             )
         }
         "failback" => ResourceOption::Failback(parse_bool(key, value)?),
-        "max_restart" => ResourceOption::MaxRestart(parse_u32(key, value)?),
-        "max_relocate" => ResourceOption::MaxRelocate(parse_u32(key, value)?),
+        "max_restart" => {
+            ResourceOption::MaxRestart(parse_u32_in(key, value, 0..=MAX_RESTART_LIMIT)?)
+        }
+        "max_relocate" => {
+            ResourceOption::MaxRelocate(parse_u32_in(key, value, 0..=MAX_RELOCATE_LIMIT)?)
+        }
         "group" => ResourceOption::Group(parse_config_id(key, value)?),
         "comment" => ResourceOption::Comment(parse_comment(key, value)?),
         _ if AGENT_PARAM_TYPES.contains(&sid.kind()) => {
@@ -124,9 +129,18 @@ pub fn validate_resource_option(
     parse_resource_option(sid, key, Some(value))
 }
 
+/// Longest agent parameter name.
+const PARAM_KEY_MAX: usize = 64;
+
 /// Agent parameter names: a letter or `_`, then letters, digits, `_`, `-`
-/// or `.`.
+/// or `.`; at most [`PARAM_KEY_MAX`] characters.
 fn validate_param_key(key: &str) -> Result<(), ConfigErrorKind> {
+    if key.len() > PARAM_KEY_MAX {
+        return Err(ConfigErrorKind::invalid(
+            &crate::domain::error::shown(key),
+            format!("agent parameter name longer than {PARAM_KEY_MAX} characters"),
+        ));
+    }
     let mut chars = key.chars();
     let first_ok = chars
         .next()

@@ -37,7 +37,7 @@ fn state() -> impl Strategy<Value = RequestedState> {
 fn resource_sid() -> impl Strategy<Value = Sid> {
     prop_oneof![
         ("(vm|ct|fa)", "[1-9][0-9]{1,5}"),
-        ("(exec|systemd|ocf|foo)", "[a-z0-9:_.#-]{1,8}"),
+        ("(exec|systemd|ocf|foo)", "[a-z0-9:_.@+-]{1,8}"),
     ]
     .prop_map(|(kind, name)| Sid::new(&kind, &name).unwrap())
 }
@@ -47,7 +47,7 @@ fn resource() -> impl Strategy<Value = ResourceConfig> {
         resource_sid(),
         state(),
         any::<bool>(),
-        any::<u32>(),
+        0u32..=crate::domain::resource::MAX_RESTART_LIMIT,
         0u32..5,
         option::of(config_id()),
         option::of(plain_text()),
@@ -104,7 +104,7 @@ fn group() -> impl Strategy<Value = GroupConfig> {
 fn rule() -> impl Strategy<Value = NodeAffinityRule> {
     (
         config_id(),
-        btree_set("[a-z]{1,4}:[a-z0-9:#]{1,5}", 1..5),
+        btree_set("[a-z]{1,4}:[a-z0-9:@]{1,5}", 1..5),
         btree_map(node_name(), 0u32..4, 1..5),
         any::<bool>(),
         any::<bool>(),

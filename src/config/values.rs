@@ -47,6 +47,28 @@ pub fn parse_u32(field: &str, value: Option<&str>) -> Result<u32, ConfigErrorKin
     })
 }
 
+/// A non-negative decimal integer in `range` (the documented range of the
+/// field), so no later arithmetic on it can overflow.
+pub fn parse_u32_in(
+    field: &str,
+    value: Option<&str>,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, ConfigErrorKind> {
+    let number = parse_u32(field, value)?;
+    if range.contains(&number) {
+        Ok(number)
+    } else {
+        Err(ConfigErrorKind::invalid(
+            field,
+            format!(
+                "integer '{number}' out of range ({}..={})",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
 /// A single-line string of at most [`MAX_COMMENT_CHARS`] characters.
 pub fn parse_comment(field: &str, value: Option<&str>) -> Result<String, ConfigErrorKind> {
     let text = require_value(field, value)?;
@@ -187,6 +209,16 @@ mod tests {
             message(parse_u32("max_restart", None).unwrap_err()),
             "field 'max_restart': missing value"
         );
+    }
+
+    #[test]
+    fn bounded_integers() {
+        assert_eq!(parse_u32_in("max_restart", Some("10"), 0..=10).unwrap(), 10);
+        assert_eq!(
+            message(parse_u32_in("max_restart", Some("11"), 0..=10).unwrap_err()),
+            "field 'max_restart': integer '11' out of range (0..=10)"
+        );
+        assert!(parse_u32_in("max_workers", Some("0"), 1..=10).is_err());
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //!
 //! Written by `cluster init` (fresh secrets) or `cluster join` (secrets
 //! received from a member); read by the daemon and by the CLI on the node.
+//!
+//! The data directory: a missing one is created with mode 0700. An existing
+//! one keeps its mode (it may be shared with other software); it is refused
+//! if other users could write to it (mode bits 0o022, e.g. a `/tmp`-like
+//! directory), since they could then replace or remove the secrets.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -52,6 +57,14 @@ pub enum CredentialsError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The data directory exists and other users can write to it.
+    #[error("{path}: the data directory is writable by other users (mode {mode:04o}); set data_dir to a directory of its own (a missing one is created with mode 0700) or remove group/other write permission")]
+    SharedDirectory {
+        /// The directory.
+        path: String,
+        /// Its mode bits.
+        mode: u32,
+    },
     /// The file is not valid.
     #[error("{path}: invalid credentials file: {message}")]
     Invalid {
@@ -95,8 +108,7 @@ impl Credentials {
             source,
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+            prepare_data_dir(dir)?;
         }
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(self).map_err(|e| CredentialsError::Invalid {
@@ -114,6 +126,32 @@ impl Credentials {
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
         Ok(())
+    }
+}
+
+/// Creates `dir` with mode 0700 if it is missing; an existing directory
+/// keeps its mode but must not be writable by group or others.
+fn prepare_data_dir(dir: &Path) -> Result<(), CredentialsError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let d = dir.display().to_string();
+    let io = |source| CredentialsError::Io {
+        path: d.clone(),
+        source,
+    };
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o022 != 0 {
+                return Err(CredentialsError::SharedDirectory { path: d, mode });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io),
+        Err(e) => Err(io(e)),
     }
 }
 
@@ -158,5 +196,58 @@ mod tests {
         assert_ne!(c.cluster_secret, c.api_token);
         assert!(secrets_equal(&c.api_token, &c.api_token.clone()));
         assert!(!secrets_equal(&c.api_token, &c.join_token));
+        let dir_mode = std::fs::metadata(dir.path().join("d"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700, "a created data dir is 0700");
+    }
+
+    fn sample() -> Credentials {
+        Credentials {
+            version: CREDENTIALS_VERSION,
+            node_id: 1,
+            cluster_secret: "a".into(),
+            join_token: "b".into(),
+            api_token: "c".into(),
+            bootstrap_pending: true,
+            join_via: None,
+        }
+    }
+
+    #[test]
+    fn an_existing_data_dir_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        sample().save(&data.join("cluster.json")).unwrap();
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o755);
+        let file = std::fs::metadata(data.join("cluster.json")).unwrap();
+        assert_eq!(file.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_shared_data_dir_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        for shared in [0o1777, 0o777, 0o775] {
+            let data = dir.path().join(format!("shared-{shared:o}"));
+            std::fs::create_dir(&data).unwrap();
+            std::fs::set_permissions(&data, std::fs::Permissions::from_mode(shared)).unwrap();
+            let err = sample().save(&data.join("cluster.json")).unwrap_err();
+            assert!(
+                matches!(err, CredentialsError::SharedDirectory { mode, .. } if mode == shared),
+                "{err}"
+            );
+            assert!(err.to_string().contains("writable by other users"), "{err}");
+            let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, shared, "the mode was changed");
+            assert_eq!(
+                std::fs::read_dir(&data).unwrap().count(),
+                0,
+                "a file was written"
+            );
+        }
     }
 }

@@ -9,7 +9,7 @@ use raft::ClusterStore;
 
 use super::config::NodeConfig;
 use super::credentials::{random_secret, Credentials, CREDENTIALS_VERSION};
-use crate::api::cluster::{AdmitRequest, JoinReply, JoinRequest, ADMIT_RETRY};
+use crate::api::cluster::{AdmitRequest, JoinReply, JoinRequest, ADMIT_RETRY, JOIN_TOKEN_HEADER};
 use crate::api::docs::{self, NodeDirectory, NodeEntry};
 use crate::api::error::ErrorBody;
 
@@ -56,8 +56,8 @@ pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<C
     let url = format!("http://{address}/api/v1/cluster/join");
     let response = client
         .post(&url)
+        .header(JOIN_TOKEN_HEADER, token)
         .json(&JoinRequest {
-            token: token.to_string(),
             node: config.node.to_string(),
             addr: config.advertise.clone(),
             wire_version: raft::network::wire::WIRE_VERSION,

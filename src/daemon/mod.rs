@@ -8,6 +8,7 @@ pub mod config;
 pub mod credentials;
 pub mod crm_task;
 pub mod ha_loop;
+pub mod http_server;
 pub mod lifecycle;
 pub mod lrm_task;
 pub mod no_cluster_yet;
@@ -73,13 +74,25 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
         timing = config.timing.name,
         "ha-manager daemon starting"
     );
+    let open_files = http_server::raise_open_file_limit();
+    let limits = http_server::ServerLimits::for_open_files(open_files);
+    tracing::info!(
+        open_files,
+        max_connections = limits.max_connections,
+        "HTTP connection limit"
+    );
     // Bind first, so a port clash fails before anything else happens.
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding the HTTP listener on {}", config.listen))?;
     // Until the node has credentials, every request is told so at once.
-    let (listener, creds) =
-        no_cluster_yet::answer_until(listener, &config.node, wait_for_credentials(&config)).await?;
+    let (listener, creds) = no_cluster_yet::answer_until(
+        listener,
+        &config.node,
+        limits,
+        wait_for_credentials(&config),
+    )
+    .await?;
     let mut store_config = StoreConfig::new(
         creds.node_id,
         config.store_dir(),
@@ -111,16 +124,9 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
     // released the lease and the watchdog: a node whose Raft went away
     // first would lose its leader, fail to renew and be reset.
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = server_stop_rx.await;
-            })
-            .await
-        {
-            tracing::error!(error = %e, "http server stopped");
-        }
-    });
+    let server = tokio::spawn(http_server::serve(listener, app, limits, async {
+        let _ = server_stop_rx.await;
+    }));
     lifecycle::finish_pending(&config, creds, &store).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut ha = tokio::spawn(ha_loop::run(config.clone(), state.clone(), stop_rx));

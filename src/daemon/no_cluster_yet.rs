@@ -30,10 +30,13 @@ pub fn message(node: &NodeName) -> String {
 
 /// Answers every request on (a clone of) `listener` with 503 and
 /// [`message`] until `credentials` resolves, then stops accepting and
-/// hands the listener back for the real server.
+/// hands the listener back for the real server. Served under the same
+/// `limits` as the real server (connection cap, header and request
+/// timeouts).
 pub async fn answer_until<T>(
     listener: tokio::net::TcpListener,
     node: &NodeName,
+    limits: super::http_server::ServerLimits,
     credentials: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<(tokio::net::TcpListener, T)> {
     let listener = listener
@@ -61,13 +64,9 @@ pub async fn answer_until<T>(
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(async move {
-        axum::serve(stand_in, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let mut server = tokio::spawn(super::http_server::serve(stand_in, app, limits, async {
+        let _ = stop_rx.await;
+    }));
     let result = credentials.await;
     let _ = stop_tx.send(());
     if tokio::time::timeout(DRAIN_LIMIT, &mut server)

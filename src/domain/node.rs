@@ -5,9 +5,15 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::error::shown;
 use super::DomainError;
 
-/// A cluster node name: `^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$`.
+/// Longest node name: a DNS label (RFC 1035), as Proxmox node names are
+/// host names.
+pub const NODE_NAME_MAX: usize = 63;
+
+/// A cluster node name: `^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$`, at most
+/// [`NODE_NAME_MAX`] characters.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeName(String);
 
@@ -24,7 +30,8 @@ impl FromStr for NodeName {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bytes = s.as_bytes();
         let edge_ok = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
-        let ok = edge_ok(bytes.first())
+        let ok = bytes.len() <= NODE_NAME_MAX
+            && edge_ok(bytes.first())
             && edge_ok(bytes.last())
             && bytes
                 .iter()
@@ -32,7 +39,7 @@ impl FromStr for NodeName {
         if ok {
             Ok(NodeName(s.to_string()))
         } else {
-            Err(DomainError::InvalidNodeName(s.to_string()))
+            Err(DomainError::InvalidNodeName(shown(s)))
         }
     }
 }
@@ -65,8 +72,10 @@ mod tests {
         for good in ["node1", "a", "pve-01", "N2"] {
             assert!(good.parse::<NodeName>().is_ok(), "{good}");
         }
-        for bad in ["", "-a", "a-", "a_b", "a.b", "a b"] {
+        for bad in ["", "-a", "a-", "a_b", "a.b", "a b", "a/b", "a#b"] {
             assert!(bad.parse::<NodeName>().is_err(), "{bad}");
         }
+        assert!("n".repeat(NODE_NAME_MAX).parse::<NodeName>().is_ok());
+        assert!("n".repeat(NODE_NAME_MAX + 1).parse::<NodeName>().is_err());
     }
 }

@@ -11,6 +11,17 @@ pub const DEFAULT_MAX_RESTART: u32 = 1;
 /// Default for `max_relocate`: relocations after restarts are exhausted.
 pub const DEFAULT_MAX_RELOCATE: u32 = 1;
 
+/// Largest accepted `max_restart`. Proxmox sets no maximum; a start is
+/// tried `max_restart + 1` times per node, and more than 100 restarts of
+/// a service that keeps failing is no longer recovery.
+pub const MAX_RESTART_LIMIT: u32 = 100;
+/// Largest accepted `max_relocate` (as [`MAX_RESTART_LIMIT`]; more than a
+/// cluster has nodes is never useful).
+pub const MAX_RELOCATE_LIMIT: u32 = 100;
+/// Largest accepted stop timeout in seconds (`crm-command stop`): one day.
+/// Proxmox sets no maximum; a bound keeps deadline arithmetic in range.
+pub const STOP_TIMEOUT_MAX: u64 = 86_400;
+
 /// The configuration of one HA resource, with defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceConfig {

@@ -5,13 +5,33 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::error::shown;
 use super::DomainError;
+
+/// Longest resource type (the part before the colon).
+pub const SID_KIND_MAX: usize = 16;
+
+/// Longest resource name (the part after the colon): systemd's limit for a
+/// unit name, so every `systemd:<unit>` fits.
+pub const SID_NAME_MAX: usize = 255;
+
+/// Whether `b` may appear in a resource name. Proxmox only asks for
+/// non-blank characters (`\S+`), but its own types use digits; this set
+/// keeps every Proxmox SID, systemd unit names (`getty@tty1.service`) and
+/// OCF names (`ocf:heartbeat:IPaddr2`) and leaves out what means something
+/// in URLs (`/ ? # %`), in list values (`, ;`) or on a terminal.
+fn name_byte_ok(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'@' | b'+')
+}
 
 /// A resource identifier `type:name`, e.g. `vm:101`, `exec:web`, `ocf:vip`.
 ///
-/// The generic rule is `^[a-z]+:\S+$`. The simulator types `vm`, `ct` and
-/// `fa` additionally require a decimal name of at least two digits without a
-/// leading zero; see [`Sid::validate_numeric_name`].
+/// The type is 1 to [`SID_KIND_MAX`] lower-case ASCII letters; the name is
+/// 1 to [`SID_NAME_MAX`] characters of `[A-Za-z0-9._:@+-]`, a subset of
+/// Proxmox's `^[a-z]+:\S+$` that every Proxmox SID fits. The simulator
+/// types `vm`, `ct` and `fa` additionally require a decimal name of at
+/// least two digits without a leading zero; see
+/// [`Sid::validate_numeric_name`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sid {
     text: String,
@@ -49,7 +69,7 @@ impl Sid {
         if ok {
             Ok(())
         } else {
-            Err(DomainError::InvalidSid(self.text.clone()))
+            Err(DomainError::InvalidSid(shown(&self.text)))
         }
     }
 }
@@ -60,17 +80,18 @@ impl FromStr for Sid {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let colon = s
             .find(':')
-            .ok_or_else(|| DomainError::InvalidSid(s.to_string()))?;
+            .ok_or_else(|| DomainError::InvalidSid(shown(s)))?;
         let (kind, name) = (&s[..colon], &s[colon + 1..]);
-        let kind_ok = !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_lowercase());
-        let name_ok = !name.is_empty() && !name.chars().any(char::is_whitespace);
+        let kind_ok = (1..=SID_KIND_MAX).contains(&kind.len())
+            && kind.bytes().all(|b| b.is_ascii_lowercase());
+        let name_ok = (1..=SID_NAME_MAX).contains(&name.len()) && name.bytes().all(name_byte_ok);
         if kind_ok && name_ok {
             Ok(Sid {
                 text: s.to_string(),
                 colon,
             })
         } else {
-            Err(DomainError::InvalidSid(s.to_string()))
+            Err(DomainError::InvalidSid(shown(s)))
         }
     }
 }
@@ -114,6 +135,39 @@ mod tests {
         for bad in ["", "vm", "vm:", ":1", "VM:101", "vm:1 2", "v1:10"] {
             assert!(bad.parse::<Sid>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn charset_and_lengths() {
+        for good in [
+            "systemd:getty@tty1.service",
+            "ocf:heartbeat:IPaddr2",
+            "exec:web_1-a+b",
+            "ct:200",
+        ] {
+            assert!(good.parse::<Sid>().is_ok(), "{good}");
+        }
+        for bad in [
+            "exec:zz/../../rules/db-strict",
+            "exec:a#x",
+            "exec:a?x",
+            "exec:a%2F",
+            "exec:a,b",
+            "exec:a;b",
+            "exec:\u{1b}[31m",
+            "exec:é",
+        ] {
+            assert!(bad.parse::<Sid>().is_err(), "{bad}");
+        }
+        let name = "n".repeat(SID_NAME_MAX);
+        assert!(format!("exec:{name}").parse::<Sid>().is_ok());
+        assert!(format!("exec:{name}n").parse::<Sid>().is_err());
+        let kind = "k".repeat(SID_KIND_MAX);
+        assert!(format!("{kind}:a").parse::<Sid>().is_ok());
+        assert!(format!("{kind}k:a").parse::<Sid>().is_err());
+        let huge = format!("exec:{}", "x".repeat(120_000));
+        let message = huge.parse::<Sid>().unwrap_err().to_string();
+        assert!(message.len() < 400, "{message}");
     }
 
     #[test]

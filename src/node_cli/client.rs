@@ -4,12 +4,34 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::error::ErrorBody;
 use crate::daemon::config::NodeConfig;
 use crate::daemon::credentials::Credentials;
+
+/// What a path segment keeps as it is: RFC 3986 unreserved characters and
+/// `:` and `@` (legal in a segment, common in SIDs). Everything else,
+/// `/ ? # %` above all, is percent-encoded, so a name stays one segment.
+const SEGMENT_KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'@');
+
+/// `name` as one URL path segment. `.` and `..` (in any encoding) are
+/// dot-segments that URL parsers resolve away, so they are refused: no
+/// SID, node name or id can be one.
+pub fn segment(name: &str) -> anyhow::Result<String> {
+    if name.is_empty() || name == "." || name == ".." {
+        bail!("invalid name '{name}': not a SID, node name or id");
+    }
+    Ok(utf8_percent_encode(name, SEGMENT_KEEP).to_string())
+}
 
 /// A client bound to one daemon.
 pub struct ApiClient {
@@ -48,6 +70,8 @@ impl ApiClient {
         })
     }
 
+    /// Turns a reply into the decoded body or an error with the daemon's
+    /// message (which names the field).
     fn finish(
         &self,
         what: &str,
@@ -123,5 +147,25 @@ impl ApiClient {
             .bearer_auth(&self.token)
             .send();
         Ok(self.finish(path, r)?.json()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_stay_one_segment() {
+        assert_eq!(
+            segment("exec:zz/../../rules/db-strict").unwrap(),
+            "exec:zz%2F..%2F..%2Frules%2Fdb-strict"
+        );
+        assert_eq!(segment("exec:a#x").unwrap(), "exec:a%23x");
+        assert_eq!(segment("exec:a?x=1%").unwrap(), "exec:a%3Fx%3D1%25");
+        assert_eq!(segment("vm:101").unwrap(), "vm:101");
+        assert_eq!(segment("é").unwrap(), "%C3%A9");
+        for bad in ["", ".", ".."] {
+            assert!(segment(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -106,7 +106,7 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
         } => {
             let options = options.to_map().map_err(anyhow::Error::msg)?;
             let reply: WriteReply = client(&config)?.put(
-                &format!("/resources/{sid}"),
+                &format!("/resources/{}", client::segment(&sid)?),
                 &json!({"options": options, "delete": split_list(&delete), "digest": digest}),
             )?;
             print_digest(&reply)
@@ -114,7 +114,8 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::Remove { sid, purge, config } => {
             // The daemon validates the value; encoding keeps it one value.
             let reply: WriteReply = client(&config)?.delete(&format!(
-                "/resources/{sid}?purge={}",
+                "/resources/{}?purge={}",
+                client::segment(&sid)?,
                 rules::query_value(&purge)
             ))?;
             print_digest(&reply)
@@ -171,7 +172,8 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             print_section_config(&groups, output_format, crate::config::write_groups_cfg)
         }
         NodeCommand::Groupremove { group, config } => {
-            let reply: WriteReply = client(&config)?.delete(&format!("/groups/{group}"))?;
+            let reply: WriteReply =
+                client(&config)?.delete(&format!("/groups/{}", client::segment(&group)?))?;
             print_digest(&reply)
         }
         NodeCommand::Groupset {
@@ -182,7 +184,7 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             config,
         } => {
             let reply: WriteReply = client(&config)?.put(
-                &format!("/groups/{group}"),
+                &format!("/groups/{}", client::segment(&group)?),
                 &json!({"options": options.to_map(), "delete": split_list(&delete), "digest": digest}),
             )?;
             print_digest(&reply)
@@ -209,8 +211,10 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
 }
 
 fn move_service(config: &ConfigArg, task: &str, sid: &str, node: &str) -> anyhow::Result<()> {
-    let _: serde_json::Value =
-        client(config)?.post(&format!("/resources/{sid}/{task}"), &json!({"node": node}))?;
+    let _: serde_json::Value = client(config)?.post(
+        &format!("/resources/{}/{task}", client::segment(sid)?),
+        &json!({"node": node}),
+    )?;
     Ok(())
 }
 

@@ -53,13 +53,14 @@ pub(super) fn rules(command: RulesCommand) -> anyhow::Result<()> {
                 );
             }
             let reply: WriteReply = client(&config)?.put(
-                &format!("/rules/{rule}"),
+                &format!("/rules/{}", client::segment(&rule)?),
                 &json!({"options": options.to_map(), "delete": split_list(&delete), "digest": digest}),
             )?;
             print_digest(&reply)
         }
         RulesCommand::Remove { rule, config } => {
-            let reply: WriteReply = client(&config)?.delete(&format!("/rules/{rule}"))?;
+            let reply: WriteReply =
+                client(&config)?.delete(&format!("/rules/{}", client::segment(&rule)?))?;
             print_digest(&reply)
         }
     }

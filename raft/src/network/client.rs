@@ -59,8 +59,12 @@ impl PeerClient {
         secret: &str,
         source: Option<std::net::IpAddr>,
     ) -> Result<Self, reqwest::Error> {
+        // Shorter than the 5 s in which the daemon's server closes an idle
+        // connection, so a request never goes out on a connection the
+        // peer is closing (a renewal every 10 s in the `pve` profile
+        // would otherwise race with that close).
         let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(4))
             .tcp_nodelay(true)
             .local_address(source)
             .build()?;

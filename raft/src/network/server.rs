@@ -1,13 +1,19 @@
 //! Incoming HTTP: the axum router for `/raft`.
 //!
 //! Every request must carry the cluster secret; anything else is refused
-//! with 401 and logged. Bodies that do not decode (garbage, truncation,
-//! wrong format version) are refused with 400 naming the problem. Neither
-//! touches the Raft node.
+//! with 401 and logged by a middleware that runs on the headers alone, so
+//! an unauthenticated request costs no body read. Bodies are then capped
+//! per route (small for votes, large only for append and snapshot).
+//! Bodies that do not decode (garbage, truncation, wrong format version)
+//! are refused with 400 naming the problem. Neither touches the Raft node.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -18,21 +24,84 @@ use super::wire::{self, ForwardRequest, SECRET_HEADER};
 use crate::store::ClusterStore;
 use crate::types::TypeConfig;
 
-/// Largest accepted request body (snapshot chunks are 1 MiB, append
-/// batches are bounded by openraft's max payload entries).
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Largest append-entries or snapshot body (snapshot chunks are 1 MiB,
+/// append batches are bounded by openraft's max payload entries).
+pub const BULK_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Largest forwarded client request (a config document of an import is
+/// at most 4 MiB of text).
+pub const FORWARD_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Largest vote body (a few numbers).
+pub const VOTE_BODY_LIMIT: usize = 64 * 1024;
+
+/// A request extension the HTTP server puts on every request of one
+/// connection; whoever authenticates a request sets it, so the server can
+/// tell connections of peers and operators (never evicted) from
+/// connections that have proven nothing (evicted first when the
+/// connection limit is reached).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionAuth(Arc<AtomicBool>);
+
+impl ConnectionAuth {
+    /// Records that a request on this connection was authenticated.
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a request on this connection was authenticated.
+    pub fn is_authenticated(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// Routes of the Raft RPC and forwarding endpoints, relative to where they
 /// are mounted. The daemon mounts them with
 /// `Router::new().nest("/raft", store.router())`.
 pub fn router(store: ClusterStore) -> Router {
     Router::new()
-        .route(wire::PATH_APPEND, post(append))
-        .route(wire::PATH_VOTE, post(vote))
-        .route(wire::PATH_SNAPSHOT, post(snapshot))
-        .route(wire::PATH_FORWARD, post(forward))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route(
+            wire::PATH_APPEND,
+            post(append).layer(DefaultBodyLimit::max(BULK_BODY_LIMIT)),
+        )
+        .route(
+            wire::PATH_VOTE,
+            post(vote).layer(DefaultBodyLimit::max(VOTE_BODY_LIMIT)),
+        )
+        .route(
+            wire::PATH_SNAPSHOT,
+            post(snapshot).layer(DefaultBodyLimit::max(BULK_BODY_LIMIT)),
+        )
+        .route(
+            wire::PATH_FORWARD,
+            post(forward).layer(DefaultBodyLimit::max(FORWARD_BODY_LIMIT)),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            store.clone(),
+            require_secret,
+        ))
         .with_state(store)
+}
+
+/// Refuses a request without the cluster secret before its body is read.
+async fn require_secret(State(store): State<ClusterStore>, req: Request, next: Next) -> Response {
+    let given = req.headers().get(SECRET_HEADER).map(|v| v.as_bytes());
+    if !given.is_some_and(|g| secret_matches(g, store.secret().as_bytes())) {
+        tracing::warn!(
+            path = %req.uri().path(),
+            present = given.is_some(),
+            "refused raft request: missing or wrong cluster secret"
+        );
+        return (
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong cluster secret (header x-ha-cluster-secret)",
+        )
+            .into_response();
+    }
+    if let Some(auth) = req.extensions().get::<ConnectionAuth>() {
+        auth.mark();
+    }
+    next.run(req).await
 }
 
 /// Constant-time comparison so the secret does not leak through timing.
@@ -47,26 +116,8 @@ fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
         == 0
 }
 
-/// Checks the secret and decodes the body, or produces the refusal.
-fn admit<T: DeserializeOwned>(
-    store: &ClusterStore,
-    headers: &HeaderMap,
-    body: &[u8],
-    what: &'static str,
-) -> Result<T, Response> {
-    let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes());
-    if !given.is_some_and(|g| secret_matches(g, store.secret().as_bytes())) {
-        tracing::warn!(
-            endpoint = what,
-            present = given.is_some(),
-            "refused raft request: missing or wrong cluster secret"
-        );
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong cluster secret (header x-ha-cluster-secret)",
-        )
-            .into_response());
-    }
+/// Decodes the body of an authenticated request, or produces the refusal.
+fn admit<T: DeserializeOwned>(body: &[u8], what: &'static str) -> Result<T, Response> {
     wire::decode(what, body).map_err(|e| {
         tracing::warn!(endpoint = what, error = %e, "refused raft request: bad body");
         (
@@ -87,26 +138,26 @@ fn reply<T: Serialize>(what: &'static str, value: &T) -> Response {
     }
 }
 
-async fn append(State(store): State<ClusterStore>, headers: HeaderMap, body: Bytes) -> Response {
-    let req: openraft::raft::AppendEntriesRequest<TypeConfig> =
-        match admit(&store, &headers, &body, "append-entries") {
-            Ok(r) => r,
-            Err(refusal) => return refusal,
-        };
+async fn append(State(store): State<ClusterStore>, body: Bytes) -> Response {
+    let req: openraft::raft::AppendEntriesRequest<TypeConfig> = match admit(&body, "append-entries")
+    {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
     reply("append-entries", &store.raft().append_entries(req).await)
 }
 
-async fn vote(State(store): State<ClusterStore>, headers: HeaderMap, body: Bytes) -> Response {
-    let req: openraft::raft::VoteRequest<u64> = match admit(&store, &headers, &body, "vote") {
+async fn vote(State(store): State<ClusterStore>, body: Bytes) -> Response {
+    let req: openraft::raft::VoteRequest<u64> = match admit(&body, "vote") {
         Ok(r) => r,
         Err(refusal) => return refusal,
     };
     reply("vote", &store.raft().vote(req).await)
 }
 
-async fn snapshot(State(store): State<ClusterStore>, headers: HeaderMap, body: Bytes) -> Response {
+async fn snapshot(State(store): State<ClusterStore>, body: Bytes) -> Response {
     let req: openraft::raft::InstallSnapshotRequest<TypeConfig> =
-        match admit(&store, &headers, &body, "install-snapshot") {
+        match admit(&body, "install-snapshot") {
             Ok(r) => r,
             Err(refusal) => return refusal,
         };
@@ -116,8 +167,8 @@ async fn snapshot(State(store): State<ClusterStore>, headers: HeaderMap, body: B
     )
 }
 
-async fn forward(State(store): State<ClusterStore>, headers: HeaderMap, body: Bytes) -> Response {
-    let req: ForwardRequest = match admit(&store, &headers, &body, "forward") {
+async fn forward(State(store): State<ClusterStore>, body: Bytes) -> Response {
+    let req: ForwardRequest = match admit(&body, "forward") {
         Ok(r) => r,
         Err(refusal) => return refusal,
     };
