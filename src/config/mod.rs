@@ -47,4 +47,7 @@ pub use resources::{
     parse_resource_option, parse_resources_cfg, validate_resource_option, validate_resource_sid,
     write_resources_cfg, ResourceOption,
 };
-pub use rules::{parse_rule_option, parse_rules_cfg, write_rules_cfg, RuleOption};
+pub use rules::{
+    parse_resource_affinity_option, parse_rule_option, parse_rules, parse_rules_cfg, write_rules,
+    write_rules_cfg, ResourceAffinityOption, RuleOption,
+};

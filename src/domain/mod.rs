@@ -21,5 +21,5 @@ pub use lease::{TimingError, TimingProfile};
 pub use node::NodeName;
 pub use requested_state::RequestedState;
 pub use resource::ResourceConfig;
-pub use rule::NodeAffinityRule;
+pub use rule::{split_rules, Affinity, NodeAffinityRule, ResourceAffinityRule, Rule};
 pub use sid::Sid;
