@@ -37,7 +37,10 @@ pub mod values;
 #[cfg(test)]
 mod round_trip_tests;
 
-pub use compile::{compile_rules, CompiledNodeAffinity, CompiledRules};
+pub use compile::{
+    canonicalize_rules, compile_rules, CanonicalRules, CompiledNodeAffinity,
+    CompiledResourceAffinity, CompiledRules,
+};
 pub use datacenter::parse_datacenter_cfg;
 pub use datacenter_json::parse_datacenter_json;
 pub use error::{ConfigError, ConfigErrorKind};

@@ -249,7 +249,7 @@ fn measure_parse_and_write_10k_resources() {
         .collect();
     let start = Instant::now();
     for _ in 0..rounds {
-        let (compiled, _) = compile_rules(&rules, &nodes);
+        let (compiled, _) = compile_rules(&rules, &[], &nodes);
         assert_eq!(compiled.node_affinity.len(), 10_000);
     }
     let compile = start.elapsed() / rounds;

@@ -24,7 +24,7 @@ pub fn node_affinity_from_config<'a>(
     let configs: Vec<ResourceConfig> = resources.into_iter().cloned().collect();
     let mut all = rules.to_vec();
     all.extend(rules_from_groups(groups, &configs));
-    let (compiled, messages) = compile_rules(&all, nodes);
+    let (compiled, messages) = compile_rules(&all, &[], nodes);
     let affinity = compiled
         .node_affinity
         .into_iter()
