@@ -279,6 +279,9 @@ async fn round(
             membership: &membership,
             resources: &snap.resources,
             node_affinity: &affinity,
+            // rules.cfg is read through the node-affinity view here, which
+            // refuses a file with resource-affinity rules.
+            resource_affinity: &crate::crm::ResourceAffinity::default(),
             lrm_status: &snap.lrm_status,
             crm_commands: &snap.crm_commands,
             agent_leases: &agent_leases,

@@ -7,7 +7,10 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::crm::ManagerStatus;
-use crate::domain::{GroupConfig, NodeAffinityRule, NodeName, RequestedState, ShutdownPolicy, Sid};
+use crate::domain::{
+    GroupConfig, NodeAffinityRule, NodeName, RequestedState, ResourceAffinityRule, ShutdownPolicy,
+    Sid,
+};
 
 /// A scenario input problem: names the file, the line and the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,6 +100,8 @@ pub struct Scenario {
     pub groups: Vec<GroupConfig>,
     /// Node-affinity rules.
     pub rules: Vec<NodeAffinityRule>,
+    /// Resource-affinity rules.
+    pub resource_rules: Vec<ResourceAffinityRule>,
     /// Shutdown policy from datacenter.cfg.
     pub shutdown_policy: ShutdownPolicy,
     /// Profile named by a `profile` file, if any.
@@ -657,7 +662,8 @@ impl Scenario {
             self.groups = crate::config::parse_groups_cfg(&text, "groups").map_err(conv)?;
         }
         if let Some(text) = read_opt(dir, "rules_config")? {
-            self.rules = crate::config::parse_rules_cfg(&text, "rules_config").map_err(conv)?;
+            let rules = crate::config::parse_rules(&text, "rules_config").map_err(conv)?;
+            (self.rules, self.resource_rules) = crate::domain::split_rules(rules);
         }
         Ok(())
     }

@@ -62,6 +62,8 @@ pub struct World {
     pub guest_locks: BTreeMap<Sid, String>,
     /// Node affinity rules (compiled per iteration).
     pub rules: Vec<crate::domain::NodeAffinityRule>,
+    /// Resource affinity rules (compiled per iteration).
+    pub resource_rules: Vec<crate::domain::ResourceAffinityRule>,
     /// Legacy groups (emptied by the group migration).
     pub groups: Vec<crate::domain::GroupConfig>,
     /// pve-manager version reported by each node.
@@ -131,6 +133,7 @@ impl World {
                 .collect(),
             guest_locks: BTreeMap::new(),
             rules: sc.rules.clone(),
+            resource_rules: sc.resource_rules.clone(),
             groups: sc.groups.clone(),
             node_versions: sc
                 .hardware

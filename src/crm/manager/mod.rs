@@ -14,7 +14,9 @@ use crate::lrm::{LrmMode, LrmStatus};
 use super::fencing::{AgentLease, FenceEvidence};
 use super::group_migration::{GroupMigration, GroupMigrationInput};
 use super::output::{CrmAction, Level, Steps};
-use super::select::{select_service_node, NodeAffinity, Preference, Usage};
+use super::select::{
+    select_service_node, NodeAffinity, PartnerNodes, Preference, ResourceAffinity, Usage,
+};
 use super::status::{
     exit_code, Disarm, DisarmMode, DisarmState, LrmResult, ManagerStatus, NodeState, ServiceRecord,
     ServiceState,
@@ -56,6 +58,8 @@ pub struct ManagerInput<'a> {
     pub resources: &'a BTreeMap<Sid, ConfiguredResource>,
     /// Compiled node-affinity rules.
     pub node_affinity: &'a BTreeMap<Sid, NodeAffinity>,
+    /// Compiled resource-affinity rules (positive and negative partners).
+    pub resource_affinity: &'a ResourceAffinity,
     /// LRM status per node (missing node = empty document).
     pub lrm_status: &'a BTreeMap<NodeName, LrmStatus>,
     /// Pending CRM command lines (the shell clears them on
@@ -362,6 +366,16 @@ impl Manager {
         ));
     }
 
+    /// Where the resource-affinity partners of `sid` are, on online nodes.
+    fn partners(&self, input: &ManagerInput<'_>, sid: &Sid) -> PartnerNodes {
+        if !input.resource_affinity.contains(sid) {
+            return PartnerNodes::default();
+        }
+        PartnerNodes::of(input.resource_affinity, sid, &self.ms.service_status, |n| {
+            self.usage.contains_key(n)
+        })
+    }
+
     fn config_node(&self, input: &ManagerInput<'_>, sid: &Sid) -> Option<NodeName> {
         self.moved
             .get(sid)
@@ -441,9 +455,11 @@ impl Manager {
         for config in input.unplaced {
             let sid = &config.sid;
             let probe = ServiceRecord::new(ServiceState::RequestStart, self.node.clone());
+            let partners = self.partners(input, sid);
             let selected = select_service_node(
                 &self.usage,
                 input.node_affinity.get(sid),
+                &partners,
                 config.failback,
                 &probe,
                 Preference::BestScore,

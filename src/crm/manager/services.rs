@@ -165,7 +165,8 @@ impl Manager {
                     && sd.maintenance_node.is_none()
                     && self.usage.contains_key(&sd.node)
                     && modes.get(&sd.node) != Some(&LrmMode::Restart)
-                    && !input.node_affinity.contains_key(sid);
+                    && !input.node_affinity.contains_key(sid)
+                    && !input.resource_affinity.contains(sid);
                 if steady {
                     continue;
                 }
@@ -418,9 +419,11 @@ impl Manager {
         } else {
             Preference::None
         };
+        let partners = self.partners(input, sid);
         let selected = select_service_node(
             &self.usage,
             input.node_affinity.get(sid),
+            &partners,
             conf.config.failback,
             &self.ms.service_status[sid],
             pref,
@@ -584,9 +587,11 @@ impl Manager {
         self.recompute_usage();
         let fenced = self.ms.service_status[sid].node.clone();
         let failback = input.resources.get(sid).is_none_or(|r| r.config.failback);
+        let partners = self.partners(input, sid);
         let selected = select_service_node(
             &self.usage,
             input.node_affinity.get(sid),
+            &partners,
             failback,
             &self.ms.service_status[sid],
             Preference::BestScore,

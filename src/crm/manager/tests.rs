@@ -10,10 +10,11 @@ fn sid(s: &str) -> Sid {
     s.parse().unwrap()
 }
 
-struct Fixture {
+pub(super) struct Fixture {
     membership: BTreeMap<NodeName, bool>,
     resources: BTreeMap<Sid, ConfiguredResource>,
     affinity: BTreeMap<Sid, NodeAffinity>,
+    resource_affinity: ResourceAffinity,
     lrm: BTreeMap<NodeName, LrmStatus>,
     commands: Vec<String>,
     leases: BTreeMap<NodeName, AgentLease>,
@@ -44,6 +45,7 @@ impl Fixture {
             membership,
             resources,
             affinity: BTreeMap::new(),
+            resource_affinity: ResourceAffinity::default(),
             lrm: BTreeMap::new(),
             commands: Vec::new(),
             leases,
@@ -56,6 +58,7 @@ impl Fixture {
             membership: &self.membership,
             resources: &self.resources,
             node_affinity: &self.affinity,
+            resource_affinity: &self.resource_affinity,
             lrm_status: &self.lrm,
             crm_commands: &self.commands,
             agent_leases: &self.leases,
@@ -111,6 +114,7 @@ fn group_migration_is_decided_on_the_third_round_that_gets_past_the_offline_chec
             membership: &membership,
             resources: &f.resources,
             node_affinity: &f.affinity,
+            resource_affinity: &f.resource_affinity,
             lrm_status: &f.lrm,
             crm_commands: &f.commands,
             agent_leases: &f.leases,
@@ -303,6 +307,7 @@ fn new_services_are_placed_on_the_least_loaded_online_node() {
         membership: &f.membership,
         resources: &f.resources,
         node_affinity: &f.affinity,
+        resource_affinity: &f.resource_affinity,
         lrm_status: &f.lrm,
         crm_commands: &f.commands,
         agent_leases: &f.leases,
@@ -420,4 +425,123 @@ fn maintenance_moves_services_away_and_back() {
         (ServiceState::Migrate, Some(n("node1")))
     );
     assert_eq!(sd.maintenance_node, None);
+}
+
+mod resource_affinity {
+    //! Resource affinity in the manager round: the command queue and
+    //! moves without a command.
+    use super::*;
+
+    fn messages(steps: &[CrmStep]) -> Vec<String> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                CrmStep::Log(ev) => Some(ev.message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn fixture(positive: bool) -> Fixture {
+        let mut f = Fixture::new();
+        for (s, node) in [("vm:103", "node3")] {
+            f.resources.insert(
+                sid(s),
+                ConfiguredResource {
+                    config: ResourceConfig::with_defaults(sid(s)),
+                    node: n(node),
+                },
+            );
+        }
+        let map = if positive {
+            &mut f.resource_affinity.positive
+        } else {
+            &mut f.resource_affinity.negative
+        };
+        map.insert(sid("vm:101"), [sid("vm:102")].into());
+        map.insert(sid("vm:102"), [sid("vm:101")].into());
+        f
+    }
+
+    #[test]
+    fn migrate_onto_a_negative_partner_is_refused_and_changes_nothing() {
+        let mut f = fixture(false);
+        let mut m = Manager::new(n("node1"), &ManagerStatus::default());
+        f.round(&mut m, 0);
+        f.commands = vec!["migrate vm:101 node2".into()];
+        let steps = f.round(&mut m, 10);
+        assert!(messages(&steps).contains(
+            &"crm command 'migrate vm:101 node2' error - service 'vm:102' on node 'node2' in negative affinity with service 'vm:101'".to_string()
+        ));
+        let sd = &m.status().service_status[&sid("vm:101")];
+        assert_eq!(
+            (sd.state, sd.node.as_str(), &sd.cmd),
+            (ServiceState::Started, "node1", &None)
+        );
+        // To a free node it is accepted.
+        f.commands = vec!["migrate vm:101 node3".into()];
+        f.round(&mut m, 20);
+        let sd = &m.status().service_status[&sid("vm:101")];
+        assert_eq!(sd.state, ServiceState::Migrate);
+        assert_eq!(sd.target.as_ref(), Some(&n("node3")));
+        // vm:101 is still on node1 while it migrates: node1 is occupied.
+        f.commands = vec!["migrate vm:102 node1".into()];
+        let steps = f.round(&mut m, 30);
+        assert!(messages(&steps).contains(
+            &"crm command 'migrate vm:102 node1' error - service 'vm:101' on node 'node1' in negative affinity with service 'vm:102'".to_string()
+        ));
+        // ... and node3, where it is heading.
+        f.commands = vec!["relocate vm:102 node3".into()];
+        let steps = f.round(&mut m, 40);
+        assert!(messages(&steps).iter().any(|l| l.starts_with(
+            "crm command 'relocate vm:102 node3' error - service 'vm:101' on node 'node3'"
+        )));
+        assert_eq!(
+            m.status().service_status[&sid("vm:102")].state,
+            ServiceState::Started
+        );
+    }
+
+    #[test]
+    fn migrating_one_positive_member_moves_its_partners() {
+        let f = fixture(true);
+        let mut m = Manager::new(n("node1"), &ManagerStatus::default());
+        f.round(&mut m, 0);
+        // vm:101 (node1) and vm:102 (node2) break their rule: the round
+        // after they started, one of them joins the other without a command.
+        f.round(&mut m, 10);
+        let nodes: Vec<(ServiceState, Option<NodeName>)> = ["vm:101", "vm:102"]
+            .iter()
+            .map(|s| {
+                let sd = &m.status().service_status[&sid(s)];
+                (sd.state, sd.target.clone())
+            })
+            .collect();
+        assert_eq!(
+            nodes,
+            [
+                (ServiceState::Migrate, Some(n("node2"))),
+                (ServiceState::Started, None)
+            ]
+        );
+        let mut m = Manager::new(n("node1"), &ManagerStatus::default());
+        let mut f = fixture(true);
+        if let Some(r) = f.resources.get_mut(&sid("vm:102")) {
+            r.node = n("node1");
+        }
+        f.round(&mut m, 0);
+        f.commands = vec!["migrate vm:101 node3".into()];
+        let steps = f.round(&mut m, 10);
+        let logs = messages(&steps);
+        assert!(logs.contains(&"got crm command: migrate vm:101 node3".to_string()));
+        assert!(logs.contains(&"crm command 'migrate vm:101 node3' - migrate service 'vm:102' to node 'node3' (service 'vm:102' in positive affinity with service 'vm:101')".to_string()));
+        for s in ["vm:101", "vm:102"] {
+            let sd = &m.status().service_status[&sid(s)];
+            assert_eq!(
+                (sd.state, sd.target.as_ref()),
+                (ServiceState::Migrate, Some(&n("node3"))),
+                "{s}"
+            );
+        }
+    }
 }
