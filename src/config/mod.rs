@@ -15,8 +15,7 @@
 //! an error here**: the whole parse fails with a [`ConfigError`] naming the
 //! file, the 1-based line and the field or token, so a typo never silently
 //! changes what the cluster does. Also refused: a duplicate section id, a
-//! node or SID listed twice in one list, a `resource-affinity` rule (not
-//! supported yet). Tolerated: `#` comment lines anywhere, whitespace-only
+//! node or SID listed twice in one list. Tolerated: `#` comment lines anywhere, whitespace-only
 //! lines *between* sections, CRLF line endings, an upper-case section type
 //! (lower-cased, as Proxmox does).
 //!

@@ -66,10 +66,10 @@ impl PartnerNodes {
 
 /// The current and target node a service uses for resource affinity
 /// (spec 3.10 step 3): stopped and starting services use none.
-pub fn used_nodes<'a>(
-    sd: &'a ServiceRecord,
+pub fn used_nodes(
+    sd: &ServiceRecord,
     online: impl Fn(&NodeName) -> bool,
-) -> (Option<&'a NodeName>, Option<&'a NodeName>) {
+) -> (Option<&NodeName>, Option<&NodeName>) {
     use ServiceState as S;
     let current = match sd.state {
         S::Started

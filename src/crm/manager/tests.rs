@@ -444,15 +444,13 @@ mod resource_affinity {
 
     fn fixture(positive: bool) -> Fixture {
         let mut f = Fixture::new();
-        for (s, node) in [("vm:103", "node3")] {
-            f.resources.insert(
-                sid(s),
-                ConfiguredResource {
-                    config: ResourceConfig::with_defaults(sid(s)),
-                    node: n(node),
-                },
-            );
-        }
+        f.resources.insert(
+            sid("vm:103"),
+            ConfiguredResource {
+                config: ResourceConfig::with_defaults(sid("vm:103")),
+                node: n("node3"),
+            },
+        );
         let map = if positive {
             &mut f.resource_affinity.positive
         } else {
