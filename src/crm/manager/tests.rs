@@ -542,4 +542,56 @@ mod resource_affinity {
             );
         }
     }
+
+    #[test]
+    fn new_services_are_placed_with_their_partners() {
+        // vm:103 joins its positive partner vm:102 on node2, although node3
+        // carries nothing; vm:104 avoids node1 and node2 (negative partners).
+        let mut f = Fixture::new();
+        f.resource_affinity
+            .positive
+            .insert(sid("vm:103"), [sid("vm:102")].into());
+        f.resource_affinity
+            .negative
+            .insert(sid("vm:104"), [sid("vm:101"), sid("vm:102")].into());
+        let mut m = Manager::new(n("node1"), &ManagerStatus::default());
+        f.round(&mut m, 0);
+        let new = vec![
+            ResourceConfig::with_defaults(sid("vm:103")),
+            ResourceConfig::with_defaults(sid("vm:104")),
+        ];
+        let input = ManagerInput {
+            now_ms: 1000,
+            membership: &f.membership,
+            resources: &f.resources,
+            node_affinity: &f.affinity,
+            resource_affinity: &f.resource_affinity,
+            lrm_status: &f.lrm,
+            crm_commands: &f.commands,
+            agent_leases: &f.leases,
+            unplaced: &new,
+            guest_locks: &f.locks,
+            fence_delay_ms: 60_000,
+            group_migration: GroupMigrationInput::no_groups(10_000),
+        };
+        let mut out = Steps::default();
+        m.manage(&input, &mut out);
+        let placed: Vec<(String, String)> = out
+            .0
+            .iter()
+            .filter_map(|s| match s {
+                CrmStep::Do(CrmAction::PlaceResource { sid, node }) => {
+                    Some((sid.to_string(), node.to_string()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            placed,
+            [
+                ("vm:103".to_string(), "node2".to_string()),
+                ("vm:104".to_string(), "node3".to_string())
+            ]
+        );
+    }
 }
