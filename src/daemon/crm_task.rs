@@ -19,9 +19,9 @@ use super::STATUS_REFRESH;
 use crate::api::docs;
 use crate::api::ApiState;
 use crate::crm::{
-    agent_lease_name, crm_holder, node_affinity_from_config, AgentLease, CrmAction, CrmDaemon,
-    CrmInput, CrmStep, GroupMigrationInput, Level, Liveness, LogEvent, ManagerInput, ManagerStatus,
-    NodeState, ServiceState,
+    agent_lease_name, crm_holder, AgentLease, CrmAction, CrmDaemon, CrmInput, CrmStep,
+    GroupMigrationInput, Level, Liveness, LogEvent, ManagerInput, ManagerStatus, NodeState,
+    ServiceState,
 };
 use crate::domain::NodeName;
 
@@ -254,9 +254,8 @@ async fn round(
         })
         .collect();
     let node_names: Vec<NodeName> = membership.keys().cloned().collect();
-    let (affinity, dropped) =
-        node_affinity_from_config(&snap.rules, &snap.groups, &snap.configs, &node_names);
-    for message in dropped {
+    let placement = snap.placement_rules(&node_names);
+    for message in &placement.messages {
         tracing::warn!("{source}: {message}");
     }
     let guest_locks = BTreeMap::new();
@@ -278,10 +277,8 @@ async fn round(
             now_ms,
             membership: &membership,
             resources: &snap.resources,
-            node_affinity: &affinity,
-            // rules.cfg is read through the node-affinity view here, which
-            // refuses a file with resource-affinity rules.
-            resource_affinity: &crate::crm::ResourceAffinity::default(),
+            node_affinity: &placement.node_affinity,
+            resource_affinity: &placement.resource_affinity,
             lrm_status: &snap.lrm_status,
             crm_commands: &snap.crm_commands,
             agent_leases: &agent_leases,

@@ -452,10 +452,22 @@ impl Manager {
             return;
         }
         self.recompute_usage();
+        // Services placed earlier in this round count as started on their
+        // node, so partners added together land together (or apart).
+        let mut placed: BTreeMap<Sid, ServiceRecord> = BTreeMap::new();
         for config in input.unplaced {
             let sid = &config.sid;
             let probe = ServiceRecord::new(ServiceState::RequestStart, self.node.clone());
-            let partners = self.partners(input, sid);
+            let mut partners = self.partners(input, sid);
+            if input.resource_affinity.contains(sid) && !placed.is_empty() {
+                let fresh = PartnerNodes::of(input.resource_affinity, sid, &placed, |n| {
+                    self.usage.contains_key(n)
+                });
+                for (node, count) in fresh.together {
+                    *partners.together.entry(node).or_default() += count;
+                }
+                partners.separate.extend(fresh.separate);
+            }
             let selected = select_service_node(
                 &self.usage,
                 input.node_affinity.get(sid),
@@ -469,6 +481,10 @@ impl Manager {
                     self.reported_unplaceable.remove(sid);
                     out.info(format!("placing new service '{sid}' on node '{node}'"));
                     self.add_usage(&node);
+                    placed.insert(
+                        sid.clone(),
+                        ServiceRecord::new(ServiceState::Started, node.clone()),
+                    );
                     out.act(CrmAction::PlaceResource {
                         sid: sid.clone(),
                         node,
