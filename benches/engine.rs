@@ -75,6 +75,7 @@ fn crm_round(c: &mut Criterion) {
                 guest_locks: &locks,
                 fence_delay_ms: 60_000,
                 group_migration: GroupMigrationInput::no_groups(10_000),
+                scheduling: &ha_manager::crm::Scheduling::default(),
             };
             let mut out = Steps::default();
             manager.manage(&input, &mut out);
@@ -97,6 +98,7 @@ fn crm_round(c: &mut Criterion) {
                 guest_locks: &locks,
                 fence_delay_ms: 60_000,
                 group_migration: GroupMigrationInput::no_groups(10_000),
+                scheduling: &ha_manager::crm::Scheduling::default(),
             };
             let mut out = Steps::default();
             manager.manage(&input, &mut out);

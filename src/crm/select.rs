@@ -1,12 +1,14 @@
-//! Node selection (spec section 3.10) with the `basic` scheduler (3.11.2):
-//! node-affinity priorities, strict rules, failback, failed nodes, the
-//! maintenance fallback and resource affinity (where the partners are).
+//! Node selection (spec section 3.10): node-affinity priorities, strict
+//! rules, failback, failed nodes, the maintenance fallback and resource
+//! affinity (where the partners are); the candidates are ranked by the
+//! usage model's scheduler ([`super::usage`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::{NodeName, Sid};
 
 use super::status::{ServiceRecord, ServiceState};
+pub use super::usage::{Load, Usage};
 
 /// The compiled resource affinity: SID -> positive and negative partners.
 pub use crate::config::CompiledResourceAffinity as ResourceAffinity;
@@ -112,13 +114,14 @@ pub enum Preference {
     TryNext,
 }
 
-/// Usage of the online nodes: node -> number of services using it.
-pub type Usage = BTreeMap<NodeName, usize>;
-
 /// Picks a node for a service, or `None` if no node qualifies. `partners`
-/// is where its resource-affinity partners are ([`PartnerNodes::of`]).
+/// is where its resource-affinity partners are ([`PartnerNodes::of`]);
+/// `load` what the service adds to a node (`None`: its statistics are
+/// missing, every node scores the same).
+#[allow(clippy::too_many_arguments)]
 pub fn select_service_node(
     usage: &Usage,
+    load: Option<&Load>,
     affinity: Option<&NodeAffinity>,
     partners: &PartnerNodes,
     failback: bool,
@@ -201,11 +204,7 @@ pub fn select_service_node(
     if preference == Preference::None && preferred.contains(&current) {
         return Some(current.clone());
     }
-    preferred.sort_by(|a, b| {
-        let ua = usage.get(*a).copied().unwrap_or(0);
-        let ub = usage.get(*b).copied().unwrap_or(0);
-        ua.cmp(&ub).then_with(|| a.cmp(b))
-    });
+    usage.order(&mut preferred, load);
     if preference == Preference::TryNext {
         if let Some(pos) = preferred.iter().position(|n| *n == current) {
             if pos + 1 < preferred.len() {
@@ -226,8 +225,14 @@ mod tests {
     }
 
     fn usage(list: &[(&str, usize)]) -> Usage {
-        list.iter().map(|(k, v)| (n(k), *v)).collect()
+        Usage::from_counts(list.iter().map(|(k, v)| (n(k), *v)))
     }
+
+    const BASIC: Option<&Load> = Some(&Load {
+        cpu: 0.0,
+        mem: 0.0,
+        zero_cpu_is_whole_node: false,
+    });
 
     #[test]
     fn stays_without_rules_and_picks_least_loaded_on_recovery() {
@@ -236,6 +241,7 @@ mod tests {
         assert_eq!(
             select_service_node(
                 &u,
+                BASIC,
                 None,
                 &PartnerNodes::default(),
                 true,
@@ -248,6 +254,7 @@ mod tests {
         assert_eq!(
             select_service_node(
                 &u,
+                BASIC,
                 None,
                 &PartnerNodes::default(),
                 true,
@@ -270,6 +277,7 @@ mod tests {
         assert_eq!(
             select_service_node(
                 &u,
+                BASIC,
                 Some(&rule),
                 &PartnerNodes::default(),
                 true,
@@ -282,6 +290,7 @@ mod tests {
         assert_eq!(
             select_service_node(
                 &u,
+                BASIC,
                 Some(&rule),
                 &PartnerNodes::default(),
                 false,
@@ -295,6 +304,7 @@ mod tests {
         assert_eq!(
             select_service_node(
                 &u,
+                BASIC,
                 Some(&rule),
                 &PartnerNodes::default(),
                 false,
@@ -308,6 +318,7 @@ mod tests {
         assert_eq!(
             select_service_node(
                 &u2,
+                BASIC,
                 Some(&rule),
                 &PartnerNodes::default(),
                 true,
@@ -326,6 +337,7 @@ mod tests {
         assert_eq!(
             select_service_node(
                 &u,
+                BASIC,
                 None,
                 &PartnerNodes::default(),
                 true,
@@ -338,6 +350,7 @@ mod tests {
         assert_eq!(
             select_service_node(
                 &u,
+                BASIC,
                 None,
                 &PartnerNodes::default(),
                 true,
@@ -408,12 +421,12 @@ mod tests {
         let mut apart = PartnerNodes::default();
         apart.separate.insert(n("node1"));
         assert_eq!(
-            select_service_node(&u, None, &apart, true, &sd, Preference::None),
+            select_service_node(&u, BASIC, None, &apart, true, &sd, Preference::None),
             Some(n("node3"))
         );
         // failback off does not keep it there either
         assert_eq!(
-            select_service_node(&u, None, &apart, false, &sd, Preference::None),
+            select_service_node(&u, BASIC, None, &apart, false, &sd, Preference::None),
             Some(n("node3"))
         );
         // the most partners win over load; ties go to the first name
@@ -421,14 +434,14 @@ mod tests {
         together.together.insert(n("node2"), 2);
         together.together.insert(n("node3"), 2);
         assert_eq!(
-            select_service_node(&u, None, &together, true, &sd, Preference::None),
+            select_service_node(&u, BASIC, None, &together, true, &sd, Preference::None),
             Some(n("node2"))
         );
         // a positive partner on the current node allows staying with failback off
         let mut both = apart.clone();
         both.together.insert(n("node1"), 1);
         assert_eq!(
-            select_service_node(&u, None, &both, false, &sd, Preference::None),
+            select_service_node(&u, BASIC, None, &both, false, &sd, Preference::None),
             Some(n("node1"))
         );
         // no compliant node: none
@@ -437,7 +450,15 @@ mod tests {
             .separate
             .extend([n("node1"), n("node2"), n("node3")]);
         assert_eq!(
-            select_service_node(&u, None, &everywhere, true, &sd, Preference::BestScore),
+            select_service_node(
+                &u,
+                BASIC,
+                None,
+                &everywhere,
+                true,
+                &sd,
+                Preference::BestScore
+            ),
             None
         );
     }

@@ -292,6 +292,8 @@ async fn round(
                 round_interval_ms: u64::try_from(config.timing.round_interval.as_millis())
                     .unwrap_or(u64::MAX),
             },
+            // The daemon has no CRS options nor statistics yet: `basic`.
+            scheduling: &crate::crm::Scheduling::default(),
         },
     });
     for step in output.steps {

@@ -259,6 +259,7 @@ mod tests {
             guest_locks: &BTreeMap::new(),
             fence_delay_ms: 60_000,
             group_migration: GroupMigrationInput::no_groups(1_000),
+            scheduling: &crate::crm::Scheduling::default(),
         };
         let mut out = Steps::default();
         assert!(manager.manage(&input, &mut out));

@@ -12,7 +12,7 @@ pub mod resource;
 pub mod rule;
 pub mod sid;
 
-pub use datacenter::{DatacenterOptions, ShutdownPolicy};
+pub use datacenter::{CrsMode, CrsOptions, DatacenterOptions, RebalanceMethod, ShutdownPolicy};
 pub use error::DomainError;
 pub use group::{GroupConfig, GroupNode};
 /// The one timing table (lease core): daemon, simulator and the

@@ -111,6 +111,13 @@ impl World {
         }
     }
 
+    /// The scheduler's input: the `crs` options, node capacities and
+    /// measured usage, service statistics, and ignored services that run
+    /// (they load their node like any guest).
+    fn scheduling(&self) -> crate::crm::Scheduling {
+        crate::crm::Scheduling::default()
+    }
+
     fn placement_rules(
         &self,
         resources: &BTreeMap<Sid, ConfiguredResource>,
@@ -140,6 +147,7 @@ impl World {
         }
         let source = format!("{node}/crm");
         let rules = self.placement_rules(&self.services);
+        let scheduling = self.scheduling();
         let membership = self.membership();
         let agent_leases: BTreeMap<NodeName, AgentLease> = self
             .nodes
@@ -174,6 +182,7 @@ impl World {
                         node_versions: &self.node_versions,
                         round_interval_ms: self.timing.nominal_round_ms(),
                     },
+                    scheduling: &scheduling,
                 },
             };
             crm.iterate(&input)

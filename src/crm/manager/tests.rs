@@ -66,6 +66,7 @@ impl Fixture {
             guest_locks: &self.locks,
             fence_delay_ms: 60_000,
             group_migration: GroupMigrationInput::no_groups(10_000),
+            scheduling: &crate::crm::Scheduling::default(),
         };
         let mut out = Steps::default();
         assert!(m.manage(&input, &mut out));
@@ -126,6 +127,7 @@ fn group_migration_is_decided_on_the_third_round_that_gets_past_the_offline_chec
                 node_versions: &versions,
                 round_interval_ms: 10_000,
             },
+            scheduling: &crate::crm::Scheduling::default(),
         };
         let mut out = Steps::default();
         m.manage(&input, &mut out);
@@ -315,6 +317,7 @@ fn new_services_are_placed_on_the_least_loaded_online_node() {
         guest_locks: &f.locks,
         fence_delay_ms: 60_000,
         group_migration: GroupMigrationInput::no_groups(10_000),
+        scheduling: &crate::crm::Scheduling::default(),
     };
     let mut out = Steps::default();
     m.manage(&input, &mut out);
@@ -573,6 +576,7 @@ mod resource_affinity {
             guest_locks: &f.locks,
             fence_delay_ms: 60_000,
             group_migration: GroupMigrationInput::no_groups(10_000),
+            scheduling: &crate::crm::Scheduling::default(),
         };
         let mut out = Steps::default();
         m.manage(&input, &mut out);
