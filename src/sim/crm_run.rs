@@ -111,13 +111,6 @@ impl World {
         }
     }
 
-    /// The scheduler's input: the `crs` options, node capacities and
-    /// measured usage, service statistics, and ignored services that run
-    /// (they load their node like any guest).
-    fn scheduling(&self) -> crate::crm::Scheduling {
-        crate::crm::Scheduling::default()
-    }
-
     fn placement_rules(
         &self,
         resources: &BTreeMap<Sid, ConfiguredResource>,

@@ -70,6 +70,8 @@ pub struct World {
     pub node_versions: BTreeMap<NodeName, String>,
     /// Shutdown policy.
     pub shutdown_policy: ShutdownPolicy,
+    /// `crs` options, node capacities and service statistics.
+    pub stats: super::stats::SimStats,
     pub(crate) fa_tries: BTreeMap<(Sid, &'static str), u32>,
     /// Log lines.
     pub log: Vec<String>,
@@ -147,6 +149,7 @@ impl World {
                 })
                 .collect(),
             shutdown_policy: sc.shutdown_policy,
+            stats: sc.stats.clone(),
             fa_tries: BTreeMap::new(),
             log: Vec::new(),
             violations: Vec::new(),
