@@ -37,8 +37,16 @@ impl Manager {
                 &self.ms.service_status[sid],
                 Preference::BestScore,
             );
+            if let Some(target) = &selected {
+                let which = if *target == node { "current" } else { "new" };
+                out.info(format!(
+                    "service {sid}: re-balance selected {which} node {target} for startup"
+                ));
+            }
+            // Later services of this pass see where this one starts.
+            let start_on = selected.clone().unwrap_or_else(|| node.clone());
+            self.add_usage(&start_on, load.as_ref());
             if let Some(target) = selected.filter(|t| *t != node) {
-                self.add_usage(&target, load.as_ref());
                 self.change_state(
                     out,
                     sid,
