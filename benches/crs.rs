@@ -10,8 +10,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 use ha_manager::crm::{
     AgentLease, ConfiguredResource, GroupMigrationInput, Manager, ManagerInput, ManagerStatus,
-    NodeAffinity, NodeState, NodeStats, ResourceAffinity, Scheduling, ServiceRecord,
-    ServiceState, ServiceStats, Steps,
+    NodeAffinity, NodeState, NodeStats, ResourceAffinity, Scheduling, ServiceRecord, ServiceState,
+    ServiceStats, Steps,
 };
 use ha_manager::domain::{CrsMode, NodeName, RequestedState, ResourceConfig, Sid};
 use ha_manager::lrm::LrmStatus;
@@ -114,7 +114,7 @@ fn round(c: &Cluster, manager: &mut Manager, affinity: &ResourceAffinity, now: u
 fn pairs(services: usize) -> ResourceAffinity {
     let mut aff = ResourceAffinity::default();
     let sid = |i: usize| -> Sid { format!("vm:{}", 100 + i).parse().unwrap() };
-    let mut link = |map: &mut BTreeMap<Sid, BTreeSet<Sid>>, a: usize, b: usize| {
+    let link = |map: &mut BTreeMap<Sid, BTreeSet<Sid>>, a: usize, b: usize| {
         map.entry(sid(a)).or_default().insert(sid(b));
         map.entry(sid(b)).or_default().insert(sid(a));
     };

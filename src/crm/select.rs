@@ -161,7 +161,7 @@ pub fn select_service_node(
             let preferred = rule
                 .nodes
                 .iter()
-                .filter(|(n, p)| usage.contains_key(*n) && Some(**p) == best)
+                .filter(|(n, p)| usage.contains_key(n) && Some(**p) == best)
                 .map(|(n, _)| n)
                 .collect();
             (allowed, preferred)

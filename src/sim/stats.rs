@@ -169,7 +169,7 @@ pub fn check_stats_params(action: &str, params: &[&str]) -> Result<(), (String, 
     } else {
         ["cpu", "mem"]
     };
-    if params.is_empty() || params.len() % 2 != 0 {
+    if params.is_empty() || !params.len().is_multiple_of(2) {
         return Err((
             params.join(" "),
             format!("expected '{action} [{} <n>] [{} <MiB>]'", keys[0], keys[1]),
