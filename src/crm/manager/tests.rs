@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::crm::CrmStep;
+use crate::crm::Scheduling;
 
 fn n(s: &str) -> NodeName {
     s.parse().unwrap()
@@ -19,6 +20,7 @@ pub(super) struct Fixture {
     commands: Vec<String>,
     leases: BTreeMap<NodeName, AgentLease>,
     locks: BTreeMap<Sid, String>,
+    scheduling: Scheduling,
 }
 
 impl Fixture {
@@ -50,6 +52,7 @@ impl Fixture {
             commands: Vec::new(),
             leases,
             locks: BTreeMap::new(),
+            scheduling: Scheduling::default(),
         }
     }
     fn round(&self, m: &mut Manager, now_s: u64) -> Vec<CrmStep> {
@@ -66,7 +69,7 @@ impl Fixture {
             guest_locks: &self.locks,
             fence_delay_ms: 60_000,
             group_migration: GroupMigrationInput::no_groups(10_000),
-            scheduling: &crate::crm::Scheduling::default(),
+            scheduling: &self.scheduling,
         };
         let mut out = Steps::default();
         assert!(m.manage(&input, &mut out));
@@ -598,4 +601,156 @@ mod resource_affinity {
             ]
         );
     }
+}
+
+fn logs(steps: &[CrmStep]) -> Vec<String> {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            CrmStep::Log(ev) => Some(ev.message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn running_manager(f: &Fixture) -> Manager {
+    let mut ms = ManagerStatus::default();
+    for node in f.membership.keys() {
+        ms.node_status.insert(node.clone(), NodeState::Online);
+    }
+    for (sid, r) in &f.resources {
+        let mut sd = ServiceRecord::new(ServiceState::Started, r.node.clone());
+        sd.running = true;
+        ms.service_status.insert(sid.clone(), sd);
+    }
+    Manager::new(n("node1"), &ms)
+}
+
+#[test]
+fn scheduler_mode_is_logged_and_falls_back_to_basic_without_capacity() {
+    use crate::crm::NodeStats;
+    use crate::domain::CrsMode;
+    let mut f = Fixture::new();
+    f.scheduling.crs.mode = CrsMode::Static;
+    let mut m = running_manager(&f);
+    // node3 has no known capacity: static cannot start
+    for node in ["node1", "node2"] {
+        f.scheduling.node_stats.insert(
+            n(node),
+            NodeStats {
+                maxcpu: 4.0,
+                maxmem: 8.0,
+                ..NodeStats::default()
+            },
+        );
+    }
+    let first = logs(&f.round(&mut m, 10));
+    assert!(
+        first.contains(&"using scheduler mode 'static'".to_string()),
+        "{first:?}"
+    );
+    assert!(
+        first.iter().any(|l| l
+            .starts_with("fallback to 'basic' scheduler mode, init for 'static' failed - ")
+            && l.contains("node3")),
+        "{first:?}"
+    );
+    f.scheduling.node_stats.insert(
+        n("node3"),
+        NodeStats {
+            maxcpu: 4.0,
+            maxmem: 8.0,
+            ..NodeStats::default()
+        },
+    );
+    let second = logs(&f.round(&mut m, 20));
+    assert!(
+        !second.iter().any(|l| l.contains("scheduler mode")),
+        "{second:?}"
+    );
+    f.scheduling.crs.mode = CrsMode::Dynamic;
+    let third = logs(&f.round(&mut m, 30));
+    assert!(
+        third.contains(&"switching scheduler mode from 'static' to 'dynamic'".to_string()),
+        "{third:?}"
+    );
+}
+
+#[test]
+fn auto_rebalance_waits_for_a_queued_move_with_its_hold_counter_kept() {
+    use crate::crm::{NodeStats, ServiceStats};
+    use crate::domain::CrsMode;
+    let mut f = Fixture::new();
+    // three services on node1, none elsewhere
+    f.resources.clear();
+    for s in ["vm:101", "vm:102", "vm:103"] {
+        f.resources.insert(
+            sid(s),
+            ConfiguredResource {
+                config: ResourceConfig::with_defaults(sid(s)),
+                node: n("node1"),
+            },
+        );
+        f.scheduling.service_stats.insert(
+            sid(s),
+            ServiceStats {
+                maxcpu: 1.0,
+                maxmem: 1.0,
+                ..ServiceStats::default()
+            },
+        );
+    }
+    for node in ["node1", "node2", "node3"] {
+        f.scheduling.node_stats.insert(
+            n(node),
+            NodeStats {
+                maxcpu: 8.0,
+                maxmem: 8.0,
+                ..NodeStats::default()
+            },
+        );
+    }
+    f.scheduling.crs.mode = CrsMode::Static;
+    f.scheduling.crs.auto_rebalance = true;
+    f.scheduling.crs.hold_rounds = 2;
+    let mut m = running_manager(&f);
+    let moved = |steps: &[CrmStep]| {
+        logs(steps)
+            .iter()
+            .any(|l| l.starts_with("auto rebalance - "))
+    };
+    // round 1: hold 1
+    assert!(!moved(&f.round(&mut m, 10)));
+    // a queued manual move: rebalancing waits, the counter stays at 1
+    f.commands = vec!["migrate vm:103 node3".to_string()];
+    let steps = f.round(&mut m, 20);
+    assert!(!moved(&steps));
+    f.commands.clear();
+    // the move is under way (no LRM result): still waiting
+    assert_eq!(
+        m.status().service_status[&sid("vm:103")].state,
+        ServiceState::Migrate
+    );
+    assert!(!moved(&f.round(&mut m, 30)));
+    // it finishes: the next round counts 2 = hold and moves
+    let mut sd = m.status().service_status[&sid("vm:103")].clone();
+    sd.state = ServiceState::Started;
+    sd.node = n("node3");
+    sd.target = None;
+    let mut ms = m.status().clone();
+    ms.service_status.insert(sid("vm:103"), sd);
+    if let Some(r) = f.resources.get_mut(&sid("vm:103")) {
+        r.node = n("node3");
+    }
+    m.resync(&ms);
+    let steps = f.round(&mut m, 40);
+    let lines = logs(&steps);
+    assert!(
+        lines.contains(&"auto rebalance - migrate vm:101 to node2 (expected change for imbalance from 0.82 to 0.00)".to_string()),
+        "{lines:?}"
+    );
+    assert_eq!(
+        m.status().service_status[&sid("vm:101")].state,
+        ServiceState::Migrate
+    );
 }
