@@ -67,6 +67,7 @@ fn crm_round(c: &mut Criterion) {
                 membership: &membership,
                 resources: &resources,
                 node_affinity: &affinity,
+                resource_affinity: &ha_manager::crm::ResourceAffinity::default(),
                 lrm_status: &lrm,
                 crm_commands: &commands,
                 agent_leases: &leases,
@@ -74,6 +75,7 @@ fn crm_round(c: &mut Criterion) {
                 guest_locks: &locks,
                 fence_delay_ms: 60_000,
                 group_migration: GroupMigrationInput::no_groups(10_000),
+                scheduling: &ha_manager::crm::Scheduling::default(),
             };
             let mut out = Steps::default();
             manager.manage(&input, &mut out);
@@ -88,6 +90,7 @@ fn crm_round(c: &mut Criterion) {
                 membership: &membership,
                 resources: &resources,
                 node_affinity: &affinity,
+                resource_affinity: &ha_manager::crm::ResourceAffinity::default(),
                 lrm_status: &lrm,
                 crm_commands: &commands,
                 agent_leases: &leases,
@@ -95,6 +98,7 @@ fn crm_round(c: &mut Criterion) {
                 guest_locks: &locks,
                 fence_delay_ms: 60_000,
                 group_migration: GroupMigrationInput::no_groups(10_000),
+                scheduling: &ha_manager::crm::Scheduling::default(),
             };
             let mut out = Steps::default();
             manager.manage(&input, &mut out);

@@ -185,6 +185,7 @@ const TOP_KEYS: &[(&str, bool)] = &[
 const SERVICE_KEYS: &[(&str, bool)] = &[
     ("state", true),
     ("node", true),
+    ("crm_node", false),
     ("running_on", true),
     ("failback", false),
     ("group", false),
@@ -393,6 +394,7 @@ fn final_state_comparison_reports_each_field() {
             FinalService {
                 state: "started".into(),
                 node: "node1".into(),
+                crm_node: Some("node1".into()),
                 running_on: vec!["node1".into()],
                 group: None,
                 failback: true,

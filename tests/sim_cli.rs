@@ -300,3 +300,87 @@ fn malformed_pve_manager_version_is_rejected() {
         assert!(err.contains(want), "{name}: {err}");
     }
 }
+
+#[test]
+fn bad_scheduling_input_names_file_line_and_field() {
+    let cmd = "[[\"power node1 on\"]]";
+    for (name, extra, want) in [
+        (
+            "static-missing",
+            (
+                "static_service_stats",
+                "{\n  \"vm:101\": {\n    \"maxcpu\": 2\n  }\n}\n",
+            ),
+            "static_service_stats:2: 'vm:101': field 'maxmem' is missing",
+        ),
+        (
+            "dynamic-malformed",
+            (
+                "dynamic_service_stats",
+                "{\n  \"vm:101\": {\n    \"cpu\": 1,\n    \"mem\": \"lots\"\n  }\n}\n",
+            ),
+            "dynamic_service_stats:4: 'vm:101': field 'mem' must be a number of at least 0",
+        ),
+        (
+            "hw-maxmem",
+            (
+                "hardware_status",
+                "{\n\"node1\": {\"power\": \"off\",\n \"maxmem\": -5}}\n",
+            ),
+            "hardware_status:3: field 'maxmem': expected a positive number",
+        ),
+        (
+            "crs-mode",
+            (
+                "datacenter.cfg",
+                "{\n  \"crs\": {\n    \"ha\": \"fastest\"\n  }\n}\n",
+            ),
+            "datacenter.cfg:3: field 'crs.ha': invalid value 'fastest'",
+        ),
+        (
+            "stats-command",
+            (
+                "cmdlist",
+                "[[\"power node1 on\"],\n [\"service vm:101 set-static-stats maxcpu two\"]]",
+            ),
+            "cmdlist:2: field 'maxcpu' must be a number of at least 0",
+        ),
+    ] {
+        let mut files = vec![
+            ("cmdlist", cmd),
+            ("hardware_status", HW),
+            ("service_config", SVC),
+        ];
+        files.retain(|(f, _)| *f != extra.0);
+        files.push(extra);
+        let dir = scenario(name, &files);
+        let out = run(&dir, &[]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(out.stdout.is_empty(), "{name}: nothing may run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{name}: {err}");
+    }
+    // The same files, well formed, run.
+    let dir = scenario(
+        "crs-good",
+        &[
+            (
+                "cmdlist",
+                "[[\"power node1 on\", \"power node2 on\", \"power node3 on\"]]",
+            ),
+            ("hardware_status", HW),
+            ("service_config", SVC),
+            (
+                "datacenter.cfg",
+                "{\"crs\": {\"ha\": \"static\", \"ha-auto-rebalance\": 1}}",
+            ),
+            (
+                "static_service_stats",
+                "{\"vm:101\": {\"maxcpu\": 2, \"maxmem\": 1024}}",
+            ),
+        ],
+    );
+    let out = run(&dir, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("using scheduler mode 'static'"));
+}

@@ -3,14 +3,13 @@
 //! (`ha: shutdown_policy=migrate`, `max_workers: 4`). The simulator's JSON
 //! form is in [`super::datacenter_json`].
 //!
-//! CRS beyond `ha=basic` (static/dynamic scheduling, rebalancing) and
-//! hardware fencing are refused as "not supported yet".
+//! Hardware fencing is refused as "not supported yet".
 
 use std::collections::BTreeMap;
 
 use super::error::{ConfigError, ConfigErrorKind};
 use super::values::parse_bool;
-use crate::domain::{DatacenterOptions, ShutdownPolicy};
+use crate::domain::{CrsMode, CrsOptions, DatacenterOptions, RebalanceMethod, ShutdownPolicy};
 
 /// Keys of a PVE datacenter.cfg that have nothing to do with HA; they are
 /// accepted and ignored so a real datacenter.cfg can be read as it is.
@@ -84,41 +83,71 @@ pub fn check_fencing(field: &str, text: &str) -> Result<(), ConfigErrorKind> {
     }
 }
 
-/// One key of the `crs` property string. Only `ha=basic` and the
-/// rebalancing switches set to off are accepted.
-pub fn check_crs_option(key: &str, text: &str) -> Result<(), ConfigErrorKind> {
+/// One key of the `crs` property string, stored in `crs` (spec 1.7).
+pub fn apply_crs_option(
+    crs: &mut CrsOptions,
+    key: &str,
+    text: &str,
+) -> Result<(), ConfigErrorKind> {
     let field = format!("crs.{key}");
     match key {
-        "ha" => match text {
-            "basic" => Ok(()),
-            "static" | "dynamic" => Err(ConfigErrorKind::NotSupported(format!(
-                "field '{field}': CRS scheduler '{text}' is"
-            ))),
-            _ => Err(ConfigErrorKind::invalid(
-                &field,
-                format!("invalid value '{text}': expected one of basic, static, dynamic"),
-            )),
-        },
-        "ha-rebalance-on-start" | "ha-auto-rebalance" => {
-            if parse_bool(&field, Some(text))? {
-                Err(ConfigErrorKind::NotSupported(format!(
-                    "field '{field}': rebalancing is"
-                )))
-            } else {
-                Ok(())
+        "ha" => {
+            crs.mode = match text {
+                "basic" => CrsMode::Basic,
+                "static" => CrsMode::Static,
+                "dynamic" => CrsMode::Dynamic,
+                _ => {
+                    return Err(ConfigErrorKind::invalid(
+                        &field,
+                        format!("invalid value '{text}': expected one of basic, static, dynamic"),
+                    ))
+                }
             }
         }
-        "ha-auto-rebalance-threshold"
-        | "ha-auto-rebalance-method"
-        | "ha-auto-rebalance-hold-duration"
-        | "ha-auto-rebalance-margin" => Err(ConfigErrorKind::NotSupported(format!(
-            "field '{field}': automatic rebalancing is"
-        ))),
-        _ => Err(ConfigErrorKind::UnknownKey {
-            field,
-            section_type: "crs".to_string(),
-        }),
+        "ha-rebalance-on-start" => crs.rebalance_on_start = parse_bool(&field, Some(text))?,
+        "ha-auto-rebalance" => crs.auto_rebalance = parse_bool(&field, Some(text))?,
+        "ha-auto-rebalance-threshold" => crs.threshold = parse_fraction(&field, text)?,
+        "ha-auto-rebalance-margin" => crs.margin = parse_fraction(&field, text)?,
+        "ha-auto-rebalance-method" => {
+            crs.method = match text {
+                "bruteforce" => RebalanceMethod::Bruteforce,
+                "topsis" => RebalanceMethod::Topsis,
+                _ => {
+                    return Err(ConfigErrorKind::invalid(
+                        &field,
+                        format!("invalid value '{text}': expected one of bruteforce, topsis"),
+                    ))
+                }
+            }
+        }
+        "ha-auto-rebalance-hold-duration" => {
+            crs.hold_rounds = super::values::parse_u32(&field, Some(text))?
+        }
+        _ => {
+            return Err(ConfigErrorKind::UnknownKey {
+                field,
+                section_type: "crs".to_string(),
+            })
+        }
     }
+    Ok(())
+}
+
+/// A threshold or margin. pve-ha-manager 5.2 reads fractions (`0.3`),
+/// the newer datacenter schema percent (`30`): a value of at most 1 is a
+/// fraction, a larger one (up to 100) percent. Returned as a fraction.
+fn parse_fraction(field: &str, text: &str) -> Result<f64, ConfigErrorKind> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| ConfigErrorKind::invalid(field, format!("invalid number '{text}'")))?;
+    if !(0.0..=100.0).contains(&value) {
+        return Err(ConfigErrorKind::invalid(
+            field,
+            format!("'{text}' is out of range: expected a fraction 0..1 or percent up to 100"),
+        ));
+    }
+    Ok(if value > 1.0 { value / 100.0 } else { value })
 }
 
 /// One key of the `ha` property string.
@@ -208,7 +237,7 @@ pub fn parse_datacenter_cfg(text: &str, file: &str) -> Result<DatacenterOptions,
         let result = match key {
             _ if ha_key && value.is_empty() => Err(missing()),
             "ha" => for_each_property(key, value, |k, v| apply_ha_option(&mut options, k, v)),
-            "crs" => for_each_property(key, value, check_crs_option),
+            "crs" => for_each_property(key, value, |k, v| apply_crs_option(&mut options.crs, k, v)),
             "max_workers" => parse_max_workers(key, value).map(|n| options.max_workers = n),
             "fencing" => check_fencing(key, value),
             _ if IGNORED_PVE_KEYS.contains(&key) => Ok(()),
@@ -232,6 +261,13 @@ mod tests {
         let options = parse_datacenter_cfg(text, "datacenter.cfg").unwrap();
         assert_eq!(options.shutdown_policy, ShutdownPolicy::Migrate);
         assert_eq!(options.max_workers, 8);
+        assert_eq!(options.crs.mode, CrsMode::Basic);
+        let text = "crs: ha=static,ha-rebalance-on-start=1,ha-auto-rebalance=1,ha-auto-rebalance-threshold=40,ha-auto-rebalance-method=topsis,ha-auto-rebalance-hold-duration=5,ha-auto-rebalance-margin=0.2\n";
+        let crs = parse_datacenter_cfg(text, "datacenter.cfg").unwrap().crs;
+        assert_eq!(crs.mode, CrsMode::Static);
+        assert!(crs.rebalance_on_start && crs.auto_rebalance);
+        assert!((crs.threshold - 0.4).abs() < 1e-9 && (crs.margin - 0.2).abs() < 1e-9);
+        assert_eq!((crs.method, crs.hold_rounds), (RebalanceMethod::Topsis, 5));
         assert_eq!(
             parse_datacenter_cfg("", "datacenter.cfg").unwrap(),
             DatacenterOptions::default()
@@ -270,14 +306,14 @@ mod tests {
             ),
             ("max_workers:\n", 1, "field 'max_workers': missing value"),
             (
-                "crs: ha=static\n",
+                "crs: ha=fancy\n",
                 1,
-                "field 'crs.ha': CRS scheduler 'static' is not supported yet",
+                "field 'crs.ha': invalid value 'fancy'",
             ),
             (
-                "crs: ha-rebalance-on-start=1\n",
+                "crs: ha-auto-rebalance-threshold=150\n",
                 1,
-                "field 'crs.ha-rebalance-on-start': rebalancing is not supported yet",
+                "field 'crs.ha-auto-rebalance-threshold': '150' is out of range",
             ),
             (
                 "fencing: hardware\n",

@@ -11,10 +11,10 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 use super::datacenter::{
-    check_crs_option, check_fencing, parse_max_workers, parse_shutdown_policy,
+    apply_crs_option, check_fencing, parse_max_workers, parse_shutdown_policy,
 };
 use super::error::{ConfigError, ConfigErrorKind};
-use crate::domain::{DatacenterOptions, ShutdownPolicy};
+use crate::domain::{CrsOptions, DatacenterOptions, ShutdownPolicy};
 
 /// Parses the JSON datacenter options; an empty (whitespace-only) file
 /// gives the defaults. `file` is only used in error messages.
@@ -76,6 +76,8 @@ enum Parsed {
     Policy(ShutdownPolicy),
     /// The worker limit.
     Workers(u32),
+    /// A checked `crs` key and its value.
+    Crs(String, String),
     /// An object's contributions.
     Object(Vec<Parsed>),
 }
@@ -119,7 +121,8 @@ impl ValueSeed {
             Slot::Fencing => check_fencing(field, text).map(|()| Parsed::Nothing),
             Slot::CrsOption => {
                 let key = field.strip_prefix("crs.").unwrap_or(field);
-                check_crs_option(key, text).map(|()| Parsed::Nothing)
+                apply_crs_option(&mut CrsOptions::default(), key, text)
+                    .map(|()| Parsed::Crs(key.to_string(), text.to_string()))
             }
             _ => return Err(self.misplaced(&format!("'{text}'"))),
         };
@@ -209,6 +212,10 @@ fn apply(options: &mut DatacenterOptions, parsed: Parsed) {
         Parsed::Nothing => {}
         Parsed::Policy(policy) => options.shutdown_policy = policy,
         Parsed::Workers(workers) => options.max_workers = workers,
+        Parsed::Crs(key, text) => {
+            // Checked when parsed.
+            let _ = apply_crs_option(&mut options.crs, &key, &text);
+        }
         Parsed::Object(parts) => parts.into_iter().for_each(|p| apply(options, p)),
     }
 }
@@ -243,9 +250,9 @@ mod tests {
             ("{\n\"ha\": {\n\"shutdown_policy\": \"never\"\n}\n}", 3, "field 'ha.shutdown_policy': invalid value 'never'"),
             ("{\n\"ha\": {\"policy\": \"freeze\"}\n}", 2, "field 'ha.policy': unknown key"),
             ("{\"ha\": \"freeze\"}", 1, "field 'ha': expected an object like"),
-            ("{\n\n\"crs\": {\"ha\": \"static\"}}", 3, "field 'crs.ha': CRS scheduler 'static' is not supported yet"),
-            ("{\"crs\": {\"ha-rebalance-on-start\": 1}}", 1, "field 'crs.ha-rebalance-on-start': rebalancing is not supported yet"),
-            ("{\"crs\": {\"ha-auto-rebalance-threshold\": 30}}", 1, "automatic rebalancing is not supported yet"),
+            ("{\n\n\"crs\": {\"ha\": \"fancy\"}}", 3, "field 'crs.ha': invalid value 'fancy'"),
+            ("{\"crs\": {\"ha-rebalance-on-start\": \"maybe\"}}", 1, "field 'crs.ha-rebalance-on-start'"),
+            ("{\"crs\": {\"ha-auto-rebalance-method\": \"best\"}}", 1, "field 'crs.ha-auto-rebalance-method': invalid value 'best'"),
             ("{\"max_workers\": 0}", 1, "field 'max_workers': must be at least 1"),
             ("{\"max_workers\": [1]}", 1, "field 'max_workers': expected a string, number or boolean"),
             ("{\n\"cluster\": 1}", 2, "field 'cluster': unknown key"),

@@ -15,8 +15,7 @@
 //! an error here**: the whole parse fails with a [`ConfigError`] naming the
 //! file, the 1-based line and the field or token, so a typo never silently
 //! changes what the cluster does. Also refused: a duplicate section id, a
-//! node or SID listed twice in one list, a `resource-affinity` rule (not
-//! supported yet). Tolerated: `#` comment lines anywhere, whitespace-only
+//! node or SID listed twice in one list. Tolerated: `#` comment lines anywhere, whitespace-only
 //! lines *between* sections, CRLF line endings, an upper-case section type
 //! (lower-cased, as Proxmox does).
 //!
@@ -37,7 +36,10 @@ pub mod values;
 #[cfg(test)]
 mod round_trip_tests;
 
-pub use compile::{compile_rules, CompiledNodeAffinity, CompiledRules};
+pub use compile::{
+    canonicalize_rules, compile_rules, CanonicalRules, CompiledNodeAffinity,
+    CompiledResourceAffinity, CompiledRules,
+};
 pub use datacenter::parse_datacenter_cfg;
 pub use datacenter_json::parse_datacenter_json;
 pub use error::{ConfigError, ConfigErrorKind};
@@ -47,4 +49,7 @@ pub use resources::{
     parse_resource_option, parse_resources_cfg, validate_resource_option, validate_resource_sid,
     write_resources_cfg, ResourceOption,
 };
-pub use rules::{parse_rule_option, parse_rules_cfg, write_rules_cfg, RuleOption};
+pub use rules::{
+    parse_resource_affinity_option, parse_rule_option, parse_rules, parse_rules_cfg, write_rules,
+    write_rules_cfg, ResourceAffinityOption, RuleOption,
+};

@@ -9,7 +9,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::domain::{
-    GroupConfig, GroupNode, NodeAffinityRule, NodeName, RequestedState, ResourceConfig, Sid,
+    Affinity, GroupConfig, GroupNode, NodeAffinityRule, NodeName, RequestedState,
+    ResourceAffinityRule, ResourceConfig, Rule, Sid,
 };
 
 fn node_name() -> impl Strategy<Value = NodeName> {
@@ -124,6 +125,32 @@ fn rule() -> impl Strategy<Value = NodeAffinityRule> {
         )
 }
 
+fn any_rule() -> impl Strategy<Value = Rule> {
+    let resource_affinity = (
+        config_id(),
+        btree_set("[a-z]{1,4}:[a-z0-9:#]{1,5}", 1..5),
+        any::<bool>(),
+        any::<bool>(),
+        option::of(any::<String>().prop_filter("no edge spaces", |s| {
+            !s.is_empty() && !s.starts_with(' ') && !s.ends_with(' ')
+        })),
+    )
+        .prop_map(|(id, resources, positive, disable, comment)| {
+            Rule::ResourceAffinity(ResourceAffinityRule {
+                id,
+                resources: resources.iter().map(|s| s.parse().unwrap()).collect(),
+                affinity: if positive {
+                    Affinity::Positive
+                } else {
+                    Affinity::Negative
+                },
+                disable,
+                comment,
+            })
+        });
+    prop_oneof![rule().prop_map(Rule::NodeAffinity), resource_affinity]
+}
+
 fn dedup_by<T, K: Ord>(items: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
     let mut seen = BTreeSet::new();
     items
@@ -158,10 +185,19 @@ proptest! {
     }
 
     #[test]
+    fn mixed_rules_round_trip(items in vec(any_rule(), 0..6)) {
+        let items = dedup_by(items, |r| r.id().to_string());
+        let text = write_rules(&items);
+        let parsed = parse_rules(&text, "rules.cfg");
+        prop_assert_eq!(parsed.as_ref(), Ok(&items), "text:\n{}", text);
+    }
+
+    #[test]
     fn parsers_never_panic(text in "(vm: 10[0-9]|group: g1|(vm|group|node-affinity|exec|resource-affinity): [^\n ]{1,4}|node-affinity: r1|\t[a-z_]{1,12}( [a-z0-9:%,;]{0,8})?| +|#x|ha: [a-z_=,]{0,20}|\\{\"[a-z_]{1,12}\": [0-9]\\}|.{0,10}|\n){0,30}") {
         let _ = parse_resources_cfg(&text, "r");
         let _ = parse_groups_cfg(&text, "g");
         let _ = parse_rules_cfg(&text, "x");
+        let _ = parse_rules(&text, "x");
         let _ = parse_datacenter_cfg(&text, "d");
         let _ = parse_datacenter_json(&text, "j");
     }
@@ -213,7 +249,7 @@ fn measure_parse_and_write_10k_resources() {
         .collect();
     let start = Instant::now();
     for _ in 0..rounds {
-        let (compiled, _) = compile_rules(&rules, &nodes);
+        let (compiled, _) = compile_rules(&rules, &[], &nodes);
         assert_eq!(compiled.node_affinity.len(), 10_000);
     }
     let compile = start.elapsed() / rounds;

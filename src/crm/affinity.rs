@@ -1,31 +1,59 @@
-//! The CRM's node-affinity input from the configuration: node-affinity
-//! rules plus the rules that HA groups stand for (spec 1.4, converted in
-//! memory until the groups are migrated), compiled against the cluster's
-//! nodes. The simulator and the daemon both feed the CRM through it.
+//! The CRM's placement rules from the configuration: node-affinity rules
+//! plus the rules that HA groups stand for (spec 1.4, converted in memory
+//! until the groups are migrated) and resource-affinity rules, compiled
+//! against the cluster's nodes. The simulator and the daemon both feed the
+//! CRM through it.
 
 use std::collections::BTreeMap;
 
 use crate::config::{compile_rules, rules_from_groups};
-use crate::domain::{GroupConfig, NodeAffinityRule, NodeName, ResourceConfig, Sid};
+use crate::domain::{
+    GroupConfig, NodeAffinityRule, NodeName, ResourceAffinityRule, ResourceConfig, Sid,
+};
 
-use super::select::NodeAffinity;
+use super::select::{NodeAffinity, ResourceAffinity};
 
-/// Compiles `rules` and `groups` for `resources` on `nodes`. Returns the
-/// affinity per SID and one log message per dropped rule.
+/// The compiled rules the CRM reads, and the `Drop rule ...` messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlacementRules {
+    /// SID -> node preferences.
+    pub node_affinity: BTreeMap<Sid, NodeAffinity>,
+    /// SID -> positive and negative partners.
+    pub resource_affinity: ResourceAffinity,
+    /// One log message per reason a rule was dropped.
+    pub messages: Vec<String>,
+}
+
+/// Compiles `rules` and `groups` for `resources` on `nodes` (node affinity
+/// only). Returns the affinity per SID and one log message per dropped
+/// rule.
 pub fn node_affinity_from_config<'a>(
     rules: &[NodeAffinityRule],
     groups: &[GroupConfig],
     resources: impl IntoIterator<Item = &'a ResourceConfig>,
     nodes: &[NodeName],
 ) -> (BTreeMap<Sid, NodeAffinity>, Vec<String>) {
-    if rules.is_empty() && groups.is_empty() {
-        return (BTreeMap::new(), Vec::new());
+    let compiled = placement_rules_from_config(rules, &[], groups, resources, nodes);
+    (compiled.node_affinity, compiled.messages)
+}
+
+/// Compiles node-affinity rules, resource-affinity rules and `groups` for
+/// `resources` on `nodes` (all known nodes, online or not).
+pub fn placement_rules_from_config<'a>(
+    rules: &[NodeAffinityRule],
+    resource_rules: &[ResourceAffinityRule],
+    groups: &[GroupConfig],
+    resources: impl IntoIterator<Item = &'a ResourceConfig>,
+    nodes: &[NodeName],
+) -> PlacementRules {
+    if rules.is_empty() && groups.is_empty() && resource_rules.is_empty() {
+        return PlacementRules::default();
     }
     let configs: Vec<ResourceConfig> = resources.into_iter().cloned().collect();
     let mut all = rules.to_vec();
     all.extend(rules_from_groups(groups, &configs));
-    let (compiled, messages) = compile_rules(&all, nodes);
-    let affinity = compiled
+    let (compiled, messages) = compile_rules(&all, resource_rules, nodes);
+    let node_affinity = compiled
         .node_affinity
         .into_iter()
         .map(|(sid, c)| {
@@ -38,7 +66,11 @@ pub fn node_affinity_from_config<'a>(
             )
         })
         .collect();
-    (affinity, messages)
+    PlacementRules {
+        node_affinity,
+        resource_affinity: compiled.resource_affinity,
+        messages,
+    }
 }
 
 #[cfg(test)]

@@ -307,6 +307,13 @@ impl CrmDaemon {
                         "temporary inconsistent cluster state (cfs restart?), skip round",
                     );
                 } else if !input.cfs_rw_ok {
+                    // Every round the master re-reads the manager status
+                    // (for the disarm state) and then fails its round, as
+                    // Proxmox's CRM does while pmxcfs is unreachable.
+                    out.log(
+                        Level::Err,
+                        format!("could not read manager status: {CFS_ERROR}"),
+                    );
                     out.log(Level::Err, format!("got unexpected error - {CFS_ERROR}"));
                 } else if let Some(manager) = self.manager.as_mut() {
                     if manager.manage(&input.manager, &mut out) {

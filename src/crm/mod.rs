@@ -19,16 +19,18 @@ pub mod pve_version;
 pub mod select;
 pub mod status;
 pub mod status_view;
+pub mod usage;
 
-pub use affinity::node_affinity_from_config;
+pub use affinity::{node_affinity_from_config, placement_rules_from_config, PlacementRules};
 pub use daemon::{CrmDaemon, CrmDaemonState, CrmInput, CrmOutput};
 pub use fencing::{agent_lease_name, crm_holder, AgentLease, FenceEvidence};
 pub use group_migration::GroupMigrationInput;
 pub use liveness::Liveness;
 pub use manager::{ConfiguredResource, Manager, ManagerInput};
 pub use output::{CrmAction, CrmStep, Level, LogEvent, Steps};
-pub use select::{select_service_node, NodeAffinity, Preference, Usage};
+pub use select::{select_service_node, NodeAffinity, PartnerNodes, Preference, ResourceAffinity};
 pub use status::{
     exit_code, Disarm, DisarmMode, DisarmState, LrmResult, ManagerStatus, NodeRequest, NodeState,
     ServiceRecord, ServiceState,
 };
+pub use usage::{Load, NodeStats, NodeUsage, Scheduling, ServiceStats, Usage};

@@ -1,5 +1,7 @@
 //! pve-manager version numbers as the group migration gate compares them
-//! (spec section 3.20): `MAJOR.MINOR.PATCH` with an optional `~REV`.
+//! (spec section 3.20): `MAJOR.MINOR.PATCH` with an optional `~REV`;
+//! versions before PVE 8 were written `MAJOR.MINOR-PATCH` (`7.4-3`) and
+//! read the same way.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -33,7 +35,9 @@ pub struct PveVersion {
 
 /// A version string that is not `MAJOR.MINOR.PATCH[~REV]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed pve-manager version '{0}' (expected MAJOR.MINOR.PATCH[~REV])")]
+#[error(
+    "malformed pve-manager version '{0}' (expected MAJOR.MINOR.PATCH[~REV] or MAJOR.MINOR-PATCH)"
+)]
 pub struct MalformedVersion(pub String);
 
 fn number(part: &str) -> Option<u64> {
@@ -54,10 +58,23 @@ impl FromStr for PveVersion {
         };
         let mut parts = release.split('.');
         let mut next = || parts.next().and_then(number).ok_or_else(bad);
-        let (major, minor, patch) = (next()?, next()?, next()?);
-        if parts.next().is_some() {
-            return Err(bad());
-        }
+        let major = next()?;
+        let (minor, patch) = match release.split_once('.').map(|(_, rest)| rest) {
+            // The pre-PVE-8 form: `MAJOR.MINOR-PATCH`.
+            Some(rest) if rest.contains('-') => {
+                let (minor, patch) = rest.split_once('-').ok_or_else(bad)?;
+                let minor = number(minor).ok_or_else(bad)?;
+                let patch = number(patch).ok_or_else(bad)?;
+                (minor, patch)
+            }
+            _ => {
+                let (minor, patch) = (next()?, next()?);
+                if parts.next().is_some() {
+                    return Err(bad());
+                }
+                (minor, patch)
+            }
+        };
         Ok(PveVersion {
             major,
             minor,
@@ -142,6 +159,10 @@ mod tests {
             "9..0",
             " 9.0.0",
             "9.0.0-1",
+            "9.0-",
+            "9.-1",
+            "9.0-1-2",
+            "9-0.1",
             "-1.0.0",
         ] {
             assert_eq!(
@@ -150,6 +171,14 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn dash_form_reads_like_dots() {
+        assert_eq!("7.4-3".parse::<PveVersion>(), "7.4.3".parse::<PveVersion>());
+        assert_eq!(at_least_min("8.2-4"), Ok(false));
+        assert_eq!(at_least_min("9.1-0"), Ok(true));
+        assert_eq!("7.4-3".parse::<PveVersion>().unwrap().to_string(), "7.4.3");
     }
 
     #[test]

@@ -1,12 +1,97 @@
-//! Node selection (spec section 3.10) with the `basic` scheduler (3.11.2):
-//! node-affinity priorities, strict rules, failback, failed nodes and the
-//! maintenance fallback. Resource affinity is not implemented yet.
+//! Node selection (spec section 3.10): node-affinity priorities, strict
+//! rules, failback, failed nodes, the maintenance fallback and resource
+//! affinity (where the partners are); the candidates are ranked by the
+//! usage model's scheduler ([`super::usage`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::domain::NodeName;
+use crate::domain::{NodeName, Sid};
 
-use super::status::ServiceRecord;
+use super::status::{ServiceRecord, ServiceState};
+pub use super::usage::{Load, Usage};
+
+/// The compiled resource affinity: SID -> positive and negative partners.
+pub use crate::config::CompiledResourceAffinity as ResourceAffinity;
+
+/// Where a service's partners are (spec 3.10 step 3), on online nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartnerNodes {
+    /// Node -> number of positive partners using it (a moving partner
+    /// counts only on its target).
+    pub together: BTreeMap<NodeName, usize>,
+    /// Nodes used by a negative partner (current and target nodes).
+    pub separate: BTreeSet<NodeName>,
+}
+
+impl PartnerNodes {
+    /// No partner uses an online node.
+    pub fn is_empty(&self) -> bool {
+        self.together.is_empty() && self.separate.is_empty()
+    }
+
+    /// The service may stay on `node` as far as its partners go: a
+    /// positive partner is there, or no negative one.
+    pub fn allows(&self, node: &NodeName) -> bool {
+        self.together.get(node).is_some_and(|n| *n > 0) || !self.separate.contains(node)
+    }
+
+    /// Collects the nodes the partners of `sid` use, from their records.
+    /// `online` tells which nodes count.
+    pub fn of(
+        affinity: &ResourceAffinity,
+        sid: &Sid,
+        records: &BTreeMap<Sid, ServiceRecord>,
+        online: impl Fn(&NodeName) -> bool,
+    ) -> Self {
+        let mut view = PartnerNodes::default();
+        let empty = BTreeSet::new();
+        for partner in affinity.positive.get(sid).unwrap_or(&empty) {
+            let Some(sd) = records.get(partner) else {
+                continue;
+            };
+            let (current, target) = used_nodes(sd, &online);
+            if let Some(node) = target.or(current) {
+                *view.together.entry(node.clone()).or_default() += 1;
+            }
+        }
+        for partner in affinity.negative.get(sid).unwrap_or(&empty) {
+            let Some(sd) = records.get(partner) else {
+                continue;
+            };
+            let (current, target) = used_nodes(sd, &online);
+            view.separate
+                .extend(current.into_iter().chain(target).cloned());
+        }
+        view
+    }
+}
+
+/// The current and target node a service uses for resource affinity
+/// (spec 3.10 step 3): stopped and starting services use none.
+pub fn used_nodes(
+    sd: &ServiceRecord,
+    online: impl Fn(&NodeName) -> bool,
+) -> (Option<&NodeName>, Option<&NodeName>) {
+    use ServiceState as S;
+    let current = match sd.state {
+        S::Started
+        | S::RequestStop
+        | S::Fence
+        | S::Freeze
+        | S::Error
+        | S::Recovery
+        | S::Migrate
+        | S::Relocate => Some(&sd.node).filter(|n| online(n)),
+        S::Stopped | S::RequestStart | S::RequestStartBalance => None,
+    };
+    let target = match sd.state {
+        S::Migrate | S::Relocate | S::RequestStartBalance => {
+            sd.target.as_ref().filter(|n| online(n))
+        }
+        _ => None,
+    };
+    (current, target)
+}
 
 /// The compiled node affinity of one resource (see
 /// `config::compile::CompiledNodeAffinity`).
@@ -29,13 +114,16 @@ pub enum Preference {
     TryNext,
 }
 
-/// Usage of the online nodes: node -> number of services using it.
-pub type Usage = BTreeMap<NodeName, usize>;
-
-/// Picks a node for a service, or `None` if no node qualifies.
+/// Picks a node for a service, or `None` if no node qualifies. `partners`
+/// is where its resource-affinity partners are ([`PartnerNodes::of`]);
+/// `load` what the service adds to a node (`None`: its statistics are
+/// missing, every node scores the same).
+#[allow(clippy::too_many_arguments)]
 pub fn select_service_node(
     usage: &Usage,
+    load: Option<&Load>,
     affinity: Option<&NodeAffinity>,
+    partners: &PartnerNodes,
     failback: bool,
     sd: &ServiceRecord,
     preference: Preference,
@@ -45,6 +133,7 @@ pub fn select_service_node(
     // online node is allowed and preferred, so preference `none` keeps an
     // online current node unless a maintenance fallback elsewhere is online.
     if affinity.is_none()
+        && partners.is_empty()
         && preference == Preference::None
         && usage.contains_key(current)
         && sd
@@ -72,7 +161,7 @@ pub fn select_service_node(
             let preferred = rule
                 .nodes
                 .iter()
-                .filter(|(n, p)| usage.contains_key(*n) && Some(**p) == best)
+                .filter(|(n, p)| usage.contains_key(n) && Some(**p) == best)
                 .map(|(n, _)| n)
                 .collect();
             (allowed, preferred)
@@ -81,13 +170,31 @@ pub fn select_service_node(
     if preferred.is_empty() {
         return None;
     }
-    if preference == Preference::None && !failback && allowed.contains(&current) {
+    if preference == Preference::None
+        && !failback
+        && allowed.contains(&current)
+        && partners.allows(current)
+    {
         return Some(current.clone());
     }
     if preference == Preference::TryNext {
         if let Some(failed) = &sd.failed_nodes {
             preferred.retain(|n| !failed.contains(n));
         }
+    }
+    preferred.retain(|n| !partners.separate.contains(*n));
+    // Positive affinity: only the preferred node most partners use.
+    let mut best: Option<(&NodeName, usize)> = None;
+    for (node, count) in &partners.together {
+        if *count > 0 && preferred.contains(&node) && best.is_none_or(|(_, c)| *count > c) {
+            best = Some((node, *count));
+        }
+    }
+    if let Some((node, _)) = best {
+        preferred.retain(|n| *n == node);
+    }
+    if preferred.is_empty() {
+        return None;
     }
     if let Some(fallback) = &sd.maintenance_node {
         if preferred.contains(&fallback) {
@@ -97,11 +204,7 @@ pub fn select_service_node(
     if preference == Preference::None && preferred.contains(&current) {
         return Some(current.clone());
     }
-    preferred.sort_by(|a, b| {
-        let ua = usage.get(*a).copied().unwrap_or(0);
-        let ub = usage.get(*b).copied().unwrap_or(0);
-        ua.cmp(&ub).then_with(|| a.cmp(b))
-    });
+    usage.order(&mut preferred, load);
     if preference == Preference::TryNext {
         if let Some(pos) = preferred.iter().position(|n| *n == current) {
             if pos + 1 < preferred.len() {
@@ -122,20 +225,42 @@ mod tests {
     }
 
     fn usage(list: &[(&str, usize)]) -> Usage {
-        list.iter().map(|(k, v)| (n(k), *v)).collect()
+        Usage::from_counts(list.iter().map(|(k, v)| (n(k), *v)))
     }
+
+    const BASIC: Option<&Load> = Some(&Load {
+        cpu: 0.0,
+        mem: 0.0,
+        zero_cpu_is_whole_node: false,
+    });
 
     #[test]
     fn stays_without_rules_and_picks_least_loaded_on_recovery() {
         let u = usage(&[("node1", 3), ("node2", 1), ("node3", 1)]);
         let sd = ServiceRecord::new(ServiceState::Started, n("node1"));
         assert_eq!(
-            select_service_node(&u, None, true, &sd, Preference::None),
+            select_service_node(
+                &u,
+                BASIC,
+                None,
+                &PartnerNodes::default(),
+                true,
+                &sd,
+                Preference::None
+            ),
             Some(n("node1"))
         );
         let sd = ServiceRecord::new(ServiceState::Recovery, n("node4"));
         assert_eq!(
-            select_service_node(&u, None, true, &sd, Preference::BestScore),
+            select_service_node(
+                &u,
+                BASIC,
+                None,
+                &PartnerNodes::default(),
+                true,
+                &sd,
+                Preference::BestScore
+            ),
             Some(n("node2"))
         );
     }
@@ -150,24 +275,56 @@ mod tests {
         let sd = ServiceRecord::new(ServiceState::Started, n("node3"));
         // failback: move to the highest priority node
         assert_eq!(
-            select_service_node(&u, Some(&rule), true, &sd, Preference::None),
+            select_service_node(
+                &u,
+                BASIC,
+                Some(&rule),
+                &PartnerNodes::default(),
+                true,
+                &sd,
+                Preference::None
+            ),
             Some(n("node2"))
         );
         // no failback: stay on an allowed node
         assert_eq!(
-            select_service_node(&u, Some(&rule), false, &sd, Preference::None),
+            select_service_node(
+                &u,
+                BASIC,
+                Some(&rule),
+                &PartnerNodes::default(),
+                false,
+                &sd,
+                Preference::None
+            ),
             Some(n("node3"))
         );
         // strict: node1 is not allowed even without failback
         let sd = ServiceRecord::new(ServiceState::Started, n("node1"));
         assert_eq!(
-            select_service_node(&u, Some(&rule), false, &sd, Preference::None),
+            select_service_node(
+                &u,
+                BASIC,
+                Some(&rule),
+                &PartnerNodes::default(),
+                false,
+                &sd,
+                Preference::None
+            ),
             Some(n("node2"))
         );
         // no listed node online: nothing
         let u2 = usage(&[("node1", 0)]);
         assert_eq!(
-            select_service_node(&u2, Some(&rule), true, &sd, Preference::BestScore),
+            select_service_node(
+                &u2,
+                BASIC,
+                Some(&rule),
+                &PartnerNodes::default(),
+                true,
+                &sd,
+                Preference::BestScore
+            ),
             None
         );
     }
@@ -178,12 +335,130 @@ mod tests {
         let mut sd = ServiceRecord::new(ServiceState::Started, n("node1"));
         sd.failed_nodes = Some(vec![n("node1")]);
         assert_eq!(
-            select_service_node(&u, None, true, &sd, Preference::TryNext),
+            select_service_node(
+                &u,
+                BASIC,
+                None,
+                &PartnerNodes::default(),
+                true,
+                &sd,
+                Preference::TryNext
+            ),
             Some(n("node3"))
         );
         sd.failed_nodes = Some(vec![n("node1"), n("node2"), n("node3")]);
         assert_eq!(
-            select_service_node(&u, None, true, &sd, Preference::TryNext),
+            select_service_node(
+                &u,
+                BASIC,
+                None,
+                &PartnerNodes::default(),
+                true,
+                &sd,
+                Preference::TryNext
+            ),
+            None
+        );
+    }
+
+    fn sid(s: &str) -> Sid {
+        s.parse().unwrap()
+    }
+
+    fn record(state: ServiceState, node: &str, target: Option<&str>) -> ServiceRecord {
+        let mut sd = ServiceRecord::new(state, n(node));
+        sd.target = target.map(n);
+        sd
+    }
+
+    #[test]
+    fn partner_states_and_targets() {
+        let mut aff = ResourceAffinity::default();
+        aff.positive
+            .insert(sid("vm:1"), [sid("vm:2"), sid("vm:3"), sid("vm:4")].into());
+        aff.negative
+            .insert(sid("vm:1"), [sid("vm:5"), sid("vm:6"), sid("vm:7")].into());
+        let mut records = BTreeMap::new();
+        records.insert(sid("vm:2"), record(ServiceState::Started, "node1", None));
+        // moving: only the target counts for positive affinity
+        records.insert(
+            sid("vm:3"),
+            record(ServiceState::Migrate, "node1", Some("node2")),
+        );
+        // stopped partners use no node
+        records.insert(sid("vm:4"), record(ServiceState::Stopped, "node3", None));
+        // a migrating negative partner occupies its source and its target
+        records.insert(
+            sid("vm:5"),
+            record(ServiceState::Relocate, "node2", Some("node3")),
+        );
+        records.insert(
+            sid("vm:6"),
+            record(ServiceState::RequestStart, "node1", None),
+        );
+        // offline nodes do not count
+        records.insert(sid("vm:7"), record(ServiceState::Fence, "node4", None));
+        let online = |x: &NodeName| x.as_str() != "node4";
+        let view = PartnerNodes::of(&aff, &sid("vm:1"), &records, online);
+        let together: Vec<(String, usize)> = view
+            .together
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        assert_eq!(
+            together,
+            [("node1".to_string(), 1), ("node2".to_string(), 1)]
+        );
+        let separate: Vec<String> = view.separate.iter().map(|k| k.to_string()).collect();
+        assert_eq!(separate, ["node2", "node3"]);
+    }
+
+    #[test]
+    fn negative_partners_exclude_and_positive_partners_attract() {
+        let u = usage(&[("node1", 0), ("node2", 5), ("node3", 1)]);
+        let sd = ServiceRecord::new(ServiceState::Started, n("node1"));
+        // a negative partner on the current node: move to the least loaded other node
+        let mut apart = PartnerNodes::default();
+        apart.separate.insert(n("node1"));
+        assert_eq!(
+            select_service_node(&u, BASIC, None, &apart, true, &sd, Preference::None),
+            Some(n("node3"))
+        );
+        // failback off does not keep it there either
+        assert_eq!(
+            select_service_node(&u, BASIC, None, &apart, false, &sd, Preference::None),
+            Some(n("node3"))
+        );
+        // the most partners win over load; ties go to the first name
+        let mut together = PartnerNodes::default();
+        together.together.insert(n("node2"), 2);
+        together.together.insert(n("node3"), 2);
+        assert_eq!(
+            select_service_node(&u, BASIC, None, &together, true, &sd, Preference::None),
+            Some(n("node2"))
+        );
+        // a positive partner on the current node allows staying with failback off
+        let mut both = apart.clone();
+        both.together.insert(n("node1"), 1);
+        assert_eq!(
+            select_service_node(&u, BASIC, None, &both, false, &sd, Preference::None),
+            Some(n("node1"))
+        );
+        // no compliant node: none
+        let mut everywhere = PartnerNodes::default();
+        everywhere
+            .separate
+            .extend([n("node1"), n("node2"), n("node3")]);
+        assert_eq!(
+            select_service_node(
+                &u,
+                BASIC,
+                None,
+                &everywhere,
+                true,
+                &sd,
+                Preference::BestScore
+            ),
             None
         );
     }

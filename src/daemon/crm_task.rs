@@ -19,9 +19,9 @@ use super::STATUS_REFRESH;
 use crate::api::docs;
 use crate::api::ApiState;
 use crate::crm::{
-    agent_lease_name, crm_holder, node_affinity_from_config, AgentLease, CrmAction, CrmDaemon,
-    CrmInput, CrmStep, GroupMigrationInput, Level, Liveness, LogEvent, ManagerInput, ManagerStatus,
-    NodeState, ServiceState,
+    agent_lease_name, crm_holder, AgentLease, CrmAction, CrmDaemon, CrmInput, CrmStep,
+    GroupMigrationInput, Level, Liveness, LogEvent, ManagerInput, ManagerStatus, NodeState,
+    ServiceState,
 };
 use crate::domain::NodeName;
 
@@ -254,9 +254,8 @@ async fn round(
         })
         .collect();
     let node_names: Vec<NodeName> = membership.keys().cloned().collect();
-    let (affinity, dropped) =
-        node_affinity_from_config(&snap.rules, &snap.groups, &snap.configs, &node_names);
-    for message in dropped {
+    let placement = snap.placement_rules(&node_names);
+    for message in &placement.messages {
         tracing::warn!("{source}: {message}");
     }
     let guest_locks = BTreeMap::new();
@@ -278,7 +277,8 @@ async fn round(
             now_ms,
             membership: &membership,
             resources: &snap.resources,
-            node_affinity: &affinity,
+            node_affinity: &placement.node_affinity,
+            resource_affinity: &placement.resource_affinity,
             lrm_status: &snap.lrm_status,
             crm_commands: &snap.crm_commands,
             agent_leases: &agent_leases,
@@ -292,6 +292,8 @@ async fn round(
                 round_interval_ms: u64::try_from(config.timing.round_interval.as_millis())
                     .unwrap_or(u64::MAX),
             },
+            // The daemon has no CRS options nor statistics yet: `basic`.
+            scheduling: &crate::crm::Scheduling::default(),
         },
     });
     for step in output.steps {

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use raft::{ClusterStore, DocKey, LeaseRecord};
 
 use crate::api::docs::{self, NodeDirectory};
-use crate::config::{effective_failback, parse_groups_cfg, parse_resources_cfg, parse_rules_cfg};
-use crate::crm::{ConfiguredResource, ManagerStatus};
-use crate::domain::{GroupConfig, NodeAffinityRule, NodeName, ResourceConfig, Sid};
+use crate::config::{effective_failback, parse_groups_cfg, parse_resources_cfg, parse_rules};
+use crate::crm::{placement_rules_from_config, ConfiguredResource, ManagerStatus, PlacementRules};
+use crate::domain::{
+    split_rules, GroupConfig, NodeAffinityRule, NodeName, ResourceAffinityRule, ResourceConfig, Sid,
+};
 use crate::lrm::LrmStatus;
 
 /// Prefix of the per-service placement documents (`placement/<sid>` ->
@@ -56,6 +58,8 @@ pub struct Snapshot {
     pub groups: Vec<GroupConfig>,
     /// Node-affinity rules (rules.cfg).
     pub rules: Vec<NodeAffinityRule>,
+    /// Resource-affinity rules (rules.cfg).
+    pub resource_rules: Vec<ResourceAffinityRule>,
     /// Every configured resource, placed or not, in file order.
     pub configs: Vec<ResourceConfig>,
 }
@@ -132,10 +136,7 @@ pub fn read(store: &ClusterStore) -> Snapshot {
         tracing::error!(error = %e, "stored groups.cfg is invalid");
         Vec::new()
     });
-    let rules = parse_rules_cfg(&rules_text, "rules.cfg").unwrap_or_else(|e| {
-        tracing::error!(error = %e, "stored rules.cfg is invalid");
-        Vec::new()
-    });
+    let (rules, resource_rules) = read_rules(&rules_text);
     let mut resources = BTreeMap::new();
     let mut unplaced = Vec::new();
     let mut placement_versions = BTreeMap::new();
@@ -169,6 +170,114 @@ pub fn read(store: &ClusterStore) -> Snapshot {
         leases,
         groups,
         rules,
+        resource_rules,
         configs: all_configs,
+    }
+}
+
+/// Both rule types of rules.cfg; a file that does not parse counts as no
+/// rules (logged), as the simulator's CRM treats it.
+fn read_rules(text: &str) -> (Vec<NodeAffinityRule>, Vec<ResourceAffinityRule>) {
+    split_rules(parse_rules(text, "rules.cfg").unwrap_or_else(|e| {
+        tracing::error!(error = %e, "stored rules.cfg is invalid");
+        Vec::new()
+    }))
+}
+
+impl Snapshot {
+    /// The compiled placement rules for the CRM (node affinity, groups
+    /// and resource affinity against `nodes`): the same compilation the
+    /// simulator's CRM uses.
+    pub fn placement_rules(&self, nodes: &[NodeName]) -> PlacementRules {
+        placement_rules_from_config(
+            &self.rules,
+            &self.resource_rules,
+            &self.groups,
+            &self.configs,
+            nodes,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crm::{
+        AgentLease, CrmAction, CrmStep, GroupMigrationInput, Manager, ManagerInput, NodeState,
+        Steps,
+    };
+
+    fn node(s: &str) -> NodeName {
+        s.parse().unwrap()
+    }
+
+    /// The daemon's CRM input, built from stored rules.cfg text as
+    /// `crm_task` builds it, honours both rule types.
+    #[test]
+    fn stored_negative_rule_reaches_the_crm() {
+        let rules = "resource-affinity: apart\n\taffinity negative\n\tresources exec:a,exec:c\n\n\
+                     resource-affinity: together\n\taffinity positive\n\tresources exec:a,exec:b\n\n\
+                     node-affinity: pin\n\tnodes node3\n\tresources exec:d\n";
+        let (rules, resource_rules) = read_rules(rules);
+        assert_eq!((rules.len(), resource_rules.len()), (1, 2));
+        let configs = parse_resources_cfg(
+            "exec: a\n\tcmd x\n\nexec: b\n\tcmd y\n\nexec: c\n\tcmd z\n\nexec: d\n\tcmd w\n",
+            "resources.cfg",
+        )
+        .unwrap();
+        let snap = Snapshot {
+            rules,
+            resource_rules,
+            unplaced: configs.clone(),
+            configs,
+            ..Snapshot::default()
+        };
+        let names = [node("node1"), node("node2"), node("node3")];
+        let placement = snap.placement_rules(&names);
+        assert!(placement.messages.is_empty(), "{:?}", placement.messages);
+        let membership: BTreeMap<NodeName, bool> =
+            names.iter().map(|n| (n.clone(), true)).collect();
+        let leases: BTreeMap<NodeName, AgentLease> = names
+            .iter()
+            .map(|n| (n.clone(), AgentLease::Held { expired: false }))
+            .collect();
+        let mut old = ManagerStatus::default();
+        for n in &names {
+            old.node_status.insert(n.clone(), NodeState::Online);
+        }
+        let mut manager = Manager::new(node("node1"), &old);
+        let input = ManagerInput {
+            now_ms: 10_000,
+            membership: &membership,
+            resources: &snap.resources,
+            node_affinity: &placement.node_affinity,
+            resource_affinity: &placement.resource_affinity,
+            lrm_status: &snap.lrm_status,
+            crm_commands: &[],
+            agent_leases: &leases,
+            unplaced: &snap.unplaced,
+            guest_locks: &BTreeMap::new(),
+            fence_delay_ms: 60_000,
+            group_migration: GroupMigrationInput::no_groups(1_000),
+            scheduling: &crate::crm::Scheduling::default(),
+        };
+        let mut out = Steps::default();
+        assert!(manager.manage(&input, &mut out));
+        let placed: BTreeMap<String, String> = out
+            .0
+            .iter()
+            .filter_map(|s| match s {
+                CrmStep::Do(CrmAction::PlaceResource { sid, node }) => {
+                    Some((sid.to_string(), node.to_string()))
+                }
+                _ => None,
+            })
+            .collect();
+        // Without the rules, least-loaded placement would spread a, b, c
+        // over node1..node3 and put d on node1.
+        assert_eq!(placed.len(), 4, "{placed:?}");
+        assert_eq!(placed["exec:a"], placed["exec:b"], "{placed:?}");
+        assert_ne!(placed["exec:a"], placed["exec:c"], "{placed:?}");
+        assert_eq!(placed["exec:d"], "node3", "{placed:?}");
     }
 }

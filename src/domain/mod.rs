@@ -12,7 +12,7 @@ pub mod resource;
 pub mod rule;
 pub mod sid;
 
-pub use datacenter::{DatacenterOptions, ShutdownPolicy};
+pub use datacenter::{CrsMode, CrsOptions, DatacenterOptions, RebalanceMethod, ShutdownPolicy};
 pub use error::DomainError;
 pub use group::{GroupConfig, GroupNode};
 /// The one timing table (lease core): daemon, simulator and the
@@ -21,5 +21,5 @@ pub use lease::{TimingError, TimingProfile};
 pub use node::NodeName;
 pub use requested_state::RequestedState;
 pub use resource::ResourceConfig;
-pub use rule::NodeAffinityRule;
+pub use rule::{split_rules, Affinity, NodeAffinityRule, ResourceAffinityRule, Rule};
 pub use sid::Sid;

@@ -369,6 +369,12 @@ impl World {
                             max_relocate: 1,
                             group: None,
                         };
+                        if let Some(map) = self.stats.static_stats.as_mut() {
+                            map.entry(sid.clone()).or_insert((
+                                super::stats::DEFAULT_SERVICE_MAXCPU,
+                                super::stats::DEFAULT_SERVICE_MAXMEM,
+                            ));
+                        }
                         let conf = configured(&sid, &entry, &self.groups);
                         self.services.insert(sid.clone(), conf);
                         if running {
@@ -379,6 +385,12 @@ impl World {
                     }
                     ("delete", _) => {
                         self.services.remove(&sid);
+                        if let Some(map) = self.stats.static_stats.as_mut() {
+                            map.remove(&sid);
+                        }
+                    }
+                    (action @ ("set-static-stats" | "set-dynamic-stats"), params) => {
+                        self.set_service_stats(&sid, action, params);
                     }
                     ("lock", rest) => {
                         let name = rest.first().copied().unwrap_or("backup").to_string();

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use lease::{Expected, LeaseCommand, LeaseMode, LeaseRequest, Mono};
 
 use crate::crm::{
-    agent_lease_name, crm_holder, AgentLease, CrmAction, CrmDaemon, CrmStep, LogEvent, NodeAffinity,
+    agent_lease_name, crm_holder, AgentLease, CrmAction, CrmDaemon, CrmStep, LogEvent,
 };
 use crate::crm::{ConfiguredResource, Level};
 use crate::domain::{NodeName, ResourceConfig, Sid};
@@ -111,20 +111,18 @@ impl World {
         }
     }
 
-    fn node_affinity(
+    fn placement_rules(
         &self,
         resources: &BTreeMap<Sid, ConfiguredResource>,
-        out: &mut Vec<String>,
-    ) -> BTreeMap<Sid, NodeAffinity> {
+    ) -> crate::crm::PlacementRules {
         let nodes: Vec<NodeName> = self.nodes.keys().cloned().collect();
-        let (affinity, messages) = crate::crm::node_affinity_from_config(
+        crate::crm::placement_rules_from_config(
             &self.rules,
+            &self.resource_rules,
             &self.groups,
             resources.values().map(|r| &r.config),
             &nodes,
-        );
-        out.extend(messages);
-        affinity
+        )
     }
 
     /// Runs one CRM iteration of `node` (if it has a CRM and its daemon
@@ -141,8 +139,8 @@ impl World {
             n.crm_time = time;
         }
         let source = format!("{node}/crm");
-        let mut drop_msgs = Vec::new();
-        let affinity = self.node_affinity(&self.services, &mut drop_msgs);
+        let rules = self.placement_rules(&self.services);
+        let scheduling = self.scheduling();
         let membership = self.membership();
         let agent_leases: BTreeMap<NodeName, AgentLease> = self
             .nodes
@@ -164,7 +162,8 @@ impl World {
                     now_ms: time,
                     membership: &membership,
                     resources: &self.services,
-                    node_affinity: &affinity,
+                    node_affinity: &rules.node_affinity,
+                    resource_affinity: &rules.resource_affinity,
                     lrm_status: &self.lrm_status,
                     crm_commands: &self.crm_commands,
                     agent_leases: &agent_leases,
@@ -176,15 +175,23 @@ impl World {
                         node_versions: &self.node_versions,
                         round_interval_ms: self.timing.nominal_round_ms(),
                     },
+                    scheduling: &scheduling,
                 },
             };
             crm.iterate(&input)
         };
         let is_master = crm.state() == crate::crm::CrmDaemonState::Master;
-        if is_master {
-            for m in drop_msgs {
-                self.log_line("info", time, &source, &m);
+        let logged = self
+            .nodes
+            .get(node)
+            .and_then(|n| n.logged_rule_drops.clone());
+        if is_master && logged.as_ref() != Some(&rules.messages) {
+            for m in &rules.messages {
+                self.log_line("info", time, &source, m);
             }
+        }
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.logged_rule_drops = is_master.then_some(rules.messages);
         }
         let committed = self.apply_crm_steps(node, time, &source, output.steps);
         match output.manager_status {

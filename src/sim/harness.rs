@@ -16,6 +16,12 @@ pub struct FinalService {
     pub state: String,
     /// The node (config node).
     pub node: String,
+    /// The CRM's node of a tracked service (its record in the manager
+    /// status); absent for an untracked one. It differs from `node` while
+    /// a move is in flight (the guest's config has moved, the CRM has not
+    /// yet taken in the result) or after a manual move while disarmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crm_node: Option<String>,
     /// Nodes where it runs.
     pub running_on: Vec<String>,
     /// Legacy group reference (absent once the groups are migrated).
@@ -201,6 +207,7 @@ pub fn final_state(world: &World) -> FinalState {
             FinalService {
                 state,
                 node: e.node.to_string(),
+                crm_node: ms.service_status.get(sid).map(|sd| sd.node.to_string()),
                 running_on: world
                     .running_on(sid)
                     .iter()

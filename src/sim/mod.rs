@@ -18,6 +18,7 @@ pub mod raft;
 pub mod resources;
 pub mod rng;
 pub mod scenario;
+pub mod stats;
 pub mod tasks;
 pub mod timing;
 pub mod world;

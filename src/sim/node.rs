@@ -43,6 +43,10 @@ pub struct SimNode {
     pub cfs_update: bool,
     /// The CRM daemon, if running.
     pub crm: Option<CrmDaemon>,
+    /// The `Drop rule ...` messages this node's master last logged: a
+    /// master logs them when it compiles rules that differ (Proxmox
+    /// recompiles only on changes), `None` while it is not master.
+    pub logged_rule_drops: Option<Vec<String>>,
     /// The LRM daemon, if running.
     pub lrm: Option<Lrm>,
     /// CRM env clock.
@@ -83,6 +87,7 @@ impl SimNode {
             cfs_rw: true,
             cfs_update: true,
             crm: None,
+            logged_rule_drops: None,
             lrm: None,
             crm_time: 0,
             lrm_time: 0,

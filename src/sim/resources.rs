@@ -270,6 +270,13 @@ impl Executor for SimExecutor<'_> {
                     None => exit_code::EINVALID_PARAMETER,
                     Some(t) if *t == cfg_node => exit_code::SUCCESS,
                     Some(_) if req.command == ServiceState::RequestStartBalance && running => {
+                        log_step(
+                            log,
+                            Level::Info,
+                            format!(
+                                "ignoring rebalance-on-start for service {sid} - already running"
+                            ),
+                        );
                         exit_code::IGNORED
                     }
                     Some(t) => {

@@ -7,7 +7,10 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::crm::ManagerStatus;
-use crate::domain::{GroupConfig, NodeAffinityRule, NodeName, RequestedState, ShutdownPolicy, Sid};
+use crate::domain::{
+    GroupConfig, NodeAffinityRule, NodeName, RequestedState, ResourceAffinityRule, ShutdownPolicy,
+    Sid,
+};
 
 /// A scenario input problem: names the file, the line and the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,8 +100,12 @@ pub struct Scenario {
     pub groups: Vec<GroupConfig>,
     /// Node-affinity rules.
     pub rules: Vec<NodeAffinityRule>,
+    /// Resource-affinity rules.
+    pub resource_rules: Vec<ResourceAffinityRule>,
     /// Shutdown policy from datacenter.cfg.
     pub shutdown_policy: ShutdownPolicy,
+    /// `crs` options, node capacities and service statistics.
+    pub stats: super::stats::SimStats,
     /// Profile named by a `profile` file, if any.
     pub profile: Option<String>,
     /// Seed named by a `seed` file, if any.
@@ -278,6 +285,8 @@ impl Scenario {
                             ))
                         }
                     };
+                    let capacity = super::stats::node_capacity(&d, &text, line)?;
+                    sc.stats.capacity.insert(node.clone(), capacity);
                     sc.hardware.insert(
                         node,
                         HardwareNode {
@@ -369,51 +378,24 @@ impl Scenario {
         }
 
         if let Some(text) = read_opt(dir, "datacenter.cfg")? {
-            let v = parse_json("datacenter.cfg", &text)?;
-            if let Some(p) = v.pointer("/ha/shutdown_policy").and_then(Value::as_str) {
-                sc.shutdown_policy = p.parse().map_err(|_| {
-                    err(
-                        "datacenter.cfg",
-                        line_of(&text, p),
-                        p,
-                        "invalid shutdown_policy",
-                    )
-                })?;
-            }
-            if let Some(crs) = v.get("crs") {
-                let mode = crs.get("ha").and_then(Value::as_str).unwrap_or("basic");
-                if mode != "basic" {
-                    return Err(err(
-                        "datacenter.cfg",
-                        line_of(&text, mode),
-                        mode,
-                        "CRS scheduler modes other than 'basic' are not supported yet",
-                    ));
-                }
-                for key in ["ha-rebalance-on-start", "ha-auto-rebalance"] {
-                    if crs
-                        .get(key)
-                        .is_some_and(|v| v.as_u64().unwrap_or(0) != 0 || v.as_str() == Some("1"))
-                    {
-                        return Err(err(
-                            "datacenter.cfg",
-                            line_of(&text, key),
-                            key,
-                            "not supported yet",
-                        ));
-                    }
-                }
-            }
+            let options = crate::config::parse_datacenter_json(&text, "datacenter.cfg")
+                .map_err(|e| err("datacenter.cfg", e.line, "", e.kind.to_string()))?;
+            sc.shutdown_policy = options.shutdown_policy;
+            sc.stats.crs = options.crs;
         }
-        for name in ["static_service_stats", "dynamic_service_stats"] {
-            if read_opt(dir, name)?.is_some() {
-                return Err(err(
-                    name,
-                    1,
-                    name,
-                    "CRS service statistics are not supported yet",
-                ));
-            }
+        if let Some(text) = read_opt(dir, "static_service_stats")? {
+            sc.stats.static_stats = Some(super::stats::parse_service_stats(
+                "static_service_stats",
+                &text,
+                ["maxcpu", "maxmem"],
+            )?);
+        }
+        if let Some(text) = read_opt(dir, "dynamic_service_stats")? {
+            sc.stats.dynamic_stats = Some(super::stats::parse_service_stats(
+                "dynamic_service_stats",
+                &text,
+                ["cpu", "mem"],
+            )?);
         }
 
         sc.load_rules(dir)?;
@@ -631,7 +613,13 @@ impl Scenario {
                             }
                         }
                         ("lock", [] | [_]) | ("unlock", [] | [_]) => {}
-                        ("set-static-stats" | "set-dynamic-stats", _) => {}
+                        (action @ ("set-static-stats" | "set-dynamic-stats"), params) => {
+                            if let Err((token, msg)) =
+                                super::stats::check_stats_params(action, params)
+                            {
+                                return bad(&token, &msg);
+                            }
+                        }
                         (other, _) => {
                             return bad(other, "unknown service action or wrong parameters")
                         }
@@ -657,7 +645,8 @@ impl Scenario {
             self.groups = crate::config::parse_groups_cfg(&text, "groups").map_err(conv)?;
         }
         if let Some(text) = read_opt(dir, "rules_config")? {
-            self.rules = crate::config::parse_rules_cfg(&text, "rules_config").map_err(conv)?;
+            let rules = crate::config::parse_rules(&text, "rules_config").map_err(conv)?;
+            (self.rules, self.resource_rules) = crate::domain::split_rules(rules);
         }
         Ok(())
     }

@@ -62,12 +62,16 @@ pub struct World {
     pub guest_locks: BTreeMap<Sid, String>,
     /// Node affinity rules (compiled per iteration).
     pub rules: Vec<crate::domain::NodeAffinityRule>,
+    /// Resource affinity rules (compiled per iteration).
+    pub resource_rules: Vec<crate::domain::ResourceAffinityRule>,
     /// Legacy groups (emptied by the group migration).
     pub groups: Vec<crate::domain::GroupConfig>,
     /// pve-manager version reported by each node.
     pub node_versions: BTreeMap<NodeName, String>,
     /// Shutdown policy.
     pub shutdown_policy: ShutdownPolicy,
+    /// `crs` options, node capacities and service statistics.
+    pub stats: super::stats::SimStats,
     pub(crate) fa_tries: BTreeMap<(Sid, &'static str), u32>,
     /// Log lines.
     pub log: Vec<String>,
@@ -131,6 +135,7 @@ impl World {
                 .collect(),
             guest_locks: BTreeMap::new(),
             rules: sc.rules.clone(),
+            resource_rules: sc.resource_rules.clone(),
             groups: sc.groups.clone(),
             node_versions: sc
                 .hardware
@@ -144,6 +149,7 @@ impl World {
                 })
                 .collect(),
             shutdown_policy: sc.shutdown_policy,
+            stats: sc.stats.clone(),
             fa_tries: BTreeMap::new(),
             log: Vec::new(),
             violations: Vec::new(),

@@ -19,7 +19,7 @@ impl Manager {
                         out.log(Level::Err, format!("unable to parse crm command: {cmd}"));
                         continue;
                     };
-                    match self.ms.service_status.get_mut(&sid) {
+                    match self.ms.service_status.get(&sid) {
                         None => out.log(
                             Level::Err,
                             format!("crm command error - no such service: {cmd}"),
@@ -35,8 +35,7 @@ impl Manager {
                                     "ignore crm command - service already on target node: {cmd}"
                                 ));
                             } else {
-                                out.info(format!("got crm command: {cmd}"));
-                                sd.cmd = Some(vec![task.to_string(), node.to_string()]);
+                                self.queue_resource_motion(input, cmd, task, &sid, &node, out);
                             }
                         }
                     }
@@ -159,6 +158,52 @@ impl Manager {
                 }
                 _ => out.log(Level::Err, format!("unable to parse crm command: {cmd}")),
             }
+        }
+    }
+
+    /// Queues a `migrate`/`relocate` of `sid` to `target` (spec 3.8):
+    /// refused when a negative partner is on the target or moving there;
+    /// otherwise every positive partner not already there (or heading
+    /// there) gets the same move.
+    pub(super) fn queue_resource_motion(
+        &mut self,
+        input: &ManagerInput<'_>,
+        cmd: &str,
+        task: &str,
+        sid: &Sid,
+        target: &NodeName,
+        out: &mut Steps,
+    ) {
+        let affinity = input.resource_affinity;
+        let there = |sd: &ServiceRecord| sd.node == *target || sd.target.as_ref() == Some(target);
+        if let Some(negative) = affinity.negative.get(sid) {
+            for partner in negative {
+                if self.ms.service_status.get(partner).is_some_and(there) {
+                    out.log(
+                        Level::Err,
+                        format!("crm command '{cmd}' error - service '{partner}' on node '{target}' in negative affinity with service '{sid}'"),
+                    );
+                    return;
+                }
+            }
+        }
+        out.info(format!("got crm command: {cmd}"));
+        let move_cmd = vec![task.to_string(), target.to_string()];
+        if let Some(sd) = self.ms.service_status.get_mut(sid) {
+            sd.cmd = Some(move_cmd.clone());
+        }
+        let Some(positive) = affinity.positive.get(sid) else {
+            return;
+        };
+        for partner in positive {
+            let Some(sd) = self.ms.service_status.get_mut(partner) else {
+                continue;
+            };
+            if there(sd) {
+                continue;
+            }
+            out.info(format!("crm command '{cmd}' - {task} service '{partner}' to node '{target}' (service '{partner}' in positive affinity with service '{sid}')"));
+            sd.cmd = Some(move_cmd.clone());
         }
     }
 

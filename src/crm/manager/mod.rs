@@ -4,21 +4,25 @@
 //! status is [`Manager::status`].
 
 mod commands;
+mod rebalance;
 mod services;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::domain::{NodeName, RequestedState, ResourceConfig, Sid};
+use crate::domain::{CrsMode, NodeName, RequestedState, ResourceConfig, Sid};
 use crate::lrm::{LrmMode, LrmStatus};
 
 use super::fencing::{AgentLease, FenceEvidence};
 use super::group_migration::{GroupMigration, GroupMigrationInput};
 use super::output::{CrmAction, Level, Steps};
-use super::select::{select_service_node, NodeAffinity, Preference, Usage};
+use super::select::{
+    select_service_node, used_nodes, NodeAffinity, PartnerNodes, Preference, ResourceAffinity,
+};
 use super::status::{
     exit_code, Disarm, DisarmMode, DisarmState, LrmResult, ManagerStatus, NodeState, ServiceRecord,
     ServiceState,
 };
+use super::usage::{Load, Scheduling, Usage};
 
 /// Locks removed from a recovered guest before it is started (spec 6).
 pub const REMOVABLE_LOCKS: [&str; 9] = [
@@ -56,6 +60,8 @@ pub struct ManagerInput<'a> {
     pub resources: &'a BTreeMap<Sid, ConfiguredResource>,
     /// Compiled node-affinity rules.
     pub node_affinity: &'a BTreeMap<Sid, NodeAffinity>,
+    /// Compiled resource-affinity rules (positive and negative partners).
+    pub resource_affinity: &'a ResourceAffinity,
     /// LRM status per node (missing node = empty document).
     pub lrm_status: &'a BTreeMap<NodeName, LrmStatus>,
     /// Pending CRM command lines (the shell clears them on
@@ -73,6 +79,8 @@ pub struct ManagerInput<'a> {
     pub fence_delay_ms: u64,
     /// Groups and node versions for the persistent group migration.
     pub group_migration: GroupMigrationInput<'a>,
+    /// The `crs` options and the node and service statistics.
+    pub scheduling: &'a Scheduling,
 }
 
 /// The master's in-memory state.
@@ -91,6 +99,13 @@ pub struct Manager {
     /// Runs only on the Raft leader: manages while its own node is in
     /// `fence`.
     leader_only: bool,
+    /// The scheduler mode last configured (`None` before the first round).
+    configured_mode: Option<CrsMode>,
+    /// The mode this round schedules with (`basic` when the configured one
+    /// could not be initialised).
+    mode: CrsMode,
+    /// Consecutive rounds the imbalance stayed above the threshold.
+    rebalance_hold: u32,
 }
 
 /// A node whose LRM reports that its watchdog cannot protect it counts as
@@ -132,6 +147,9 @@ impl Manager {
             reported_unguarded: BTreeSet::new(),
             reported_unplaceable: BTreeSet::new(),
             leader_only: false,
+            configured_mode: None,
+            mode: CrsMode::Basic,
+            rebalance_hold: 0,
         }
     }
 
@@ -266,58 +284,124 @@ impl Manager {
         }
     }
 
-    fn recompute_usage(&mut self) {
-        let mut usage: Usage = self
-            .ms
+    fn online_nodes(&self) -> impl Iterator<Item = &NodeName> {
+        self.ms
             .node_status
             .iter()
             .filter(|(_, s)| **s == NodeState::Online)
-            .map(|(n, _)| (n.clone(), 0))
-            .collect();
-        for sd in self.ms.service_status.values() {
-            if usage.contains_key(&sd.node) {
-                match sd.state {
-                    ServiceState::Started
-                    | ServiceState::RequestStop
-                    | ServiceState::Fence
-                    | ServiceState::Freeze
-                    | ServiceState::Error
-                    | ServiceState::Recovery => {
-                        if let Some(c) = usage.get_mut(&sd.node) {
-                            *c += 1;
-                        }
-                    }
-                    ServiceState::Migrate
-                    | ServiceState::Relocate
-                    | ServiceState::RequestStartBalance => {
-                        if sd.state != ServiceState::RequestStartBalance {
-                            if let Some(c) = usage.get_mut(&sd.node) {
-                                *c += 1;
-                            }
-                        }
-                        if let Some(t) = &sd.target {
-                            if let Some(c) = usage.get_mut(t) {
-                                *c += 1;
-                            }
-                        }
-                    }
-                    ServiceState::Stopped | ServiceState::RequestStart => {}
+            .map(|(n, _)| n)
+    }
+
+    /// Logs the scheduler mode when it is first set or changes, and picks
+    /// the mode of this round: `basic` if the configured one cannot be
+    /// initialised (spec 3.11.1).
+    fn update_scheduler_mode(&mut self, input: &ManagerInput<'_>, out: &mut Steps) {
+        let configured = input.scheduling.crs.mode;
+        match self.configured_mode {
+            None if configured != CrsMode::Basic => {
+                out.info(format!("using scheduler mode '{configured}'"))
+            }
+            Some(old) if old != configured => out.info(format!(
+                "switching scheduler mode from '{old}' to '{configured}'"
+            )),
+            _ => {}
+        }
+        self.configured_mode = Some(configured);
+        self.mode = configured;
+        if configured != CrsMode::Basic {
+            if let Err(e) = Usage::init(configured, self.online_nodes(), input.scheduling) {
+                out.log(
+                    Level::Warning,
+                    format!(
+                        "fallback to 'basic' scheduler mode, init for '{configured}' failed - {e}"
+                    ),
+                );
+                self.mode = CrsMode::Basic;
+            }
+        }
+    }
+
+    /// The service is running as far as the usage model goes (spec
+    /// 3.11.1): started and reported running, or in another state on a
+    /// node.
+    fn counts_as_running(sd: &ServiceRecord, has_current: bool) -> bool {
+        if sd.state == ServiceState::Started {
+            sd.running
+        } else {
+            has_current
+        }
+    }
+
+    /// What `sid` adds to a node in this round's mode; `None` when
+    /// `static`/`dynamic` have no statistics for it.
+    fn service_load(&self, input: &ManagerInput<'_>, sid: &Sid, running: bool) -> Option<Load> {
+        if self.mode == CrsMode::Basic {
+            return Some(Load::default());
+        }
+        let stats = input.scheduling.service_stats.get(sid)?;
+        Some(if self.mode == CrsMode::Dynamic && running {
+            Load::measured(stats)
+        } else {
+            Load::limits(stats)
+        })
+    }
+
+    /// [`Self::service_load`] for a placement decision; a service without
+    /// statistics is logged (all nodes then score the same).
+    fn load_for_selection(
+        &self,
+        input: &ManagerInput<'_>,
+        sid: &Sid,
+        running: bool,
+        out: &mut Steps,
+    ) -> Option<Load> {
+        let load = self.service_load(input, sid, running);
+        if load.is_none() {
+            out.log(
+                Level::Err,
+                format!(
+                    "unable to get {} service stats for '{sid}' - scoring all nodes equally",
+                    self.mode
+                ),
+            );
+        }
+        load
+    }
+
+    fn recompute_usage(&mut self, input: &ManagerInput<'_>) {
+        let online: Vec<NodeName> = self.online_nodes().cloned().collect();
+        let mut usage = Usage::init(self.mode, &online, input.scheduling)
+            .or_else(|_| Usage::init(CrsMode::Basic, &online, input.scheduling))
+            .unwrap_or_default();
+        let basic = self.mode == CrsMode::Basic;
+        let dynamic = self.mode == CrsMode::Dynamic;
+        for (sid, sd) in &self.ms.service_status {
+            let (current, target) = used_nodes(sd, |n| usage.contains_key(n));
+            if current.is_none() && target.is_none() {
+                continue;
+            }
+            let running = Self::counts_as_running(sd, current.is_some());
+            let load = if basic {
+                Load::default()
+            } else {
+                self.service_load(input, sid, running).unwrap_or_default()
+            };
+            let (current, target) = (current.cloned(), target.cloned());
+            if let Some(node) = current {
+                // Dynamic: a running service is in its node's measured usage.
+                if !(dynamic && running) {
+                    usage.add(&node, &load);
                 }
-            } else if let Some(t) = &sd.target {
-                if matches!(sd.state, ServiceState::Migrate | ServiceState::Relocate) {
-                    if let Some(c) = usage.get_mut(t) {
-                        *c += 1;
-                    }
-                }
+            }
+            if let Some(node) = target {
+                usage.add(&node, &load);
             }
         }
         self.usage = usage;
     }
 
-    fn add_usage(&mut self, node: &NodeName) {
-        if let Some(c) = self.usage.get_mut(node) {
-            *c += 1;
-        }
+    fn add_usage(&mut self, node: &NodeName, load: Option<&Load>) {
+        self.usage.add(node, &load.copied().unwrap_or_default());
     }
 
     /// The state change primitive (spec section 3.6).
@@ -362,6 +446,16 @@ impl Manager {
         ));
     }
 
+    /// Where the resource-affinity partners of `sid` are, on online nodes.
+    fn partners(&self, input: &ManagerInput<'_>, sid: &Sid) -> PartnerNodes {
+        if !input.resource_affinity.contains(sid) {
+            return PartnerNodes::default();
+        }
+        PartnerNodes::of(input.resource_affinity, sid, &self.ms.service_status, |n| {
+            self.usage.contains_key(n)
+        })
+    }
+
     fn config_node(&self, input: &ManagerInput<'_>, sid: &Sid) -> Option<NodeName> {
         self.moved
             .get(sid)
@@ -396,6 +490,8 @@ impl Manager {
             return false;
         }
 
+        self.update_scheduler_mode(input, out);
+
         self.group_migration.round(
             &input.group_migration,
             &self.ms,
@@ -411,6 +507,10 @@ impl Manager {
         }
 
         self.apply_crm_commands(input, out);
+
+        if self.ms.disarm.is_none() {
+            self.auto_rebalance(input, out);
+        }
 
         let mut only: Option<BTreeSet<Sid>> = None;
         if let Some(disarm) = self.ms.disarm {
@@ -437,13 +537,29 @@ impl Manager {
             self.reported_unplaceable.clear();
             return;
         }
-        self.recompute_usage();
+        self.recompute_usage(input);
+        // Services placed earlier in this round count as started on their
+        // node, so partners added together land together (or apart).
+        let mut placed: BTreeMap<Sid, ServiceRecord> = BTreeMap::new();
         for config in input.unplaced {
             let sid = &config.sid;
             let probe = ServiceRecord::new(ServiceState::RequestStart, self.node.clone());
+            let mut partners = self.partners(input, sid);
+            if input.resource_affinity.contains(sid) && !placed.is_empty() {
+                let fresh = PartnerNodes::of(input.resource_affinity, sid, &placed, |n| {
+                    self.usage.contains_key(n)
+                });
+                for (node, count) in fresh.together {
+                    *partners.together.entry(node).or_default() += count;
+                }
+                partners.separate.extend(fresh.separate);
+            }
+            let load = self.load_for_selection(input, sid, false, out);
             let selected = select_service_node(
                 &self.usage,
+                load.as_ref(),
                 input.node_affinity.get(sid),
+                &partners,
                 config.failback,
                 &probe,
                 Preference::BestScore,
@@ -452,7 +568,11 @@ impl Manager {
                 Some(node) => {
                     self.reported_unplaceable.remove(sid);
                     out.info(format!("placing new service '{sid}' on node '{node}'"));
-                    self.add_usage(&node);
+                    self.add_usage(&node, load.as_ref());
+                    placed.insert(
+                        sid.clone(),
+                        ServiceRecord::new(ServiceState::Started, node.clone()),
+                    );
                     out.act(CrmAction::PlaceResource {
                         sid: sid.clone(),
                         node,

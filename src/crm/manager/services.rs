@@ -14,7 +14,7 @@ impl Manager {
     ) {
         loop {
             let mut repeat = false;
-            self.recompute_usage();
+            self.recompute_usage(input);
             let todo = self.pass_todo(input, results, modes, only);
             for sid in &todo {
                 let Some(sd) = self.ms.service_status.get(sid) else {
@@ -25,10 +25,7 @@ impl Manager {
                 match last {
                     ServiceState::Stopped => self.next_stopped(input, sid, out),
                     ServiceState::Started => self.next_started(input, sid, res, out),
-                    ServiceState::RequestStart => {
-                        let node = self.ms.service_status[sid].node.clone();
-                        self.change_state(out, sid, ServiceState::Started, Some(node), None, None);
-                    }
+                    ServiceState::RequestStart => self.next_request_start(input, sid, out),
                     ServiceState::Migrate
                     | ServiceState::Relocate
                     | ServiceState::RequestStartBalance => {
@@ -165,7 +162,8 @@ impl Manager {
                     && sd.maintenance_node.is_none()
                     && self.usage.contains_key(&sd.node)
                     && modes.get(&sd.node) != Some(&LrmMode::Restart)
-                    && !input.node_affinity.contains_key(sid);
+                    && !input.node_affinity.contains_key(sid)
+                    && !input.resource_affinity.contains(sid);
                 if steady {
                     continue;
                 }
@@ -418,16 +416,25 @@ impl Manager {
         } else {
             Preference::None
         };
+        let partners = self.partners(input, sid);
+        let running = self.ms.service_status[sid].running;
+        let load = if pref == Preference::None {
+            self.service_load(input, sid, running)
+        } else {
+            self.load_for_selection(input, sid, running, out)
+        };
         let selected = select_service_node(
             &self.usage,
+            load.as_ref(),
             input.node_affinity.get(sid),
+            &partners,
             conf.config.failback,
             &self.ms.service_status[sid],
             pref,
         );
         match selected {
             Some(target) if target != node => {
-                self.add_usage(&target);
+                self.add_usage(&target, load.as_ref());
                 if let Some(sd) = self.ms.service_status.get_mut(sid) {
                     if let Some(fallback) = sd.maintenance_node.clone() {
                         if target == fallback {
@@ -581,12 +588,16 @@ impl Manager {
     }
 
     fn next_recovery(&mut self, input: &ManagerInput<'_>, sid: &Sid, out: &mut Steps) {
-        self.recompute_usage();
+        self.recompute_usage(input);
         let fenced = self.ms.service_status[sid].node.clone();
         let failback = input.resources.get(sid).is_none_or(|r| r.config.failback);
+        let partners = self.partners(input, sid);
+        let load = self.load_for_selection(input, sid, false, out);
         let selected = select_service_node(
             &self.usage,
+            load.as_ref(),
             input.node_affinity.get(sid),
+            &partners,
             failback,
             &self.ms.service_status[sid],
             Preference::BestScore,
@@ -617,7 +628,7 @@ impl Manager {
                     from: fenced.clone(),
                     to: to.clone(),
                 });
-                self.add_usage(&to);
+                self.add_usage(&to, load.as_ref());
                 self.moved.insert(sid.clone(), to.clone());
                 if let Some(sd) = self.ms.service_status.get_mut(sid) {
                     sd.node = to.clone();
