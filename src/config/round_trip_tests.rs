@@ -128,7 +128,7 @@ fn rule() -> impl Strategy<Value = NodeAffinityRule> {
 fn any_rule() -> impl Strategy<Value = Rule> {
     let resource_affinity = (
         config_id(),
-        btree_set("[a-z]{1,4}:[a-z0-9:#]{1,5}", 1..5),
+        btree_set("[a-z]{1,4}:[a-z0-9:@]{1,5}", 1..5),
         any::<bool>(),
         any::<bool>(),
         option::of(any::<String>().prop_filter("no edge spaces", |s| {
