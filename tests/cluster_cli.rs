@@ -503,17 +503,7 @@ fn the_api_refuses_missing_or_wrong_tokens_and_metrics_are_prometheus_text() {
         .send()
         .expect("daemon answers");
     assert_eq!(resp.status().as_u16(), 401);
-    let made = c
-        .cli(0, &["token", "add", "metrics", "--role", "read-only"])
-        .expect("cli");
-    assert_eq!(made.code, 0, "token add: {}", made.stderr);
-    let monitoring = made
-        .stdout
-        .lines()
-        .nth(1)
-        .expect("the token line")
-        .trim()
-        .to_string();
+    let monitoring = common::make_token(&c, "metrics", "read-only");
     wait_service_state(
         &c,
         0,

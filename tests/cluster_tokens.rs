@@ -7,27 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::start;
-use ha_manager::local_cluster::{wait_until, LocalCluster};
-
-fn make_token(c: &LocalCluster, id: &str, role: &str) -> String {
-    let out = c
-        .cli(
-            0,
-            &["token", "add", id, "--role", role, "--comment", "test"],
-        )
-        .expect("cli");
-    assert_eq!(out.code, 0, "token add: {}", out.stderr);
-    let token = out
-        .stdout
-        .lines()
-        .nth(1)
-        .expect("token line")
-        .trim()
-        .to_string();
-    assert!(token.starts_with(&format!("{id}.")), "{}", out.stdout);
-    token
-}
+use common::{make_token, start};
+use ha_manager::local_cluster::wait_until;
 
 #[test]
 fn read_only_tokens_read_admin_tokens_change_and_removed_tokens_stop() {

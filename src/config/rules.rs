@@ -268,15 +268,7 @@ fn write_node_affinity(writer: &mut SectionWriter, rule: &NodeAffinityRule) {
     if rule.disable {
         writer.flag("disable");
     }
-    let nodes: Vec<String> = rule
-        .nodes
-        .iter()
-        .map(|(node, priority)| match priority {
-            0 => node.to_string(),
-            p => format!("{node}:{p}"),
-        })
-        .collect();
-    writer.entry("nodes", &nodes.join(","));
+    writer.entry("nodes", &rule.nodes_text());
     let resources: Vec<&str> = rule.resources.iter().map(Sid::as_str).collect();
     writer.entry("resources", &resources.join(","));
     if rule.strict {

@@ -136,19 +136,11 @@ impl fmt::Display for Blocker {
 /// nodes with priority 0 written without it (as in rules.cfg).
 fn describe_rule(rule: &NodeAffinityRule) -> String {
     let resources: Vec<String> = rule.resources.iter().map(Sid::to_string).collect();
-    let nodes: Vec<String> = rule
-        .nodes
-        .iter()
-        .map(|(node, prio)| match prio {
-            0 => node.to_string(),
-            p => format!("{node}:{p}"),
-        })
-        .collect();
     format!(
         "node-affinity rule '{}' (resources {}; nodes {}; strict {})",
         rule.id,
         resources.join(","),
-        nodes.join(","),
+        rule.nodes_text(),
         u8::from(rule.strict)
     )
 }

@@ -26,6 +26,22 @@ pub struct NodeAffinityRule {
     pub comment: Option<String>,
 }
 
+impl NodeAffinityRule {
+    /// The `nodes` value as rules.cfg writes it: `node1:2,node2`, a
+    /// priority of 0 left out.
+    pub fn nodes_text(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(node, priority)| match priority {
+                0 => node.to_string(),
+                p => format!("{node}:{p}"),
+            })
+            .collect();
+        nodes.join(",")
+    }
+}
+
 /// Whether a resource-affinity rule keeps its resources together or apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

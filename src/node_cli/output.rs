@@ -128,15 +128,7 @@ fn join_resources(rule: &NodeAffinityRule) -> String {
 }
 
 fn join_nodes(rule: &NodeAffinityRule) -> String {
-    let nodes: Vec<String> = rule
-        .nodes
-        .iter()
-        .map(|(node, prio)| match prio {
-            0 => node.to_string(),
-            p => format!("{node}:{p}"),
-        })
-        .collect();
-    nodes.join(",")
+    rule.nodes_text()
 }
 
 /// `rules config` (spec 7.1): one row per rule in file order with the

@@ -136,3 +136,24 @@ pub fn wait_service_state(c: &LocalCluster, via: usize, sid: &str, state: &str, 
     )
     .expect("service reaches the state");
 }
+
+/// Makes API token `id` with `role` through node 1's CLI; returns the
+/// bearer token (`id.secret`) the CLI printed once.
+pub fn make_token(c: &LocalCluster, id: &str, role: &str) -> String {
+    let out = c
+        .cli(
+            0,
+            &["token", "add", id, "--role", role, "--comment", "test"],
+        )
+        .expect("cli");
+    assert_eq!(out.code, 0, "token add: {}", out.stderr);
+    let token = out
+        .stdout
+        .lines()
+        .nth(1)
+        .expect("the token line")
+        .trim()
+        .to_string();
+    assert!(token.starts_with(&format!("{id}.")), "{}", out.stdout);
+    token
+}
