@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use crate::config::{parse_groups_cfg, parse_resources_cfg, write_groups_cfg, write_resources_cfg};
-use crate::config::{parse_rules_cfg, write_rules_cfg};
-use crate::domain::{GroupConfig, NodeAffinityRule, ResourceConfig};
+use crate::config::{parse_rules, write_rules};
+use crate::domain::{GroupConfig, ResourceConfig, Rule};
 
 /// Document name of the node directory.
 pub const NODES_DOC: &str = "nodes";
@@ -20,7 +20,7 @@ pub const NODES_DOC: &str = "nodes";
 pub const RESOURCES_DOC: &str = "resources";
 /// Document name of groups.cfg.
 pub const GROUPS_DOC: &str = "groups";
-/// Document name of rules.cfg (node-affinity rules).
+/// Document name of rules.cfg (node- and resource-affinity rules).
 pub const RULES_DOC: &str = "rules";
 
 /// One cluster member in the node directory.
@@ -175,16 +175,12 @@ pub async fn put_groups(
     put_text(store, GROUPS_DOC, write_groups_cfg(groups), version).await
 }
 
-/// Reads rules.cfg (linearizable).
-pub async fn rules(store: &ClusterStore) -> ApiResult<Versioned<Vec<NodeAffinityRule>>> {
-    read_cfg(store, RULES_DOC, "rules.cfg", parse_rules_cfg).await
+/// Reads rules.cfg with both rule types, in file order (linearizable).
+pub async fn rules(store: &ClusterStore) -> ApiResult<Versioned<Vec<Rule>>> {
+    read_cfg(store, RULES_DOC, "rules.cfg", parse_rules).await
 }
 
 /// Writes rules.cfg with CAS.
-pub async fn put_rules(
-    store: &ClusterStore,
-    rules: &[NodeAffinityRule],
-    version: u64,
-) -> ApiResult<u64> {
-    put_text(store, RULES_DOC, write_rules_cfg(rules), version).await
+pub async fn put_rules(store: &ClusterStore, rules: &[Rule], version: u64) -> ApiResult<u64> {
+    put_text(store, RULES_DOC, write_rules(rules), version).await
 }

@@ -93,10 +93,11 @@ async fn migrate_groups(store: &ClusterStore) -> Result<(), crate::api::error::A
     let rules = docs::rules(store).await?;
     let (new_rules, migrated) = crate::config::migrate_groups(&groups.value, &resources.value);
     let mut all = rules.value;
+    // Resource-affinity rules are kept as they are, in place.
     for rule in new_rules {
-        match all.iter_mut().find(|r| r.id == rule.id) {
-            Some(old) => *old = rule,
-            None => all.push(rule),
+        match all.iter_mut().find(|r| r.id() == rule.id) {
+            Some(old) => *old = crate::domain::Rule::NodeAffinity(rule),
+            None => all.push(crate::domain::Rule::NodeAffinity(rule)),
         }
     }
     docs::put_rules(store, &all, rules.version).await?;

@@ -177,14 +177,19 @@ pub struct RuleOptions {
     /// The resources the rule binds: `exec:web,exec:db`.
     #[arg(long)]
     pub resources: Option<String>,
-    /// Nodes with optional priority (higher wins): `node1:2,node2`.
+    /// node-affinity: nodes with optional priority (higher wins):
+    /// `node1:2,node2`.
     #[arg(long)]
     pub nodes: Option<String>,
-    /// Run only on the listed nodes (0/1).
+    /// resource-affinity: `positive` (same node) or `negative` (different
+    /// nodes).
+    #[arg(long)]
+    pub affinity: Option<String>,
+    /// node-affinity: run only on the listed nodes (0/1).
     #[arg(long)]
     pub strict: Option<String>,
-    /// Keep the rule but ignore it (0/1).
-    #[arg(long)]
+    /// Keep the rule but ignore it (0/1; `--disable` alone is 1).
+    #[arg(long, num_args = 0..=1, default_missing_value = "1")]
     pub disable: Option<String>,
     /// Free text.
     #[arg(long)]
@@ -196,6 +201,7 @@ impl RuleOptions {
         given_options([
             ("resources", &self.resources),
             ("nodes", &self.nodes),
+            ("affinity", &self.affinity),
             ("strict", &self.strict),
             ("disable", &self.disable),
             ("comment", &self.comment),
@@ -206,7 +212,7 @@ impl RuleOptions {
 /// Filters and output of `rules config` and `rules list`.
 #[derive(Debug, Clone, Args)]
 pub struct RulesQuery {
-    /// Only rules of this type (node-affinity).
+    /// Only rules of this type (node-affinity, resource-affinity).
     #[arg(long = "type")]
     pub kind: Option<String>,
     /// Only rules that name this resource.
@@ -235,7 +241,7 @@ pub enum RulesCommand {
     },
     /// Create a rule (refused until HA groups are migrated).
     Add {
-        /// Rule type: node-affinity.
+        /// Rule type: node-affinity or resource-affinity.
         kind: String,
         /// Rule id.
         rule: String,
@@ -246,7 +252,7 @@ pub enum RulesCommand {
     },
     /// Change a rule.
     Set {
-        /// Rule type: node-affinity.
+        /// Rule type: node-affinity or resource-affinity.
         kind: String,
         /// Rule id.
         rule: String,
