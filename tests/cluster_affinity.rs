@@ -3,7 +3,8 @@
 //! manual migrate onto the partner's node is refused by the CRM naming
 //! both services, and a rule that contradicts it is refused with 400
 //! naming the rule and the check, changing nothing. Where the services run
-//! is read from their own processes, not from the CRM's status.
+//! is read from their own processes, not from the CRM's status. The
+//! scheduling options (`crs get|set`) reach the CRM.
 
 mod common;
 
@@ -159,4 +160,34 @@ fn negative_rule_separates_services_and_refuses_a_migrate_onto_the_partner() {
     );
     let after: Value = c.cli_json(1, &["rules", "config"]).expect("rules config");
     assert_eq!(before, after);
+
+    // Scheduling options: a bad value is refused naming the key and
+    // changes nothing; a good one reaches the CRM.
+    let before: Value = c.cli_json(0, &["crs", "get"]).expect("crs get");
+    assert_eq!(before["options"]["ha"], "basic");
+    let out = c
+        .cli(0, &["crs", "set", "ha-rebalance-on-start=1", "ha=fancy"])
+        .expect("the CLI runs");
+    assert_ne!(out.code, 0, "a bad crs value was accepted");
+    assert!(
+        out.stderr.contains("crs.ha") && out.stderr.contains("fancy"),
+        "{}",
+        out.stderr
+    );
+    let unchanged: Value = c.cli_json(1, &["crs", "get"]).expect("crs get");
+    assert_eq!(before, unchanged);
+    ok(
+        &c,
+        2,
+        &["crs", "set", "ha=static", "ha-rebalance-on-start=1"],
+    );
+    let text = ok(&c, 1, &["crs", "get"]);
+    assert!(text.contains("ha static\n"), "{text}");
+    assert!(text.contains("ha-rebalance-on-start 1\n"), "{text}");
+    wait_until(LIMIT, "the CRM switching to the static scheduler", || {
+        logs(&c)
+            .contains("switching scheduler mode from 'basic' to 'static'")
+            .then_some(())
+    })
+    .expect("the CRM reads the crs options");
 }

@@ -22,6 +22,9 @@ pub const RESOURCES_DOC: &str = "resources";
 pub const GROUPS_DOC: &str = "groups";
 /// Document name of rules.cfg (node- and resource-affinity rules).
 pub const RULES_DOC: &str = "rules";
+/// Document name of the cluster resource scheduling options: the value of
+/// datacenter.cfg's `crs` key (`ha=static,ha-rebalance-on-start=1`).
+pub const CRS_DOC: &str = "crs";
 
 /// One cluster member in the node directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,4 +186,26 @@ pub async fn rules(store: &ClusterStore) -> ApiResult<Versioned<Vec<Rule>>> {
 /// Writes rules.cfg with CAS.
 pub async fn put_rules(store: &ClusterStore, rules: &[Rule], version: u64) -> ApiResult<u64> {
     put_text(store, RULES_DOC, write_rules(rules), version).await
+}
+
+/// Parses the stored `crs` document (an absent one is the defaults).
+pub fn parse_crs(text: &str) -> Result<crate::domain::CrsOptions, crate::config::ConfigErrorKind> {
+    crate::config::datacenter::parse_crs_property(text.trim())
+}
+
+/// Reads the cluster resource scheduling options (linearizable).
+pub async fn crs(store: &ClusterStore) -> ApiResult<Versioned<crate::domain::CrsOptions>> {
+    let (text, version) = read_raw(store, CRS_DOC).await?;
+    let value = parse_crs(&text).map_err(|e| corrupt(CRS_DOC, e))?;
+    Ok(Versioned { value, version })
+}
+
+/// Writes the cluster resource scheduling options with CAS.
+pub async fn put_crs(
+    store: &ClusterStore,
+    crs: &crate::domain::CrsOptions,
+    version: u64,
+) -> ApiResult<u64> {
+    let text = crate::config::datacenter::write_crs_property(crs);
+    put_text(store, CRS_DOC, text, version).await
 }

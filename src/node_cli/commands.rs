@@ -276,6 +276,33 @@ pub enum RulesCommand {
     },
 }
 
+/// `crs` sub-verbs.
+#[derive(Debug, Subcommand)]
+pub enum CrsCommand {
+    /// Show every option with the value in effect (`key value` lines, or
+    /// JSON).
+    Get {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output format.
+        #[arg(long = "output-format", value_enum, default_value_t)]
+        output_format: OutputFormat,
+    },
+    /// Change options: `ha=static ha-rebalance-on-start=1`.
+    Set {
+        /// `KEY=VALUE` pairs (keys as in datacenter.cfg's `crs`).
+        settings: Vec<String>,
+        /// Comma-separated keys to reset to their defaults.
+        #[arg(long)]
+        delete: Option<String>,
+        /// Only apply if the options are still at this digest.
+        #[arg(long)]
+        digest: Option<u64>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
 /// `crm-command` sub-verbs.
 #[derive(Debug, Subcommand)]
 pub enum CrmCommand {
@@ -441,7 +468,14 @@ pub enum NodeCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Node-affinity rules (rules.cfg; HA groups are migrated into them).
+    /// Cluster resource scheduling options (datacenter.cfg's `crs`).
+    Crs {
+        /// Sub-command.
+        #[command(subcommand)]
+        command: CrsCommand,
+    },
+    /// Node- and resource-affinity rules (rules.cfg; HA groups are
+    /// migrated into node-affinity rules).
     Rules {
         /// Sub-command.
         #[command(subcommand)]
