@@ -610,16 +610,16 @@ mod tests {
             affinity("b", &["exec:x"], Affinity::Positive),
         ] {
             apply_rule_options(&mut r, &options(&[("disable", "1")])).unwrap();
-            assert_eq!(disable_and_comment(&r), true);
+            assert!(is_disabled(&r));
             apply_rule_options(&mut r, &options(&[("disable", "0")])).unwrap();
-            assert_eq!(disable_and_comment(&r), false);
+            assert!(!is_disabled(&r));
             let err = apply_rule_options(&mut r, &options(&[("disable", "maybe")])).unwrap_err();
             assert_eq!(err.body.field.as_deref(), Some("disable"));
-            assert_eq!(disable_and_comment(&r), false);
+            assert!(!is_disabled(&r));
         }
     }
 
-    fn disable_and_comment(rule: &Rule) -> bool {
+    fn is_disabled(rule: &Rule) -> bool {
         match rule {
             Rule::NodeAffinity(r) => r.disable,
             Rule::ResourceAffinity(r) => r.disable,
