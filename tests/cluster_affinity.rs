@@ -56,6 +56,21 @@ fn logs(c: &LocalCluster) -> String {
 #[test]
 fn negative_rule_separates_services_and_refuses_a_migrate_onto_the_partner() {
     let c = start(3);
+    // `import --rules` takes resource-affinity rules as they are.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules_cfg = dir.path().join("rules.cfg");
+    std::fs::write(
+        &rules_cfg,
+        "resource-affinity: imported\n\taffinity positive\n\tresources exec:x,exec:y\n",
+    )
+    .expect("write rules.cfg");
+    ok(&c, 0, &["import", "--rules", &rules_cfg.to_string_lossy()]);
+    let listed: Value = c.cli_json(1, &["rules", "list"]).expect("rules list");
+    assert_eq!(listed[0]["id"], "imported", "{listed}");
+    assert_eq!(listed[0]["type"], "resource-affinity", "{listed}");
+    assert_eq!(listed[0]["affinity"], "positive", "{listed}");
+    ok(&c, 1, &["rules", "remove", "imported"]);
+
     let (m1, m2) = (marker(1), marker(2));
     add_sleep_service(&c, 0, "db1", m1);
     add_sleep_service(&c, 0, "db2", m2);
