@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use crate::config::{parse_groups_cfg, parse_resources_cfg, write_groups_cfg, write_resources_cfg};
-use crate::config::{parse_rules_cfg, write_rules_cfg};
-use crate::domain::{GroupConfig, NodeAffinityRule, ResourceConfig};
+use crate::config::{parse_rules, write_rules};
+use crate::domain::{GroupConfig, ResourceConfig, Rule};
 
 /// Document name of the node directory.
 pub const NODES_DOC: &str = "nodes";
@@ -20,8 +20,11 @@ pub const NODES_DOC: &str = "nodes";
 pub const RESOURCES_DOC: &str = "resources";
 /// Document name of groups.cfg.
 pub const GROUPS_DOC: &str = "groups";
-/// Document name of rules.cfg (node-affinity rules).
+/// Document name of rules.cfg (node- and resource-affinity rules).
 pub const RULES_DOC: &str = "rules";
+/// Document name of the cluster resource scheduling options: the value of
+/// datacenter.cfg's `crs` key (`ha=static,ha-rebalance-on-start=1`).
+pub const CRS_DOC: &str = "crs";
 
 /// One cluster member in the node directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,16 +178,34 @@ pub async fn put_groups(
     put_text(store, GROUPS_DOC, write_groups_cfg(groups), version).await
 }
 
-/// Reads rules.cfg (linearizable).
-pub async fn rules(store: &ClusterStore) -> ApiResult<Versioned<Vec<NodeAffinityRule>>> {
-    read_cfg(store, RULES_DOC, "rules.cfg", parse_rules_cfg).await
+/// Reads rules.cfg with both rule types, in file order (linearizable).
+pub async fn rules(store: &ClusterStore) -> ApiResult<Versioned<Vec<Rule>>> {
+    read_cfg(store, RULES_DOC, "rules.cfg", parse_rules).await
 }
 
 /// Writes rules.cfg with CAS.
-pub async fn put_rules(
+pub async fn put_rules(store: &ClusterStore, rules: &[Rule], version: u64) -> ApiResult<u64> {
+    put_text(store, RULES_DOC, write_rules(rules), version).await
+}
+
+/// Parses the stored `crs` document (an absent one is the defaults).
+pub fn parse_crs(text: &str) -> Result<crate::domain::CrsOptions, crate::config::ConfigErrorKind> {
+    crate::config::datacenter::parse_crs_property(text.trim())
+}
+
+/// Reads the cluster resource scheduling options (linearizable).
+pub async fn crs(store: &ClusterStore) -> ApiResult<Versioned<crate::domain::CrsOptions>> {
+    let (text, version) = read_raw(store, CRS_DOC).await?;
+    let value = parse_crs(&text).map_err(|e| corrupt(CRS_DOC, e))?;
+    Ok(Versioned { value, version })
+}
+
+/// Writes the cluster resource scheduling options with CAS.
+pub async fn put_crs(
     store: &ClusterStore,
-    rules: &[NodeAffinityRule],
+    crs: &crate::domain::CrsOptions,
     version: u64,
 ) -> ApiResult<u64> {
-    put_text(store, RULES_DOC, write_rules_cfg(rules), version).await
+    let text = crate::config::datacenter::write_crs_property(crs);
+    put_text(store, CRS_DOC, text, version).await
 }

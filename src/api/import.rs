@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
 use super::resources::check_agent;
 use super::ApiState;
-use crate::config::{parse_groups_cfg, parse_resources_cfg, parse_rules_cfg, ConfigError};
+use crate::config::{parse_groups_cfg, parse_resources_cfg, parse_rules, ConfigError};
 
 /// Body of `POST /config/import`: the texts of the files to import.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -77,7 +77,7 @@ pub async fn import(
 ) -> ApiResult<Json<ImportReply>> {
     let resources = parse("resources", body.resources.as_ref(), parse_resources_cfg)?;
     let groups = parse("groups", body.groups.as_ref(), parse_groups_cfg)?;
-    let rules = parse("rules", body.rules.as_ref(), parse_rules_cfg)?;
+    let rules = parse("rules", body.rules.as_ref(), parse_rules)?;
     if resources.is_none() && groups.is_none() && rules.is_none() {
         return Err(ApiError::field(
             "resources",

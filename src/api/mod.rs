@@ -16,6 +16,7 @@
 
 pub mod backup;
 pub mod cluster;
+pub mod crs;
 pub mod docs;
 pub mod error;
 pub mod extract;
@@ -163,6 +164,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::put(resources::update_group).delete(resources::remove_group),
         )
         .route("/backup", get(backup::backup))
+        .route("/crs", get(crs::get_crs).put(crs::set_crs))
         .route("/rules", get(rules::list_rules).post(rules::create_rule))
         .route(
             "/rules/{rule}",

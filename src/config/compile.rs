@@ -277,6 +277,48 @@ fn check_global(
     }
 }
 
+/// The feasibility checks alone: rule id -> why the CRM drops it (the
+/// reasons of the `Drop rule ...` lines). The API uses this to refuse a
+/// rule and to show the verdict on each rule, so it judges rules exactly
+/// as the CRM does.
+pub fn feasibility_errors(
+    node_rules: &[NodeAffinityRule],
+    resource_rules: &[ResourceAffinityRule],
+    cluster_nodes: &[NodeName],
+) -> BTreeMap<String, Vec<String>> {
+    run_checks(node_rules, resource_rules, cluster_nodes).0
+}
+
+/// Runs every feasibility check on the enabled rules, all against the same
+/// input.
+fn run_checks(
+    node_rules: &[NodeAffinityRule],
+    resource_rules: &[ResourceAffinityRule],
+    cluster_nodes: &[NodeName],
+) -> Errors {
+    let node: Vec<&NodeAffinityRule> = node_rules.iter().filter(|r| !r.disable).collect();
+    let enabled = resource_rules.iter().filter(|r| !r.disable);
+    let positive: Vec<&ResourceAffinityRule> = enabled
+        .clone()
+        .filter(|r| r.affinity == Affinity::Positive)
+        .collect();
+    let negative: Vec<&ResourceAffinityRule> = enabled
+        .filter(|r| r.affinity == Affinity::Negative)
+        .collect();
+    let components = positive_components(&positive);
+    let mut errors = Errors::default();
+    check_node_affinity(&node, &mut errors);
+    check_resource_affinity(
+        &positive,
+        &components,
+        &negative,
+        cluster_nodes.len(),
+        &mut errors,
+    );
+    check_global(&node, &positive, &components, &negative, &mut errors);
+    errors
+}
+
 /// Runs the feasibility checks on the enabled rules (all against the same
 /// input), drops every rule with an error, then applies the transforms.
 pub fn canonicalize_rules(
@@ -293,18 +335,7 @@ pub fn canonicalize_rules(
     let negative: Vec<&ResourceAffinityRule> = enabled
         .filter(|r| r.affinity == Affinity::Negative)
         .collect();
-    let components = positive_components(&positive);
-
-    let mut errors = Errors::default();
-    check_node_affinity(&node, &mut errors);
-    check_resource_affinity(
-        &positive,
-        &components,
-        &negative,
-        cluster_nodes.len(),
-        &mut errors,
-    );
-    check_global(&node, &positive, &components, &negative, &mut errors);
+    let errors = run_checks(node_rules, resource_rules, cluster_nodes);
 
     let mut node_out: Vec<NodeAffinityRule> = node
         .into_iter()

@@ -150,6 +150,54 @@ fn parse_fraction(field: &str, text: &str) -> Result<f64, ConfigErrorKind> {
     Ok(if value > 1.0 { value / 100.0 } else { value })
 }
 
+/// Parses the value of datacenter.cfg's `crs` key (`ha=static,
+/// ha-rebalance-on-start=1,...`); missing keys keep their defaults. This is
+/// also the form of the cluster store's `crs` document.
+pub fn parse_crs_property(text: &str) -> Result<CrsOptions, ConfigErrorKind> {
+    let mut crs = CrsOptions::default();
+    for_each_property("crs", text, |k, v| apply_crs_option(&mut crs, k, v))?;
+    Ok(crs)
+}
+
+/// Writes the `crs` property string with only the keys that differ from
+/// the defaults, in a fixed order (threshold and margin as fractions);
+/// [`parse_crs_property`] reads it back to the same options.
+pub fn write_crs_property(crs: &CrsOptions) -> String {
+    let defaults = CrsOptions::default();
+    let mut items = Vec::new();
+    if crs.mode != defaults.mode {
+        items.push(format!("ha={}", crs.mode));
+    }
+    if crs.rebalance_on_start != defaults.rebalance_on_start {
+        items.push(format!(
+            "ha-rebalance-on-start={}",
+            u8::from(crs.rebalance_on_start)
+        ));
+    }
+    if crs.auto_rebalance != defaults.auto_rebalance {
+        items.push(format!(
+            "ha-auto-rebalance={}",
+            u8::from(crs.auto_rebalance)
+        ));
+    }
+    if crs.threshold != defaults.threshold {
+        items.push(format!("ha-auto-rebalance-threshold={}", crs.threshold));
+    }
+    if crs.method != defaults.method {
+        items.push(format!("ha-auto-rebalance-method={}", crs.method.as_str()));
+    }
+    if crs.hold_rounds != defaults.hold_rounds {
+        items.push(format!(
+            "ha-auto-rebalance-hold-duration={}",
+            crs.hold_rounds
+        ));
+    }
+    if crs.margin != defaults.margin {
+        items.push(format!("ha-auto-rebalance-margin={}", crs.margin));
+    }
+    items.join(",")
+}
+
 /// One key of the `ha` property string.
 pub fn apply_ha_option(
     options: &mut DatacenterOptions,
@@ -337,5 +385,29 @@ mod tests {
             );
             assert!(shown.contains(message), "{shown} lacks {message}");
         }
+    }
+
+    #[test]
+    fn crs_property_round_trips_and_names_the_field() {
+        let crs = parse_crs_property(
+            "ha=static, ha-rebalance-on-start=1,ha-auto-rebalance=1,ha-auto-rebalance-threshold=40,ha-auto-rebalance-method=topsis,ha-auto-rebalance-hold-duration=5,ha-auto-rebalance-margin=0.2",
+        )
+        .unwrap();
+        assert_eq!(crs.mode, CrsMode::Static);
+        assert!(crs.rebalance_on_start && crs.auto_rebalance);
+        assert_eq!(crs.threshold, 0.4);
+        assert_eq!(crs.method, RebalanceMethod::Topsis);
+        assert_eq!(crs.hold_rounds, 5);
+        assert_eq!(parse_crs_property(&write_crs_property(&crs)).unwrap(), crs);
+        assert_eq!(write_crs_property(&CrsOptions::default()), "");
+        assert_eq!(parse_crs_property("").unwrap(), CrsOptions::default());
+        let err = parse_crs_property("ha=fancy").unwrap_err().to_string();
+        assert!(err.contains("crs.ha") && err.contains("fancy"), "{err}");
+        let err = parse_crs_property("ha-auto-rebalance-margin=200")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("crs.ha-auto-rebalance-margin"), "{err}");
+        let err = parse_crs_property("nope=1").unwrap_err().to_string();
+        assert!(err.contains("crs.nope"), "{err}");
     }
 }

@@ -93,10 +93,11 @@ async fn migrate_groups(store: &ClusterStore) -> Result<(), crate::api::error::A
     let rules = docs::rules(store).await?;
     let (new_rules, migrated) = crate::config::migrate_groups(&groups.value, &resources.value);
     let mut all = rules.value;
+    // Resource-affinity rules are kept as they are, in place.
     for rule in new_rules {
-        match all.iter_mut().find(|r| r.id == rule.id) {
-            Some(old) => *old = rule,
-            None => all.push(rule),
+        match all.iter_mut().find(|r| r.id() == rule.id) {
+            Some(old) => *old = crate::domain::Rule::NodeAffinity(rule),
+            None => all.push(crate::domain::Rule::NodeAffinity(rule)),
         }
     }
     docs::put_rules(store, &all, rules.version).await?;
@@ -267,6 +268,10 @@ async fn round(
         .filter(|n| snap.lrm_status.contains_key(*n))
         .map(|n| (n.clone(), RULES_CAPABLE_VERSION.to_string()))
         .collect();
+    let scheduling = crate::crm::Scheduling {
+        crs: snap.crs,
+        ..Default::default()
+    };
     let output = run.daemon.iterate(&CrmInput {
         quorate: true,
         cluster_state_ok: true,
@@ -292,8 +297,10 @@ async fn round(
                 round_interval_ms: u64::try_from(config.timing.round_interval.as_millis())
                     .unwrap_or(u64::MAX),
             },
-            // The daemon has no CRS options nor statistics yet: `basic`.
-            scheduling: &crate::crm::Scheduling::default(),
+            // The `crs` options from the store; no node or service
+            // statistics yet, so `static` and `dynamic` fall back to
+            // `basic` with the CRM's warning (spec 3.11.1).
+            scheduling: &scheduling,
         },
     });
     for step in output.steps {

@@ -155,6 +155,18 @@ fn run_command(
             if target == node {
                 return exit_code::SUCCESS;
             }
+            // Rebalance on start only chooses where a stopped service
+            // starts: one already running stays (spec 3.11.5), as the
+            // simulator's LRM answers.
+            if req.command == ServiceState::RequestStartBalance
+                && agent.status(token).is_ok_and(|s| s.is_running())
+            {
+                tracing::info!(
+                    target: "ha",
+                    "{node}/lrm: ignoring rebalance-on-start for service {sid} - already running"
+                );
+                return exit_code::IGNORED;
+            }
             // Offline move: stop here, then hand the configuration over.
             if let Err(e) = agent.stop(None, token) {
                 tracing::warn!(target: "ha", "{node}/lrm: service {sid} not moved: {e}");

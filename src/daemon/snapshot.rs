@@ -62,6 +62,9 @@ pub struct Snapshot {
     pub resource_rules: Vec<ResourceAffinityRule>,
     /// Every configured resource, placed or not, in file order.
     pub configs: Vec<ResourceConfig>,
+    /// The cluster resource scheduling options (`crs` document; the
+    /// defaults if absent or unreadable, logged).
+    pub crs: crate::domain::CrsOptions,
 }
 
 /// Reads the local replica.
@@ -113,6 +116,7 @@ pub fn read(store: &ClusterStore) -> Snapshot {
             text(docs::GROUPS_DOC),
             text(docs::RULES_DOC),
             text(docs::NODES_DOC),
+            text(docs::CRS_DOC),
             s.crm_commands().to_vec(),
             leases,
         )
@@ -125,6 +129,7 @@ pub fn read(store: &ClusterStore) -> Snapshot {
         groups_text,
         rules_text,
         nodes_text,
+        crs_text,
         crm_commands,
         leases,
     ) = applied.value;
@@ -137,6 +142,10 @@ pub fn read(store: &ClusterStore) -> Snapshot {
         Vec::new()
     });
     let (rules, resource_rules) = read_rules(&rules_text);
+    let crs = docs::parse_crs(&crs_text).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "stored crs options are invalid; scheduling with the defaults");
+        crate::domain::CrsOptions::default()
+    });
     let mut resources = BTreeMap::new();
     let mut unplaced = Vec::new();
     let mut placement_versions = BTreeMap::new();
@@ -172,6 +181,7 @@ pub fn read(store: &ClusterStore) -> Snapshot {
         rules,
         resource_rules,
         configs: all_configs,
+        crs,
     }
 }
 

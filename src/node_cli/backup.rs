@@ -62,7 +62,7 @@ pub fn read_backup(file: &Path) -> anyhow::Result<Backup> {
     let name = |n: &str| format!("{} (files.{n})", file.display());
     crate::config::parse_resources_cfg(&backup.files.resources, &name("resources.cfg"))?;
     crate::config::parse_groups_cfg(&backup.files.groups, &name("groups.cfg"))?;
-    crate::config::parse_rules_cfg(&backup.files.rules, &name("rules.cfg"))?;
+    crate::config::parse_rules(&backup.files.rules, &name("rules.cfg"))?;
     Ok(backup)
 }
 

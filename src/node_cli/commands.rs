@@ -177,14 +177,19 @@ pub struct RuleOptions {
     /// The resources the rule binds: `exec:web,exec:db`.
     #[arg(long)]
     pub resources: Option<String>,
-    /// Nodes with optional priority (higher wins): `node1:2,node2`.
+    /// node-affinity: nodes with optional priority (higher wins):
+    /// `node1:2,node2`.
     #[arg(long)]
     pub nodes: Option<String>,
-    /// Run only on the listed nodes (0/1).
+    /// resource-affinity: `positive` (same node) or `negative` (different
+    /// nodes).
+    #[arg(long)]
+    pub affinity: Option<String>,
+    /// node-affinity: run only on the listed nodes (0/1).
     #[arg(long)]
     pub strict: Option<String>,
-    /// Keep the rule but ignore it (0/1).
-    #[arg(long)]
+    /// Keep the rule but ignore it (0/1; `--disable` alone is 1).
+    #[arg(long, num_args = 0..=1, default_missing_value = "1")]
     pub disable: Option<String>,
     /// Free text.
     #[arg(long)]
@@ -196,6 +201,7 @@ impl RuleOptions {
         given_options([
             ("resources", &self.resources),
             ("nodes", &self.nodes),
+            ("affinity", &self.affinity),
             ("strict", &self.strict),
             ("disable", &self.disable),
             ("comment", &self.comment),
@@ -206,7 +212,7 @@ impl RuleOptions {
 /// Filters and output of `rules config` and `rules list`.
 #[derive(Debug, Clone, Args)]
 pub struct RulesQuery {
-    /// Only rules of this type (node-affinity).
+    /// Only rules of this type (node-affinity, resource-affinity).
     #[arg(long = "type")]
     pub kind: Option<String>,
     /// Only rules that name this resource.
@@ -235,7 +241,7 @@ pub enum RulesCommand {
     },
     /// Create a rule (refused until HA groups are migrated).
     Add {
-        /// Rule type: node-affinity.
+        /// Rule type: node-affinity or resource-affinity.
         kind: String,
         /// Rule id.
         rule: String,
@@ -246,7 +252,7 @@ pub enum RulesCommand {
     },
     /// Change a rule.
     Set {
-        /// Rule type: node-affinity.
+        /// Rule type: node-affinity or resource-affinity.
         kind: String,
         /// Rule id.
         rule: String,
@@ -265,6 +271,33 @@ pub enum RulesCommand {
     Remove {
         /// Rule id.
         rule: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+/// `crs` sub-verbs.
+#[derive(Debug, Subcommand)]
+pub enum CrsCommand {
+    /// Show every option with the value in effect (`key value` lines, or
+    /// JSON).
+    Get {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output format.
+        #[arg(long = "output-format", value_enum, default_value_t)]
+        output_format: OutputFormat,
+    },
+    /// Change options: `ha=static ha-rebalance-on-start=1`.
+    Set {
+        /// `KEY=VALUE` pairs (keys as in datacenter.cfg's `crs`).
+        settings: Vec<String>,
+        /// Comma-separated keys to reset to their defaults.
+        #[arg(long)]
+        delete: Option<String>,
+        /// Only apply if the options are still at this digest.
+        #[arg(long)]
+        digest: Option<u64>,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -435,7 +468,14 @@ pub enum NodeCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Node-affinity rules (rules.cfg; HA groups are migrated into them).
+    /// Cluster resource scheduling options (datacenter.cfg's `crs`).
+    Crs {
+        /// Sub-command.
+        #[command(subcommand)]
+        command: CrsCommand,
+    },
+    /// Node- and resource-affinity rules (rules.cfg; HA groups are
+    /// migrated into node-affinity rules).
     Rules {
         /// Sub-command.
         #[command(subcommand)]

@@ -35,7 +35,7 @@ pub(super) fn import(
         crate::config::parse_groups_cfg(text, file)?;
     }
     if let Some((file, text)) = &rules {
-        crate::config::parse_rules_cfg(text, file)?;
+        crate::config::parse_rules(text, file)?;
     }
     let text = |doc: Option<(String, String)>| doc.map(|(_, text)| text);
     let reply: crate::api::import::ImportReply = client(config)?.post(

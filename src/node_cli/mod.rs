@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod client;
 mod commands;
+mod crs;
 mod import;
 pub mod output;
 mod rules;
@@ -14,7 +15,7 @@ mod tokens;
 use serde_json::json;
 
 pub use commands::{
-    ClusterCommand, ConfigArg, CrmCommand, GroupOptions, NodeCommand, OutputFormat,
+    ClusterCommand, ConfigArg, CrmCommand, CrsCommand, GroupOptions, NodeCommand, OutputFormat,
     ResourceOptions, RuleOptions, RulesCommand, RulesQuery, TokenCommand,
 };
 
@@ -163,6 +164,7 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             )?;
             print_digest(&reply)
         }
+        NodeCommand::Crs { command } => crs::crs(command),
         NodeCommand::Rules { command } => rules::rules(command),
         NodeCommand::Groupconfig {
             config,

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::api::cluster::ClusterStatus;
 use crate::api::resources::ResourceView;
 use crate::api::rules::RuleView;
-use crate::domain::{NodeAffinityRule, ResourceConfig};
+use crate::domain::{NodeAffinityRule, ResourceConfig, Rule};
 
 /// `config`: `type:name`, then `<TAB>key value` for each key that is set
 /// (as in resources.cfg: defaults are not repeated), sorted, blank line.
@@ -122,13 +122,21 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn join_resources(rule: &NodeAffinityRule) -> String {
-    let sids: Vec<String> = rule.resources.iter().map(ToString::to_string).collect();
+fn join_resources(rule: &Rule) -> String {
+    let sids: Vec<String> = rule.resources().iter().map(ToString::to_string).collect();
     sids.join(",")
 }
 
 fn join_nodes(rule: &NodeAffinityRule) -> String {
     rule.nodes_text()
+}
+
+/// `disable` and `comment`, which both rule types have.
+fn disable_and_comment(rule: &Rule) -> (bool, String) {
+    match rule {
+        Rule::NodeAffinity(r) => (r.disable, r.comment.clone().unwrap_or_default()),
+        Rule::ResourceAffinity(r) => (r.disable, r.comment.clone().unwrap_or_default()),
+    }
 }
 
 /// `rules config` (spec 7.1): one row per rule in file order with the
@@ -138,8 +146,8 @@ pub fn rules_config_table(views: &[RuleView]) -> String {
     let rows: Vec<Vec<String>> = views
         .iter()
         .map(|v| {
-            let rule = &v.rule;
-            let state = if rule.disable {
+            let (disable, comment) = disable_and_comment(&v.rule);
+            let state = if disable {
                 "disabled"
             } else if v.errors.is_empty() {
                 "in use"
@@ -147,12 +155,12 @@ pub fn rules_config_table(views: &[RuleView]) -> String {
                 "ignored (conflicts)"
             };
             vec![
-                u8::from(!rule.disable).to_string(),
+                u8::from(!disable).to_string(),
                 state.to_string(),
-                rule.id.clone(),
-                v.kind.clone(),
-                join_resources(rule),
-                rule.comment.clone().unwrap_or_default(),
+                v.rule.id().to_string(),
+                v.kind().to_string(),
+                join_resources(&v.rule),
+                comment,
             ]
         })
         .collect();
@@ -163,39 +171,43 @@ pub fn rules_config_table(views: &[RuleView]) -> String {
 }
 
 /// `rules list` (spec 7.1): the rules as the API lists them, sorted by
-/// order, one column per property (the digest aside).
+/// order, one column per property (the digest aside). The `affinity`
+/// column appears only when a resource-affinity rule is listed, so a
+/// list of node-affinity rules keeps its layout.
 pub fn rules_list_table(views: &[RuleView]) -> String {
     let mut sorted: Vec<&RuleView> = views.iter().collect();
     sorted.sort_by_key(|v| v.order);
+    let with_affinity = sorted
+        .iter()
+        .any(|v| matches!(v.rule, Rule::ResourceAffinity(_)));
     let rows: Vec<Vec<String>> = sorted
         .iter()
         .map(|v| {
-            let rule = &v.rule;
-            vec![
-                rule.id.clone(),
-                v.kind.clone(),
+            let (disable, comment) = disable_and_comment(&v.rule);
+            let (nodes, strict, affinity) = match &v.rule {
+                Rule::NodeAffinity(r) => (join_nodes(r), u8::from(r.strict).to_string(), ""),
+                Rule::ResourceAffinity(r) => (String::new(), String::new(), r.affinity.as_str()),
+            };
+            let mut row = vec![
+                v.rule.id().to_string(),
+                v.kind().to_string(),
                 v.order.to_string(),
-                join_resources(rule),
-                join_nodes(rule),
-                u8::from(rule.strict).to_string(),
-                u8::from(rule.disable).to_string(),
-                rule.comment.clone().unwrap_or_default(),
-            ]
+                join_resources(&v.rule),
+                nodes,
+            ];
+            if with_affinity {
+                row.push(affinity.to_string());
+            }
+            row.extend([strict, u8::from(disable).to_string(), comment]);
+            row
         })
         .collect();
-    table(
-        &[
-            "rule",
-            "type",
-            "order",
-            "resources",
-            "nodes",
-            "strict",
-            "disable",
-            "comment",
-        ],
-        &rows,
-    )
+    let mut header = vec!["rule", "type", "order", "resources", "nodes"];
+    if with_affinity {
+        header.push("affinity");
+    }
+    header.extend(["strict", "disable", "comment"]);
+    table(&header, &rows)
 }
 
 /// Whether a terminal could act on `c`: C0 controls but newline and tab
@@ -259,8 +271,7 @@ mod tests {
             errors.insert("resources".to_string(), vec!["shared".to_string()]);
         }
         RuleView {
-            rule,
-            kind: "node-affinity".into(),
+            rule: Rule::NodeAffinity(rule),
             order: 0,
             digest: 7,
             errors,
@@ -294,6 +305,38 @@ a     node-affinity  0      exec:a     node1:2,node2  0       1        web tier
 b     node-affinity  1      exec:b     node1:2,node2  0       0        web tier
 ";
         assert_eq!(text, want);
+    }
+
+    #[test]
+    fn rules_list_shows_affinity_only_with_resource_affinity_rules() {
+        let apart = RuleView {
+            rule: Rule::ResourceAffinity(crate::domain::ResourceAffinityRule {
+                id: "apart".into(),
+                resources: ["exec:a", "exec:b"]
+                    .iter()
+                    .map(|s| s.parse().unwrap())
+                    .collect(),
+                affinity: crate::domain::Affinity::Negative,
+                disable: false,
+                comment: None,
+            }),
+            order: 1,
+            digest: 7,
+            errors: Default::default(),
+        };
+        let list = rules_list_table(&[view("a", &["exec:a"], false, false), apart.clone()]);
+        let want = "\
+rule   type               order  resources      nodes          affinity  strict  disable  comment
+a      node-affinity      0      exec:a         node1:2,node2            0       0        web tier
+apart  resource-affinity  1      exec:a,exec:b                 negative          0
+";
+        assert_eq!(list, want);
+        let config = rules_config_table(&[apart]);
+        let want = "\
+enabled  state   rule   type               resources      comment
+1        in use  apart  resource-affinity  exec:a,exec:b
+";
+        assert_eq!(config, want);
     }
 
     #[test]

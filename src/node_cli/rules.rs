@@ -47,12 +47,18 @@ pub(super) fn rules(command: RulesCommand) -> anyhow::Result<()> {
             digest,
             config,
         } => {
-            if kind != crate::config::rules::NODE_AFFINITY_TYPE {
+            check_kind(&kind)?;
+            let client = client(&config)?;
+            // The type is part of Proxmox's `rules set <type> <id>`: a rule
+            // of the other type is refused here, before anything is sent.
+            let current: RuleView = client.get(&format!("/rules/{}", client::segment(&rule)?))?;
+            if current.kind() != kind {
                 anyhow::bail!(
-                    "field 'type': rule type '{kind}' is not supported (expected node-affinity)"
+                    "field 'type': rule '{rule}' is a {} rule, not {kind}",
+                    current.kind()
                 );
             }
-            let reply: WriteReply = client(&config)?.put(
+            let reply: WriteReply = client.put(
                 &format!("/rules/{}", client::segment(&rule)?),
                 &json!({"options": options.to_map(), "delete": split_list(&delete), "digest": digest}),
             )?;
@@ -64,6 +70,17 @@ pub(super) fn rules(command: RulesCommand) -> anyhow::Result<()> {
             print_digest(&reply)
         }
     }
+}
+
+/// The two rule types `rules add|set` take.
+fn check_kind(kind: &str) -> anyhow::Result<()> {
+    use crate::config::rules::{NODE_AFFINITY_TYPE, RESOURCE_AFFINITY_TYPE};
+    if kind == NODE_AFFINITY_TYPE || kind == RESOURCE_AFFINITY_TYPE {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "field 'type': unknown rule type '{kind}' (expected {NODE_AFFINITY_TYPE} or {RESOURCE_AFFINITY_TYPE})"
+    )
 }
 
 /// `GET /rules` with the query's filters.

@@ -36,8 +36,31 @@ pub fn status_lines(entries: &[StatusEntry], time: &dyn Fn(u64) -> String) -> St
     out
 }
 
-/// Runs `status`: `--verbose` appends "full cluster state:" and the
-/// manager status document, as Proxmox does.
+/// The scheduler lines of `status --verbose`: the configured mode and,
+/// with automatic rebalancing on, its settings. The imbalance the CRM
+/// computes is not shown: the daemon has no node statistics yet, so its
+/// CRM schedules `basic`, where the imbalance is always 0.
+fn scheduling_lines(crs: &crate::api::crs::CrsView) -> String {
+    let get = |key: &str| crs.options.get(key).map_or("", String::as_str);
+    let mut out = format!(
+        "scheduler mode: {} (rebalance on start: {})\n",
+        get("ha"),
+        get("ha-rebalance-on-start")
+    );
+    if get("ha-auto-rebalance") == "1" {
+        out.push_str(&format!(
+            "auto rebalance: method {}, threshold {}, margin {}, hold {} rounds\n",
+            get("ha-auto-rebalance-method"),
+            get("ha-auto-rebalance-threshold"),
+            get("ha-auto-rebalance-margin"),
+            get("ha-auto-rebalance-hold-duration")
+        ));
+    }
+    out
+}
+
+/// Runs `status`: `--verbose` adds the scheduler lines, then "full
+/// cluster state:" and the manager status document, as Proxmox does.
 pub fn status(client: &ApiClient, verbose: bool, format: OutputFormat) -> anyhow::Result<()> {
     let entries: Vec<StatusEntry> = client.get("/status/current")?;
     let full: Option<StatusSnapshot> = if verbose {
@@ -52,6 +75,10 @@ pub fn status(client: &ApiClient, verbose: bool, format: OutputFormat) -> anyhow
         },
         OutputFormat::Text => {
             let mut text = status_lines(&entries, &local_ctime);
+            if verbose {
+                let crs: crate::api::crs::CrsView = client.get("/crs")?;
+                text.push_str(&scheduling_lines(&crs));
+            }
             if let Some(f) = full {
                 text.push_str("full cluster state:\n");
                 text.push_str(&serde_json::to_string_pretty(&f)?);
@@ -59,5 +86,30 @@ pub fn status(client: &ApiClient, verbose: bool, format: OutputFormat) -> anyhow
             }
             say(&text)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduling_lines_show_rebalancing_only_when_on() {
+        let mut crs = crate::domain::CrsOptions::default();
+        let view = |crs: &crate::domain::CrsOptions| crate::api::crs::CrsView {
+            options: crate::api::crs::crs_values(crs),
+            digest: 3,
+        };
+        assert_eq!(
+            scheduling_lines(&view(&crs)),
+            "scheduler mode: basic (rebalance on start: 0)\n"
+        );
+        crs.mode = crate::domain::CrsMode::Static;
+        crs.auto_rebalance = true;
+        assert_eq!(
+            scheduling_lines(&view(&crs)),
+            "scheduler mode: static (rebalance on start: 0)\n\
+             auto rebalance: method bruteforce, threshold 0.3, margin 0.1, hold 3 rounds\n"
+        );
     }
 }
