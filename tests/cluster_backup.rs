@@ -77,6 +77,10 @@ fn a_backup_restores_into_a_fresh_cluster_and_nothing_else() {
             )
             .expect("cli");
         assert_eq!(out.code, 0, "rules add: {}", out.stderr);
+        let out = c
+            .cli(0, &["crs", "set", "ha-rebalance-on-start=1"])
+            .expect("cli");
+        assert_eq!(out.code, 0, "crs set: {}", out.stderr);
         wait_running_once(&c, m1, LIMIT);
         wait_running_once(&c, m2, LIMIT);
         let files = backup_files(&c, 2, &backup);
@@ -134,6 +138,15 @@ fn a_backup_restores_into_a_fresh_cluster_and_nothing_else() {
     assert_eq!(out.code, 0, "restore: {}", out.stderr);
     let files_b = backup_files(&c, 1, &dir.path().join("b3.json"));
     assert_eq!(files_b, files_a);
+    // The scheduler options came along.
+    let crs = c
+        .cli(0, &["crs", "get", "--output-format", "json"])
+        .expect("cli");
+    assert!(
+        crs.stdout.contains("\"ha-rebalance-on-start\": \"1\""),
+        "{}",
+        crs.stdout
+    );
     // The services run again, `two` on node3 as its rule says.
     wait_running_once(&c, m1, LIMIT);
     let on = wait_running_once(&c, m2, LIMIT);

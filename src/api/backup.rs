@@ -51,6 +51,10 @@ pub struct Backup {
     pub members: Vec<String>,
     /// The configuration files.
     pub files: BackupFiles,
+    /// The CRS scheduler options in effect (`crs get`; absent in backups
+    /// made before they were stored).
+    #[serde(default)]
+    pub crs: std::collections::BTreeMap<String, String>,
     /// The CRM's manager status at the time (for inspection: `restore`
     /// does not write it back; the CRM places the services anew).
     pub manager_status: serde_json::Value,
@@ -88,6 +92,7 @@ pub async fn backup(State(st): State<ApiState>) -> ApiResult<Json<Backup>> {
         .nodes
         .into_keys()
         .collect();
+    let crs = super::crs::crs_values(&docs::crs(&st.store).await?.value);
     let snap = crate::daemon::snapshot::read(&st.store);
     if let Some(e) = &snap.manager_status_error {
         return Err(ApiError::new(
@@ -116,6 +121,7 @@ pub async fn backup(State(st): State<ApiState>) -> ApiResult<Json<Backup>> {
             groups,
             rules,
         },
+        crs,
         manager_status,
     }))
 }
@@ -133,6 +139,7 @@ mod tests {
             node: "node1".into(),
             members: vec!["node1".into()],
             files: BackupFiles::default(),
+            crs: Default::default(),
             manager_status: serde_json::json!({}),
         }
     }

@@ -85,6 +85,12 @@ pub fn restore(client: &ApiClient, file: &Path) -> anyhow::Result<()> {
             "rules": some(&f.rules),
         }),
     )?;
+    // The scheduler options, unless the backup has only the defaults.
+    let defaults = crate::api::crs::crs_values(&crate::domain::CrsOptions::default());
+    if !backup.crs.is_empty() && backup.crs != defaults {
+        let _: crate::api::resources::WriteReply =
+            client.put("/crs", &json!({ "options": backup.crs }))?;
+    }
     super::say(&format!(
         "restored {} resources, {} groups, {} rules from {} (written by {} on node {}); the CRM \
          places the services on the current nodes\n",
