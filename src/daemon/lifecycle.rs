@@ -49,9 +49,11 @@ pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<C
             path.display()
         );
     }
+    // No source address here: this is the operator's CLI, which may run
+    // where the node's advertise address does not exist (a container, a
+    // network namespace); the daemon's own node-to-node traffic uses it.
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
-        .local_address(config.source_address)
         .build()?;
     let url = format!("http://{address}/api/v1/cluster/join");
     let response = client
