@@ -10,25 +10,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{add_sleep_service, marker, start, wait_running_once};
+use common::{add_sleep_service, cli_ok as ok, marker, start, wait_running_once};
 use ha_manager::local_cluster::procs::{marker_pids, ServiceWatch};
 use ha_manager::local_cluster::{wait_until, LocalCluster};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// Runs the CLI against node `via` and asserts it succeeded.
-fn ok(c: &LocalCluster, via: usize, args: &[&str]) -> String {
-    let out = c.cli(via, args).expect("the CLI runs");
-    assert_eq!(
-        out.code,
-        0,
-        "ha-manager {} failed: {}",
-        args.join(" "),
-        out.stderr
-    );
-    out.stdout
-}
 
 /// The node each copy of `marker` runs on (by cgroup).
 fn nodes_of(c: &LocalCluster, marker: u64) -> Vec<Option<usize>> {

@@ -8,7 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{add_sleep_service, marker, start, wait_running_once, wait_service_state};
+use common::{
+    add_sleep_service, cli_ok as ok, marker, start, wait_running_once, wait_service_state,
+};
 use ha_manager::local_cluster::procs::{marker_command, marker_pids, ServiceWatch};
 use ha_manager::local_cluster::{wait_until, CliOutput, LocalCluster};
 use serde_json::Value;
@@ -18,19 +20,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// Runs the CLI against node `via`.
 fn run(c: &LocalCluster, via: usize, args: &[&str]) -> CliOutput {
     c.cli(via, args).expect("the CLI runs")
-}
-
-/// Runs the CLI and asserts it succeeded.
-fn ok(c: &LocalCluster, via: usize, args: &[&str]) -> String {
-    let out = run(c, via, args);
-    assert_eq!(
-        out.code,
-        0,
-        "ha-manager {} failed: {}",
-        args.join(" "),
-        out.stderr
-    );
-    out.stdout
 }
 
 /// Runs the CLI and asserts it failed with every one of `needles` on

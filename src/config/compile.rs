@@ -289,6 +289,28 @@ pub fn feasibility_errors(
     run_checks(node_rules, resource_rules, cluster_nodes).0
 }
 
+/// The enabled rules, resource affinity split by its kind.
+struct Enabled<'a> {
+    node: Vec<&'a NodeAffinityRule>,
+    positive: Vec<&'a ResourceAffinityRule>,
+    negative: Vec<&'a ResourceAffinityRule>,
+}
+
+impl<'a> Enabled<'a> {
+    fn of(node_rules: &'a [NodeAffinityRule], resource_rules: &'a [ResourceAffinityRule]) -> Self {
+        let enabled = || resource_rules.iter().filter(|r| !r.disable);
+        Enabled {
+            node: node_rules.iter().filter(|r| !r.disable).collect(),
+            positive: enabled()
+                .filter(|r| r.affinity == Affinity::Positive)
+                .collect(),
+            negative: enabled()
+                .filter(|r| r.affinity == Affinity::Negative)
+                .collect(),
+        }
+    }
+}
+
 /// Runs every feasibility check on the enabled rules, all against the same
 /// input.
 fn run_checks(
@@ -296,15 +318,11 @@ fn run_checks(
     resource_rules: &[ResourceAffinityRule],
     cluster_nodes: &[NodeName],
 ) -> Errors {
-    let node: Vec<&NodeAffinityRule> = node_rules.iter().filter(|r| !r.disable).collect();
-    let enabled = resource_rules.iter().filter(|r| !r.disable);
-    let positive: Vec<&ResourceAffinityRule> = enabled
-        .clone()
-        .filter(|r| r.affinity == Affinity::Positive)
-        .collect();
-    let negative: Vec<&ResourceAffinityRule> = enabled
-        .filter(|r| r.affinity == Affinity::Negative)
-        .collect();
+    let Enabled {
+        node,
+        positive,
+        negative,
+    } = Enabled::of(node_rules, resource_rules);
     let components = positive_components(&positive);
     let mut errors = Errors::default();
     check_node_affinity(&node, &mut errors);
@@ -326,15 +344,11 @@ pub fn canonicalize_rules(
     resource_rules: &[ResourceAffinityRule],
     cluster_nodes: &[NodeName],
 ) -> CanonicalRules {
-    let node: Vec<&NodeAffinityRule> = node_rules.iter().filter(|r| !r.disable).collect();
-    let enabled = resource_rules.iter().filter(|r| !r.disable);
-    let positive: Vec<&ResourceAffinityRule> = enabled
-        .clone()
-        .filter(|r| r.affinity == Affinity::Positive)
-        .collect();
-    let negative: Vec<&ResourceAffinityRule> = enabled
-        .filter(|r| r.affinity == Affinity::Negative)
-        .collect();
+    let Enabled {
+        node,
+        positive,
+        negative,
+    } = Enabled::of(node_rules, resource_rules);
     let errors = run_checks(node_rules, resource_rules, cluster_nodes);
 
     let mut node_out: Vec<NodeAffinityRule> = node

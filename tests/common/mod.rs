@@ -157,3 +157,16 @@ pub fn make_token(c: &LocalCluster, id: &str, role: &str) -> String {
     assert!(token.starts_with(&format!("{id}.")), "{}", out.stdout);
     token
 }
+
+/// Runs the CLI against node `via` and asserts it succeeded; its stdout.
+pub fn cli_ok(c: &LocalCluster, via: usize, args: &[&str]) -> String {
+    let out = c.cli(via, args).expect("the CLI runs");
+    assert_eq!(
+        out.code,
+        0,
+        "ha-manager {} failed: {}",
+        args.join(" "),
+        out.stderr
+    );
+    out.stdout
+}
