@@ -25,7 +25,23 @@ use raft::network::client::PeerClient;
 use raft::network::wire::{ForwardReply, ForwardRequest, ForwardResult, PATH_FORWARD};
 use raft::{ClusterStore, Command, DocKey, LeaseCommand, LeaseOutcome, Outcome, StoreConfig};
 
-const SECRET: &str = "bench-secret";
+/// The CA of the benchmark cluster.
+fn bench_ca() -> &'static raft::tls::pki::CaMaterial {
+    static CA: std::sync::OnceLock<raft::tls::pki::CaMaterial> = std::sync::OnceLock::new();
+    CA.get_or_init(|| raft::tls::pki::new_ca("bench", std::time::SystemTime::now()).expect("a CA"))
+}
+
+/// TLS material of bench node `id`.
+fn bench_tls(id: u64) -> Result<Arc<raft::tls::NodeTls>> {
+    let ca = bench_ca();
+    let node =
+        raft::tls::pki::issue_node(ca, id, &format!("node{id}"), std::time::SystemTime::now())?;
+    Ok(raft::tls::NodeTls::new(raft::tls::TlsMaterial::from_pem(
+        &ca.cert_pem,
+        &node.cert_pem,
+        &node.key_pem,
+    )?))
+}
 const VALUE_BYTES: usize = 128;
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 const LEASE_CLIENTS: usize = 16;
@@ -115,7 +131,7 @@ async fn start_ours(dir: &Path) -> Result<OurCluster> {
     for id in 1..=3u64 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?.to_string();
-        let mut config = StoreConfig::new(id, dir.join(format!("node{id}")), &addr, SECRET);
+        let mut config = StoreConfig::new(id, dir.join(format!("node{id}")), &addr, bench_tls(id)?);
         config.snapshot_every_entries = 20_000;
         let store = ClusterStore::start(config).await?;
         servers.push(store.serve(listener));
@@ -180,7 +196,7 @@ async fn bench_ours(dir: &Path, step: Duration, out: &mut Vec<String>) -> Result
         .position(|s| s.is_leader())
         .context("no leader")?;
     let addr = Arc::new(cluster.addrs[leader].clone());
-    let client = PeerClient::new(SECRET)?;
+    let client = PeerClient::new(bench_tls(1)?.client_config()?, None)?;
     for clients in CONCURRENCY {
         let (client, addr) = (client.clone(), addr.clone());
         let stats = drive(clients, step, move |c, i| {

@@ -4,6 +4,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use crate::tls::NodeTls;
 use crate::types::NodeId;
 
 /// How one node of the store is set up.
@@ -16,8 +19,9 @@ pub struct StoreConfig {
     /// `host:port` where this node's HTTP server (with `/raft`) listens, as
     /// the other nodes reach it.
     pub advertise_addr: String,
-    /// Shared secret every node-to-node request must carry.
-    pub cluster_secret: String,
+    /// This node's certificate, key and trusted CAs: node-to-node traffic
+    /// is mutual TLS (see [`crate::tls`]).
+    pub tls: Arc<NodeTls>,
     /// Leader heartbeat interval.
     pub heartbeat_interval: Duration,
     /// Election timeout range (a follower that hears no leader for a random
@@ -59,7 +63,7 @@ impl StoreConfig {
         node_id: NodeId,
         data_dir: impl Into<PathBuf>,
         advertise_addr: impl Into<String>,
-        cluster_secret: impl Into<String>,
+        tls: Arc<NodeTls>,
     ) -> Self {
         let advertise_addr: String = advertise_addr.into();
         Self {
@@ -67,7 +71,7 @@ impl StoreConfig {
             data_dir: data_dir.into(),
             source_addr: source_of(&advertise_addr),
             advertise_addr,
-            cluster_secret: cluster_secret.into(),
+            tls,
             heartbeat_interval: Duration::from_millis(200),
             election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
             snapshot_every_entries: 5000,

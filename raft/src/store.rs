@@ -16,6 +16,7 @@ use crate::error::StoreError;
 use crate::network::client::{HttpError, NetworkFactory, PeerClient};
 use crate::network::wire::{self, ForwardReply, ForwardRequest, ForwardResult};
 use crate::state::{ClusterApp, ClusterState};
+use crate::tls::NodeTls;
 use crate::types::{NodeId, Raft, TypeConfig};
 
 /// Why the store could not start.
@@ -81,7 +82,7 @@ pub struct NodeStatus {
 
 struct Inner {
     id: NodeId,
-    secret: String,
+    tls: Arc<NodeTls>,
     raft: Raft,
     sm: SmHandle<TypeConfig, ClusterApp>,
     peers: PeerClient,
@@ -114,7 +115,11 @@ impl ClusterStore {
                 source,
             })?;
         let handle = sm.handle();
-        let peers = PeerClient::with_source(&config.cluster_secret, config.source_addr)?;
+        let tls = config
+            .tls
+            .client_config()
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let peers = PeerClient::new(tls, config.source_addr)?;
         let raft = Raft::new(
             config.node_id,
             raft_config,
@@ -128,7 +133,7 @@ impl ClusterStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 id: config.node_id,
-                secret: config.cluster_secret,
+                tls: config.tls.clone(),
                 raft,
                 sm: handle,
                 peers,
@@ -148,8 +153,10 @@ impl ClusterStore {
         &self.inner.raft
     }
 
-    pub(crate) fn secret(&self) -> &str {
-        &self.inner.secret
+    /// This node's TLS material (shared with its HTTP server; replace it
+    /// there to renew the certificate).
+    pub fn tls(&self) -> &Arc<NodeTls> {
+        &self.inner.tls
     }
 
     /// Stops the Raft node. The sled database closes when the last handle

@@ -1,28 +1,51 @@
-//! Hostile or broken requests: wrong secret, corrupted or truncated bodies,
-//! wrong format version. Each gets a clear refusal and the node keeps
+//! Hostile or broken requests: no client certificate, a certificate of
+//! another cluster's CA, of a node that is not a member, or of one member
+//! speaking for another; corrupted or truncated bodies, wrong format
+//! version. Each gets a clear refusal, changes nothing, and the node keeps
 //! working.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use common::{TestCluster, SECRET};
-use raft::network::wire::{self, ForwardRequest, SECRET_HEADER, WIRE_VERSION};
+use common::{test_ca, TestCluster};
+use raft::network::wire::{self, ForwardRequest, WIRE_VERSION};
+use raft::tls::config::cli_client_config;
+use raft::tls::pki::{self, CaMaterial};
 use raft::{Command, DocKey};
 
-async fn post(addr: &str, path: &str, secret: Option<&str>, body: Vec<u8>) -> (u16, String) {
-    let client = reqwest::Client::new();
-    let mut req = client
-        .post(format!("http://{addr}/raft{path}"))
+/// A client trusting the test CA that presents the certificate of node
+/// `id` issued by `ca` (none when `None`).
+fn client(ca: Option<(&CaMaterial, u64)>) -> reqwest::Client {
+    let tls = match ca {
+        None => cli_client_config(&test_ca().cert_pem, None).unwrap(),
+        Some((ca, id)) => {
+            let node = pki::issue_node(ca, id, &format!("node{id}"), SystemTime::now()).unwrap();
+            let chain = format!("{}{}", node.cert_pem, ca.cert_pem);
+            cli_client_config(&test_ca().cert_pem, Some((&chain, &node.key_pem))).unwrap()
+        }
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
         .timeout(Duration::from_secs(5))
-        .body(body);
-    if let Some(secret) = secret {
-        req = req.header(SECRET_HEADER, secret);
-    }
-    let resp = req.send().await.unwrap();
+        .build()
+        .unwrap()
+}
+
+async fn post(
+    client: &reqwest::Client,
+    addr: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(u16, String), reqwest::Error> {
+    let resp = client
+        .post(format!("https://{addr}/raft{path}"))
+        .body(body)
+        .send()
+        .await?;
     let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.unwrap();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
+    let bytes = resp.bytes().await?;
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 fn valid_forward() -> Vec<u8> {
@@ -37,52 +60,84 @@ fn valid_forward() -> Vec<u8> {
     .unwrap()
 }
 
+fn vote_from(node: u64) -> Vec<u8> {
+    let req = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(99, node), None);
+    wire::encode("vote", &req).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_bad_requests_and_keeps_running() {
     let cluster = TestCluster::start(1).await;
     let addr = cluster.nodes[&1].addr.clone();
+    let anonymous = client(None);
+    let other_ca = pki::new_ca("other", SystemTime::now()).unwrap();
+    let stranger = client(Some((&other_ca, 1)));
+    let non_member = client(Some((test_ca(), 9)));
+    let member = client(Some((test_ca(), 1)));
 
-    // Secret missing or wrong: 401, whatever the endpoint.
     for path in ["/append", "/vote", "/snapshot", "/forward"] {
-        let (status, text) = post(&addr, path, None, valid_forward()).await;
+        // No client certificate: 401.
+        let (status, text) = post(&anonymous, &addr, path, valid_forward())
+            .await
+            .unwrap();
         assert_eq!(status, 401, "{path}: {text}");
-        assert!(text.contains("cluster secret"), "{text}");
-        let (status, _) = post(&addr, path, Some("wrong"), valid_forward()).await;
-        assert_eq!(status, 401);
+        assert!(text.contains("no node certificate"), "{text}");
+        // A certificate of another cluster's CA (even for a member's id):
+        // the handshake fails, no request is read.
+        let refused = post(&stranger, &addr, path, valid_forward()).await;
+        assert!(refused.is_err(), "{path}: {refused:?}");
+        // A node of this CA that is not a member: 403 naming it.
+        let (status, text) = post(&non_member, &addr, path, valid_forward())
+            .await
+            .unwrap();
+        assert_eq!(status, 403, "{path}: {text}");
+        assert!(
+            text.contains("node9") && text.contains("not a member"),
+            "{text}"
+        );
     }
+
+    // A member speaking for another node (a vote for a candidate that is
+    // not the certificate's node): 403.
+    let (status, text) = post(&member, &addr, "/vote", vote_from(5)).await.unwrap();
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("certificate of node 'node1'"), "{text}");
 
     // Garbage bodies: 400 naming the request.
     for path in ["/append", "/vote", "/snapshot", "/forward"] {
-        let (status, text) =
-            post(&addr, path, Some(SECRET), vec![WIRE_VERSION, 0xff, 0xfe, 7]).await;
+        let (status, text) = post(&member, &addr, path, vec![WIRE_VERSION, 0xff, 0xfe, 7])
+            .await
+            .unwrap();
         assert_eq!(status, 400, "{path}: {text}");
         assert!(text.contains("request body"), "{text}");
-        let (status, _) = post(&addr, path, Some(SECRET), Vec::new()).await;
+        let (status, _) = post(&member, &addr, path, Vec::new()).await.unwrap();
         assert_eq!(status, 400);
     }
 
     // Truncated valid body.
     let mut truncated = valid_forward();
     truncated.truncate(truncated.len() - 3);
-    let (status, text) = post(&addr, "/forward", Some(SECRET), truncated).await;
+    let (status, text) = post(&member, &addr, "/forward", truncated).await.unwrap();
     assert_eq!(status, 400, "{text}");
 
     // Trailing junk after a valid body.
     let mut trailing = valid_forward();
     trailing.extend_from_slice(b"junk");
-    let (status, text) = post(&addr, "/forward", Some(SECRET), trailing).await;
+    let (status, text) = post(&member, &addr, "/forward", trailing).await.unwrap();
     assert_eq!(status, 400);
     assert!(text.contains("trailing"), "{text}");
 
     // Wrong format version.
     let mut wrong_version = valid_forward();
     wrong_version[0] = WIRE_VERSION + 1;
-    let (status, text) = post(&addr, "/forward", Some(SECRET), wrong_version).await;
+    let (status, text) = post(&member, &addr, "/forward", wrong_version)
+        .await
+        .unwrap();
     assert_eq!(status, 400);
     assert!(text.contains("unsupported format version"), "{text}");
 
     // Nothing above changed the state; the node still serves requests,
-    // including a correct one over the same HTTP endpoint.
+    // including a correct one over the same HTTPS endpoint.
     let store = cluster.node(1);
     assert!(
         store
@@ -92,7 +147,9 @@ async fn refuses_bad_requests_and_keeps_running() {
             .value
             == 0
     );
-    let (status, _) = post(&addr, "/forward", Some(SECRET), valid_forward()).await;
+    let (status, _) = post(&member, &addr, "/forward", valid_forward())
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     let doc = store
         .read_linearizable(|s| s.doc(&DocKey::Config("resources".into())).cloned())
@@ -103,15 +160,18 @@ async fn refuses_bad_requests_and_keeps_running() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_with_wrong_secret_cannot_join() {
+async fn node_of_another_cluster_cannot_join() {
     common::init_tracing();
     let cluster = TestCluster::start(1).await;
-    // A node started with another secret: the leader's RPCs to it are
-    // refused, so adding it as learner cannot complete.
+    // A node with a certificate of another CA: the TLS handshakes between
+    // it and the leader fail both ways, so adding it as learner cannot
+    // complete and nothing is replicated to it.
     let dir = tempfile::TempDir::new().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let mut config = raft::StoreConfig::new(2, dir.path(), &addr, "another-secret").fast();
+    let other_ca = pki::new_ca("other", SystemTime::now()).unwrap();
+    let mut config =
+        raft::StoreConfig::new(2, dir.path(), &addr, common::tls_of(&other_ca, 2)).fast();
     config.request_timeout = Duration::from_secs(1);
     let intruder = raft::ClusterStore::start(config).await.unwrap();
     let server = intruder.serve(listener);
@@ -156,7 +216,8 @@ async fn peer_requests_leave_from_the_configured_source_address() {
     assert_eq!(source, Some("127.0.0.7".parse().unwrap()));
     assert_eq!(raft::config::source_of("0.0.0.0:7400"), None);
     assert_eq!(raft::config::source_of("node1.example:7400"), None);
-    let client = raft::network::client::PeerClient::with_source("s", source).unwrap();
+    let tls = common::node_tls(1).client_config().unwrap();
+    let client = raft::network::client::PeerClient::new(tls, source).unwrap();
     let reply: Result<u8, _> = client
         .post(
             &addr,
@@ -168,4 +229,29 @@ async fn peer_requests_leave_from_the_configured_source_address() {
         .await;
     assert!(reply.is_err());
     assert_eq!(seen.await.unwrap().to_string(), "127.0.0.7");
+}
+
+/// A removed node keeps a certificate that chains to the CA; its id left
+/// the membership, so every member refuses it from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_node_is_refused() {
+    common::init_tracing();
+    let cluster = TestCluster::start(3).await;
+    let addr = cluster.nodes[&1].addr.clone();
+    let removed = client(Some((test_ca(), 3)));
+    let (status, text) = post(&removed, &addr, "/forward", valid_forward())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "a member is served: {text}");
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    cluster.node(leader).remove_node(3).await.unwrap();
+    let (status, text) = post(&removed, &addr, "/forward", valid_forward())
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("node3") && text.contains("not a member"),
+        "{text}"
+    );
+    cluster.shutdown().await;
 }

@@ -12,6 +12,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
+#[allow(dead_code)]
+mod common;
+
 use raft::{ClusterStore, DocKey, StoreConfig};
 
 const CHILD_DIR_ENV: &str = "RAFT_CRASH_CHILD_DIR";
@@ -43,7 +46,7 @@ fn say(line: &str) {
 }
 
 async fn child(dir: String, start: u64) {
-    let mut config = StoreConfig::new(1, &dir, "127.0.0.1:1", "crash-secret").fast();
+    let mut config = StoreConfig::new(1, &dir, "127.0.0.1:1", common::node_tls(1)).fast();
     config.request_timeout = Duration::from_secs(10);
     let store = ClusterStore::start(config)
         .await

@@ -1,6 +1,5 @@
 //! Outgoing HTTP: the openraft network and request forwarding.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -14,7 +13,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::wire::{self, SECRET_HEADER};
+use super::wire;
 use crate::types::{Node, NodeId, TypeConfig};
 
 /// Why an HTTP exchange with a peer failed.
@@ -26,7 +25,8 @@ pub enum HttpError {
     /// The connection broke or timed out: the peer may have acted on it.
     #[error("unreachable: {0}")]
     Unreachable(String),
-    /// The peer answered with an HTTP error (bad secret, bad body, ...).
+    /// The peer answered with an HTTP error (refused certificate, bad
+    /// body, ...).
     #[error("peer answered HTTP {status}: {body}")]
     Status {
         /// HTTP status.
@@ -39,24 +39,20 @@ pub enum HttpError {
     Codec(#[from] storage::codec::CodecError),
 }
 
-/// Shared HTTP client with the cluster secret.
+/// Shared HTTPS client of node-to-node traffic: presents this node's
+/// certificate and accepts only servers with a certificate of the cluster
+/// CA (see [`crate::tls`]).
 #[derive(Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
-    secret: Arc<str>,
 }
 
 impl PeerClient {
-    /// Builds a client that authenticates with `secret`; the kernel picks
-    /// the source address.
-    pub fn new(secret: &str) -> Result<Self, reqwest::Error> {
-        Self::with_source(secret, None)
-    }
-
-    /// Builds a client that authenticates with `secret` and connects from
-    /// `source` (see [`crate::StoreConfig::source_addr`]).
-    pub fn with_source(
-        secret: &str,
+    /// Builds a client with `tls` (from [`crate::tls::NodeTls::client_config`])
+    /// that connects from `source` (see [`crate::StoreConfig::source_addr`];
+    /// `None`: the kernel picks).
+    pub fn new(
+        tls: rustls::ClientConfig,
         source: Option<std::net::IpAddr>,
     ) -> Result<Self, reqwest::Error> {
         // Shorter than the 5 s in which the daemon's server closes an idle
@@ -64,17 +60,15 @@ impl PeerClient {
         // peer is closing (a renewal every 10 s in the `pve` profile
         // would otherwise race with that close).
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .pool_idle_timeout(Duration::from_secs(4))
             .tcp_nodelay(true)
             .local_address(source)
             .build()?;
-        Ok(Self {
-            http,
-            secret: Arc::from(secret),
-        })
+        Ok(Self { http })
     }
 
-    /// POSTs `body` to `http://{addr}/raft{path}` and decodes the reply.
+    /// POSTs `body` to `https://{addr}/raft{path}` and decodes the reply.
     pub async fn post<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         addr: &str,
@@ -84,11 +78,10 @@ impl PeerClient {
         timeout: Duration,
     ) -> Result<Resp, HttpError> {
         let bytes = wire::encode(what, body)?;
-        let url = format!("http://{addr}/raft{path}");
+        let url = format!("https://{addr}/raft{path}");
         let response = self
             .http
             .post(&url)
-            .header(SECRET_HEADER, &*self.secret)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .timeout(timeout)
             .body(bytes)

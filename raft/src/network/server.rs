@@ -1,8 +1,13 @@
 //! Incoming HTTP: the axum router for `/raft`.
 //!
-//! Every request must carry the cluster secret; anything else is refused
-//! with 401 and logged by a middleware that runs on the headers alone, so
-//! an unauthenticated request costs no body read. Bodies are then capped
+//! Every request must come over a TLS connection whose client presented a
+//! node certificate of the cluster CA (the server that terminates TLS puts
+//! its [`PeerIdentity`] on the request), naming a current member: a
+//! removed node is refused from the moment its removal is in this node's
+//! log. Anything else is refused with 401/403 and logged by a middleware
+//! that runs before the body is read. A Raft RPC must moreover be sent by
+//! the node its certificate names (the vote's node), so one member cannot
+//! speak for another. Bodies are then capped
 //! per route (small for votes, large only for append and snapshot).
 //! Bodies that do not decode (garbage, truncation, wrong format version)
 //! are refused with 400 naming the problem. Neither touches the Raft node.
@@ -16,12 +21,14 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::Extension;
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::wire::{self, ForwardRequest, SECRET_HEADER};
+use super::wire::{self, ForwardRequest};
 use crate::store::ClusterStore;
+use crate::tls::PeerIdentity;
 use crate::types::TypeConfig;
 
 /// Largest append-entries or snapshot body (snapshot chunks are 1 MiB,
@@ -78,25 +85,42 @@ pub fn router(store: ClusterStore) -> Router {
         )
         .route_layer(middleware::from_fn_with_state(
             store.clone(),
-            require_secret,
+            require_member,
         ))
         .with_state(store)
 }
 
-/// Refuses a request without the cluster secret before its body is read.
-async fn require_secret(State(store): State<ClusterStore>, req: Request, next: Next) -> Response {
-    let given = req.headers().get(SECRET_HEADER).map(|v| v.as_bytes());
-    if !given.is_some_and(|g| secret_matches(g, store.secret().as_bytes())) {
-        tracing::warn!(
-            path = %req.uri().path(),
-            present = given.is_some(),
-            "refused raft request: missing or wrong cluster secret"
-        );
-        return (
+fn refuse(status: StatusCode, path: &str, why: String) -> Response {
+    tracing::warn!(%path, reason = %why, "refused raft request");
+    (status, why).into_response()
+}
+
+/// Refuses a request that does not come from a member's certificate,
+/// before its body is read.
+async fn require_member(State(store): State<ClusterStore>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let Some(peer) = req.extensions().get::<PeerIdentity>().cloned() else {
+        return refuse(
             StatusCode::UNAUTHORIZED,
-            "missing or wrong cluster secret (header x-ha-cluster-secret)",
-        )
-            .into_response();
+            &path,
+            "no node certificate: Raft requests need a client certificate of this cluster's CA"
+                .into(),
+        );
+    };
+    let membership = store.membership();
+    // A node that has no membership yet (it is being added as a learner
+    // and has not received its first entries) cannot tell members apart;
+    // it accepts any node certificate of its CA until it has one.
+    let known = membership.addrs.is_empty() || membership.addrs.contains_key(&peer.id);
+    if !known {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            &path,
+            format!(
+                "the certificate of node '{}' (id {}, sha256 {}) is not a member's: refused",
+                peer.name, peer.id, peer.fingerprint
+            ),
+        );
     }
     if let Some(auth) = req.extensions().get::<ConnectionAuth>() {
         auth.mark();
@@ -104,16 +128,25 @@ async fn require_secret(State(store): State<ClusterStore>, req: Request, next: N
     next.run(req).await
 }
 
-/// Constant-time comparison so the secret does not leak through timing.
-fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
-    if given.len() != expected.len() {
-        return false;
+/// Refuses a Raft RPC whose sender (the node of its vote) is not the node
+/// of the certificate it came with.
+fn check_sender(peer: Option<&PeerIdentity>, sender: u64, what: &str) -> Result<(), Response> {
+    match peer {
+        Some(p) if p.id == sender => Ok(()),
+        Some(p) => Err(refuse(
+            StatusCode::FORBIDDEN,
+            what,
+            format!(
+                "{what} request for node {sender} came with the certificate of node '{}' (id {})",
+                p.name, p.id
+            ),
+        )),
+        None => Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            what,
+            "no node certificate".into(),
+        )),
     }
-    given
-        .iter()
-        .zip(expected)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
 }
 
 /// Decodes the body of an authenticated request, or produces the refusal.
@@ -138,29 +171,62 @@ fn reply<T: Serialize>(what: &'static str, value: &T) -> Response {
     }
 }
 
-async fn append(State(store): State<ClusterStore>, body: Bytes) -> Response {
+async fn append(
+    State(store): State<ClusterStore>,
+    peer: Option<Extension<PeerIdentity>>,
+    body: Bytes,
+) -> Response {
     let req: openraft::raft::AppendEntriesRequest<TypeConfig> = match admit(&body, "append-entries")
     {
         Ok(r) => r,
         Err(refusal) => return refusal,
     };
+    if let Err(refusal) = check_sender(
+        peer.as_ref().map(|p| &p.0),
+        req.vote.leader_id().voted_for().unwrap_or_default(),
+        "append-entries",
+    ) {
+        return refusal;
+    }
     reply("append-entries", &store.raft().append_entries(req).await)
 }
 
-async fn vote(State(store): State<ClusterStore>, body: Bytes) -> Response {
+async fn vote(
+    State(store): State<ClusterStore>,
+    peer: Option<Extension<PeerIdentity>>,
+    body: Bytes,
+) -> Response {
     let req: openraft::raft::VoteRequest<u64> = match admit(&body, "vote") {
         Ok(r) => r,
         Err(refusal) => return refusal,
     };
+    if let Err(refusal) = check_sender(
+        peer.as_ref().map(|p| &p.0),
+        req.vote.leader_id().voted_for().unwrap_or_default(),
+        "vote",
+    ) {
+        return refusal;
+    }
     reply("vote", &store.raft().vote(req).await)
 }
 
-async fn snapshot(State(store): State<ClusterStore>, body: Bytes) -> Response {
+async fn snapshot(
+    State(store): State<ClusterStore>,
+    peer: Option<Extension<PeerIdentity>>,
+    body: Bytes,
+) -> Response {
     let req: openraft::raft::InstallSnapshotRequest<TypeConfig> =
         match admit(&body, "install-snapshot") {
             Ok(r) => r,
             Err(refusal) => return refusal,
         };
+    if let Err(refusal) = check_sender(
+        peer.as_ref().map(|p| &p.0),
+        req.vote.leader_id().voted_for().unwrap_or_default(),
+        "install-snapshot",
+    ) {
+        return refusal;
+    }
     reply(
         "install-snapshot",
         &store.raft().install_snapshot(req).await,

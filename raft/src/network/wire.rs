@@ -1,5 +1,5 @@
-//! What travels between nodes: every HTTP body is `[WIRE_VERSION][postcard]`,
-//! every request carries the cluster secret in [`SECRET_HEADER`].
+//! What travels between nodes: every HTTPS body is `[WIRE_VERSION][postcard]`;
+//! the sender is authenticated by its TLS client certificate.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -9,11 +9,10 @@ use crate::command::{Command, CommandResponse};
 use crate::error::StoreError;
 use crate::types::NodeId;
 
-/// Format version of every request and response body.
-pub const WIRE_VERSION: u8 = 1;
-
-/// HTTP header carrying the cluster secret.
-pub const SECRET_HEADER: &str = "x-ha-cluster-secret";
+/// Format version of every request and response body. 2: mutual TLS
+/// instead of a shared secret (a node of version 1 cannot reach a node of
+/// version 2 at all).
+pub const WIRE_VERSION: u8 = 2;
 
 /// Path (under the mount point) of the AppendEntries RPC.
 pub const PATH_APPEND: &str = "/append";

@@ -3,13 +3,32 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use raft::tls::pki::{self, CaMaterial};
+use raft::tls::{NodeTls, TlsMaterial};
 
 use raft::{ClusterStore, NodeId, StoreConfig};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
-pub const SECRET: &str = "test-cluster-secret";
+/// The CA of every test cluster of a test binary.
+pub fn test_ca() -> &'static CaMaterial {
+    static CA: OnceLock<CaMaterial> = OnceLock::new();
+    CA.get_or_init(|| pki::new_ca("test", SystemTime::now()).unwrap())
+}
+
+/// TLS material of node `id` (named `node<id>`) signed by `ca`.
+pub fn tls_of(ca: &CaMaterial, id: NodeId) -> Arc<NodeTls> {
+    let node = pki::issue_node(ca, id, &format!("node{id}"), SystemTime::now()).unwrap();
+    NodeTls::new(TlsMaterial::from_pem(&ca.cert_pem, &node.cert_pem, &node.key_pem).unwrap())
+}
+
+/// TLS material of node `id` of the test CA.
+pub fn node_tls(id: NodeId) -> Arc<NodeTls> {
+    tls_of(test_ca(), id)
+}
 
 pub struct TestNode {
     pub store: ClusterStore,
@@ -34,7 +53,7 @@ pub fn init_tracing() {
 }
 
 pub fn test_config(id: NodeId, dir: &std::path::Path, addr: &str) -> StoreConfig {
-    let mut config = StoreConfig::new(id, dir, addr, SECRET).fast();
+    let mut config = StoreConfig::new(id, dir, addr, node_tls(id)).fast();
     config.request_timeout = Duration::from_secs(5);
     config.membership_timeout = Duration::from_secs(10);
     config
