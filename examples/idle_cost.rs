@@ -40,13 +40,26 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 /// The last log index the cluster applied, as node 0's metrics say.
 fn applied_index(c: &LocalCluster) -> anyhow::Result<u64> {
-    let url = format!("http://{}/metrics", c.nodes[0].addr);
-    // /metrics needs a token: the node's own one.
-    let creds = std::fs::read_to_string(c.nodes[0].dir.join("data").join("cluster.json"))
-        .context("reading node1's credentials")?;
-    let creds: serde_json::Value = serde_json::from_str(&creds)?;
-    let token = creds["api_token"].as_str().unwrap_or_default();
-    let text = reqwest::blocking::Client::new()
+    let url = c.url(0, "/metrics");
+    // /metrics needs a token: a read-only one, made once.
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let token = match TOKEN.get() {
+        Some(t) => t.clone(),
+        None => {
+            let out = c.cli(0, &["token", "add", "idle-cost", "--role", "read-only"])?;
+            anyhow::ensure!(out.code == 0, "token add: {}", out.stderr);
+            let t = out
+                .stdout
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("idle-cost."))
+                .context("no token in the output of 'token add'")?
+                .to_string();
+            TOKEN.get_or_init(|| t).clone()
+        }
+    };
+    let text = c
+        .https_client(0)?
         .get(&url)
         .bearer_auth(token)
         .send()

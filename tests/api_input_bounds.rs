@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{add_sleep_service, marker, start};
 use ha_manager::local_cluster::{CliOutput, LocalCluster};
 use serde_json::{json, Value};
@@ -47,11 +45,19 @@ fn snapshot(c: &LocalCluster, via: usize) -> (Value, Value) {
     (res, rules)
 }
 
+/// A new admin API token, made through node `i`'s CLI.
 fn api_token(c: &LocalCluster, i: usize) -> String {
-    let path = c.nodes[i].dir.join("data").join("cluster.json");
-    let text = std::fs::read_to_string(&path).expect("credentials file");
-    let v: Value = serde_json::from_str(&text).expect("credentials JSON");
-    v["api_token"].as_str().expect("api_token").to_string()
+    let id = format!("test-admin-{i}");
+    let out = c
+        .cli(i, &["token", "add", &id, "--role", "admin"])
+        .expect("cli");
+    assert_eq!(out.code, 0, "token add: {}", out.stderr);
+    out.stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&format!("{id}.")))
+        .expect("the token line")
+        .to_string()
 }
 
 /// Sends a request and returns the status and the JSON error body.
@@ -137,12 +143,9 @@ fn names_in_urls_stay_one_segment_and_out_of_range_input_changes_nothing() {
     );
 
     // The same over raw HTTP, plus JSON the CLI would never send.
-    let base = format!("http://{}/api/v1", c.nodes[0].addr);
+    let base = c.url(0, "/api/v1");
     let token = api_token(&c, 0);
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let http = c.https_client(0).expect("client");
     let cases: Vec<(reqwest::blocking::RequestBuilder, u16, &str)> = vec![
         (
             http.put(format!("{base}/resources/exec:a"))

@@ -16,14 +16,18 @@ use axum::http::{Method, Request};
 use axum::Router;
 use ha_manager::api::docs::{self, NodeDirectory, NodeEntry};
 use ha_manager::api::error::ErrorBody;
+use ha_manager::api::tokens::{Role, StoredToken, TokenTable, TOKENS_DOC};
 use ha_manager::api::{self, ApiState};
-use ha_manager::daemon::credentials::Credentials;
+use ha_manager::daemon::credentials::{Credentials, CREDENTIALS_VERSION};
+use ha_manager::daemon::tls_files::TlsFiles;
 use proptest::prelude::*;
 use raft::{ClusterState, ClusterStore, StoreConfig};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
-const TOKEN: &str = "fuzz-api-token";
+/// The admin token of the fuzzed requests, `<id>.<secret>`.
+const TOKEN: &str = "fuzz.fuzz-api-token-secret";
 
 /// One node's router and store, set up once for all cases.
 struct Fixture {
@@ -55,7 +59,16 @@ fn fixture() -> &'static Fixture {
 async fn start(dir: &std::path::Path) -> (Router, ClusterStore) {
     // Nothing listens there: a one-node cluster never sends to itself.
     let addr = "127.0.0.1:9";
-    let store = ClusterStore::start(StoreConfig::new(1, dir, addr, "fuzz-secret").fast())
+    let now = std::time::SystemTime::now();
+    let ca = raft::tls::pki::new_ca("fuzz", now).expect("CA");
+    let node = raft::tls::pki::issue_node(&ca, 1, "node1", now).expect("node certificate");
+    let tls_files = TlsFiles::in_dir(&dir.join("tls"));
+    tls_files.write_ca(&ca).expect("CA files");
+    tls_files
+        .write_node(&node.cert_pem, &node.key_pem)
+        .expect("node files");
+    let tls = tls_files.load().expect("TLS material");
+    let store = ClusterStore::start(StoreConfig::new(1, dir.join("raft"), addr, tls).fast())
         .await
         .expect("store starts");
     store.initialize(addr).await.expect("initialize");
@@ -75,18 +88,39 @@ async fn start(dir: &std::path::Path) -> (Router, ClusterStore) {
     docs::put_nodes(&store, &NodeDirectory { next_id: 2, nodes }, 0)
         .await
         .expect("node directory");
+    let (id, secret) = TOKEN.split_once('.').expect("token form");
+    let mut table = TokenTable::default();
+    table.tokens.insert(
+        id.to_string(),
+        StoredToken {
+            role: Role::Admin,
+            sha256: Sha256::digest(secret.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            created: 0,
+            comment: String::new(),
+        },
+    );
+    docs::put_raw_text(
+        &store,
+        TOKENS_DOC,
+        serde_json::to_string(&table).expect("token table"),
+        0,
+    )
+    .await
+    .expect("token table");
     let state = ApiState {
         store: store.clone(),
         node: "node1".parse().expect("node name"),
         creds: Arc::new(Credentials {
-            version: 1,
+            version: CREDENTIALS_VERSION,
             node_id: 1,
-            cluster_secret: "fuzz-secret".into(),
             join_token: "fuzz-join-token".into(),
-            api_token: TOKEN.into(),
             bootstrap_pending: false,
             join_via: None,
         }),
+        tls_files,
         failovers: Arc::new(AtomicU64::new(0)),
         left: Arc::new(tokio::sync::Notify::new()),
     };

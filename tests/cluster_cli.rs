@@ -350,11 +350,19 @@ fn bad_input_on_every_verb_is_refused_and_changes_nothing() {
 
 // ----- 2. API authentication and /metrics -----------------------------------
 
+/// A new admin API token, made through node `i`'s CLI.
 fn api_token(c: &LocalCluster, i: usize) -> String {
-    let path = c.nodes[i].dir.join("data").join("cluster.json");
-    let text = std::fs::read_to_string(&path).expect("credentials file");
-    let v: Value = serde_json::from_str(&text).expect("credentials JSON");
-    v["api_token"].as_str().expect("api_token").to_string()
+    let id = format!("test-admin-{i}");
+    let out = c
+        .cli(i, &["token", "add", &id, "--role", "admin"])
+        .expect("cli");
+    assert_eq!(out.code, 0, "token add: {}", out.stderr);
+    out.stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&format!("{id}.")))
+        .expect("the token line")
+        .to_string()
 }
 
 #[test]
@@ -366,11 +374,8 @@ fn the_api_refuses_missing_or_wrong_tokens_and_metrics_are_prometheus_text() {
     wait_service_state(&c, 1, "exec:api", "started", &c.nodes[on].name);
     let before = config_snapshot(&c, 1);
     let token = api_token(&c, 1);
-    let base = format!("http://{}/api/v1", c.nodes[1].addr);
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let base = c.url(1, "/api/v1");
+    let http = c.https_client(0).expect("client");
     let new_m = marker(22);
     let create = serde_json::json!({
         "sid": "exec:sneaky",
@@ -455,7 +460,7 @@ fn the_api_refuses_missing_or_wrong_tokens_and_metrics_are_prometheus_text() {
     let good = format!("Bearer {token}");
     for i in 0..3 {
         let resp = http
-            .get(format!("http://{}/api/v1/resources", c.nodes[i].addr))
+            .get(c.url(i, "/api/v1/resources"))
             .header(reqwest::header::AUTHORIZATION, &good)
             .send()
             .expect("daemon answers");
@@ -491,7 +496,7 @@ fn the_api_refuses_missing_or_wrong_tokens_and_metrics_are_prometheus_text() {
     // /metrics: refused without a token; a read-only token reads the
     // Prometheus text on every node.
     let resp = http
-        .get(format!("http://{}/metrics", c.nodes[0].addr))
+        .get(c.url(0, "/metrics"))
         .send()
         .expect("daemon answers");
     assert_eq!(resp.status().as_u16(), 401);
@@ -507,7 +512,7 @@ fn the_api_refuses_missing_or_wrong_tokens_and_metrics_are_prometheus_text() {
     let mut terms = Vec::new();
     for i in 0..3 {
         let resp = http
-            .get(format!("http://{}/metrics", c.nodes[i].addr))
+            .get(c.url(i, "/metrics"))
             .bearer_auth(&monitoring)
             .send()
             .expect("daemon answers");

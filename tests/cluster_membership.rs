@@ -14,12 +14,14 @@ use ha_manager::local_cluster::{wait_until, LocalCluster};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// The join token, from a member's credentials file.
+/// The join token as an operator passes it (CA fingerprint and secret),
+/// from a member's files.
 fn join_token(c: &LocalCluster, i: usize) -> String {
     let path = c.nodes[i].dir.join("data").join("cluster.json");
     let text = std::fs::read_to_string(&path).expect("credentials readable");
     let v: serde_json::Value = serde_json::from_str(&text).expect("credentials parse");
-    v["join_token"].as_str().expect("join token").to_string()
+    let secret = v["join_token"].as_str().expect("join token");
+    format!("{}:{secret}", common::ca_fingerprint(c, i))
 }
 
 /// Member names (with their addresses) in node `via`'s cluster status.
@@ -131,6 +133,23 @@ fn a_dead_service_node_is_removed_after_fencing_and_replaced_at_a_new_address() 
     let left = members(&c, b).expect("status");
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(!left.iter().any(|(n, _, _)| *n == victim_name), "{left:?}");
+
+    // The removed node's certificate still chains to the CA, but it opens
+    // nothing any more: neither Raft nor the API.
+    let removed = common::client_with_node_cert(&c, victim);
+    for i in [a, b] {
+        let raft = removed
+            .post(c.url(i, "/raft/forward"))
+            .body(vec![2u8, 0])
+            .send()
+            .expect("answer");
+        assert_eq!(raft.status().as_u16(), 403, "node{}", i + 1);
+        let api = removed
+            .get(c.url(i, "/api/v1/resources"))
+            .send()
+            .expect("answer");
+        assert_eq!(api.status().as_u16(), 403, "node{}", i + 1);
+    }
 
     // The replacement: same name, empty disk, new address.
     wipe_disk(&mut c, victim, true);

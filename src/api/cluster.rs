@@ -33,6 +33,9 @@ pub struct JoinRequest {
     /// The joining node's ha-manager version (empty when absent).
     #[serde(default)]
     pub software: String,
+    /// A certificate signing request (PEM) for the joining node's key;
+    /// only its public key is used.
+    pub csr: String,
 }
 
 fn first_wire_version() -> u8 {
@@ -64,17 +67,18 @@ fn check_wire_version(req: &JoinRequest) -> ApiResult<()> {
     ))
 }
 
-/// Answer to a join: everything the new node stores in its credentials.
+/// Answer to a join: the node's id and certificate, and the CA (the new
+/// member signs the certificates of later joins).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinReply {
     /// Raft id allocated to the node.
     pub node_id: u64,
-    /// Cluster secret for `/raft`.
-    pub cluster_secret: String,
-    /// API token.
-    pub api_token: String,
-    /// Join token (so the new node can admit further nodes).
-    pub join_token: String,
+    /// The node's certificate (PEM), for the key of its request.
+    pub node_cert: String,
+    /// The cluster CA certificate (PEM).
+    pub ca_cert: String,
+    /// The cluster CA key (PEM).
+    pub ca_key: String,
 }
 
 /// Refuses a join request without the right join token before its body
@@ -172,11 +176,84 @@ pub async fn join(
             id
         }
     };
+    let ca = st.tls_files.load_ca().map_err(|e| {
+        tracing::error!(error = %e, "cannot sign a joining node's certificate");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("this member cannot sign certificates: {e}"),
+        )
+    })?;
+    let node_cert = raft::tls::pki::sign_node_csr(
+        &ca,
+        &req.csr,
+        node_id,
+        &req.node,
+        std::time::SystemTime::now(),
+    )
+    .map_err(|e| ApiError::field("csr", format!("field 'csr': {e}")))?;
+    tracing::info!(target: "audit", node = %req.node, id = node_id, "signed the certificate of a joining node");
     Ok(Json(JoinReply {
         node_id,
-        cluster_secret: st.creds.cluster_secret.clone(),
-        api_token: st.creds.api_token.clone(),
-        join_token: st.creds.join_token.clone(),
+        node_cert,
+        ca_cert: ca.cert_pem,
+        ca_key: ca.key_pem,
+    }))
+}
+
+/// Answer of `POST /cluster/renew-cert`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewedCert {
+    /// The node.
+    pub node: String,
+    /// SHA-256 of the new certificate (hex).
+    pub fingerprint: String,
+    /// End of its validity, unix seconds.
+    pub not_after: u64,
+}
+
+/// `POST /cluster/renew-cert`: a new key and certificate for this node,
+/// signed by the cluster CA, written to its TLS files and used from the
+/// next handshake on (connections that are open keep their session). The
+/// node's name and id stay; its peers need nothing new, as they trust
+/// the CA.
+pub async fn renew_cert(State(st): State<ApiState>) -> ApiResult<Json<RenewedCert>> {
+    let internal = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "certificate renewal: {what}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("certificate renewal: {what}: {e}"),
+        )
+    };
+    let ca = st
+        .tls_files
+        .load_ca()
+        .map_err(|e| internal("reading the CA", &e))?;
+    let now = std::time::SystemTime::now();
+    let node = raft::tls::pki::issue_node(&ca, st.store.id(), st.node.as_str(), now)
+        .map_err(|e| internal("signing", &e))?;
+    // Checked before anything is written: the new pair must work.
+    let material = raft::tls::TlsMaterial::from_pem(&ca.cert_pem, &node.cert_pem, &node.key_pem)
+        .map_err(|e| internal("checking the new certificate", &e))?;
+    let fingerprint = raft::tls::config::certs_from_pem("node certificate", &node.cert_pem)
+        .ok()
+        .and_then(|c| c.first().map(|c| raft::tls::fingerprint(c)))
+        .unwrap_or_default();
+    st.tls_files
+        .write_node(&node.cert_pem, &node.key_pem)
+        .map_err(|e| internal("writing the files", &e))?;
+    st.store
+        .tls()
+        .replace(material)
+        .map_err(|e| internal("using the new certificate", &e))?;
+    let not_after = raft::tls::pki::not_after(&node.cert_pem)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    tracing::info!(target: "audit", %fingerprint, "node certificate renewed");
+    Ok(Json(RenewedCert {
+        node: st.node.to_string(),
+        fingerprint,
+        not_after,
     }))
 }
 
@@ -381,6 +458,7 @@ mod tests {
             addr: "10.0.0.4:7400".into(),
             wire_version: raft::network::wire::WIRE_VERSION,
             software: "9.9.9".into(),
+            csr: String::new(),
         };
         assert!(check_wire_version(&req).is_ok());
         req.wire_version = raft::network::wire::WIRE_VERSION + 1;
@@ -398,7 +476,8 @@ mod tests {
         // A request without the version fields reads as wire format 1.
         // (Builds that sent the join token in the body are refused by
         // `require_join_token` before this, with a hint to upgrade.)
-        let old: JoinRequest = serde_json::from_str(r#"{"node":"n","addr":"a:1"}"#).unwrap();
+        let old: JoinRequest =
+            serde_json::from_str(r#"{"node":"n","addr":"a:1","csr":""}"#).unwrap();
         assert_eq!(old.wire_version, 1);
     }
 }

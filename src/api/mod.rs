@@ -49,8 +49,10 @@ pub struct ApiState {
     pub store: ClusterStore,
     /// This node's name.
     pub node: NodeName,
-    /// This node's credentials (tokens).
+    /// This node's credentials (join token).
     pub creds: Arc<Credentials>,
+    /// This node's TLS files (the CA signs joining nodes).
+    pub tls_files: crate::daemon::tls_files::TlsFiles,
     /// Services recovered by this node's CRM after fencing.
     pub failovers: Arc<AtomicU64>,
     /// Notified once this node has left the cluster: the daemon stops.
@@ -63,16 +65,24 @@ async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(token) = given else {
-        return ApiError::new(
+    // A bearer token, when given, says who the caller is (so a node's
+    // CLI run with a read-only token acts read-only); otherwise the node
+    // certificate of a member (the CLI on a node, a joining daemon).
+    let peer = req.extensions().get::<raft::tls::PeerIdentity>();
+    let caller = match (given, peer) {
+        (Some(token), _) => tokens::identify(&st, token),
+        (None, Some(peer)) => tokens::identify_node(&st, peer),
+        (None, None) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "missing API token (header 'Authorization: Bearer <token>')",
-        )
-        .into_response();
+            "missing API token (header 'Authorization: Bearer <token>') or node certificate",
+        )),
     };
-    let caller = match tokens::identify(&st, token) {
+    let caller = match caller {
         Ok(caller) => caller,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            tracing::warn!(target: "audit", path = %req.uri().path(), error = %e.body.error, "refused: not authenticated");
+            return e.into_response();
+        }
     };
     // The server never evicts a connection that authenticated.
     if let Some(auth) = req
@@ -145,6 +155,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/cluster/leave", post(cluster::leave))
         .route("/cluster/delnode", post(members::delnode))
         .route("/cluster/set-address", post(members::set_address))
+        .route("/cluster/renew-cert", post(cluster::renew_cert))
         .route("/resources", get(resources::list).post(resources::create))
         .route(
             "/resources/{sid}",

@@ -5,9 +5,9 @@
 //! A token is `<id>.<secret>`; the cluster stores only the SHA-256 digest
 //! of the secret, in the replicated document `tokens`, so a stolen store
 //! (or backup) does not hand out working tokens, and the secret is shown
-//! once, when it is made. The node's own token in `cluster.json` (what the
-//! local CLI uses) is the built-in admin token `root`. Every request that
-//! changes something is logged (target `audit`) with the token's id.
+//! once, when it is made. A member's node certificate (what the CLI on a
+//! node presents) acts as admin under the id `node:<name>`. Every request
+//! that changes something is logged (target `audit`) with the caller's id.
 
 use std::collections::BTreeMap;
 
@@ -23,9 +23,6 @@ use crate::daemon::credentials::{random_secret, secrets_equal};
 
 /// Name of the replicated document holding the tokens.
 pub const TOKENS_DOC: &str = "tokens";
-
-/// Id of the built-in admin token (the node's `api_token`).
-pub const ROOT_TOKEN_ID: &str = "root";
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,7 +70,7 @@ pub struct TokenTable {
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// Token id (`root` for the node's own token).
+    /// Token id, or `node:<name>` for a member's node certificate.
     pub id: String,
     /// Its role.
     pub role: Role,
@@ -86,8 +83,7 @@ fn sha256_hex(secret: &str) -> String {
         .collect()
 }
 
-/// Token ids: 1 to 32 of `a-z`, `0-9`, `-`, `_`, starting with a letter;
-/// `root` is taken.
+/// Token ids: 1 to 32 of `a-z`, `0-9`, `-`, `_`, starting with a letter.
 pub fn check_token_id(id: &str) -> Result<(), String> {
     let ok = !id.is_empty()
         && id.len() <= 32
@@ -101,15 +97,12 @@ pub fn check_token_id(id: &str) -> Result<(), String> {
             id.escape_default()
         ));
     }
-    if id == ROOT_TOKEN_ID {
-        return Err("field 'id': 'root' is the node's built-in token".into());
-    }
     Ok(())
 }
 
 /// Reads the token table from the local replica (no quorum round: a
 /// token check must not depend on reaching the leader). An unreadable
-/// table fails closed: only the root token works then.
+/// table fails closed: no token works then (node certificates still do).
 fn local_table(st: &ApiState) -> Result<TokenTable, String> {
     let (text, _) = super::docs::read_local_raw(&st.store, TOKENS_DOC);
     if text.is_empty() {
@@ -121,18 +114,12 @@ fn local_table(st: &ApiState) -> Result<TokenTable, String> {
 /// Who `bearer` is, or why not.
 pub fn identify(st: &ApiState, bearer: &str) -> Result<Caller, ApiError> {
     let bearer = bearer.trim();
-    if secrets_equal(bearer, &st.creds.api_token) {
-        return Ok(Caller {
-            id: ROOT_TOKEN_ID.into(),
-            role: Role::Admin,
-        });
-    }
     let wrong = || ApiError::new(StatusCode::UNAUTHORIZED, "wrong API token");
     let Some((id, secret)) = bearer.split_once('.') else {
         return Err(wrong());
     };
     let table = local_table(st).map_err(|e| {
-        tracing::error!("{e}; only the node's root token is accepted");
+        tracing::error!("{e}; no API token is accepted (node certificates are)");
         wrong()
     })?;
     let Some(token) = table.tokens.get(id) else {
@@ -145,6 +132,27 @@ pub fn identify(st: &ApiState, bearer: &str) -> Result<Caller, ApiError> {
         id: id.to_string(),
         role: token.role,
     })
+}
+
+/// Who a node certificate is: a member of the node directory with the
+/// name and Raft id the certificate names (a removed node is not in the
+/// directory; a node that joined again under its name has a new id).
+pub fn identify_node(st: &ApiState, peer: &raft::tls::PeerIdentity) -> Result<Caller, ApiError> {
+    let (text, _) = super::docs::read_local_raw(&st.store, super::docs::NODES_DOC);
+    let dir = super::docs::parse_nodes(&text).unwrap_or_default();
+    match dir.nodes.get(&peer.name) {
+        Some(entry) if entry.id == peer.id => Ok(Caller {
+            id: format!("node:{}", peer.name),
+            role: Role::Admin,
+        }),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the certificate of node '{}' (id {}) is not a member's",
+                peer.name, peer.id
+            ),
+        )),
+    }
 }
 
 /// Routes only admin tokens may read: the token list, and backups (the
@@ -204,7 +212,7 @@ pub struct TokenView {
     pub id: String,
     /// Its role.
     pub role: Role,
-    /// Creation time, unix seconds (0 for `root`).
+    /// Creation time, unix seconds.
     pub created: u64,
     /// Free text.
     pub comment: String,
@@ -238,18 +246,16 @@ async fn write_table(st: &ApiState, table: &TokenTable, version: u64) -> ApiResu
 /// `GET /tokens`: ids, roles and comments; never secrets.
 pub async fn list(State(st): State<ApiState>) -> ApiResult<Json<Vec<TokenView>>> {
     let (table, _) = read_table(&st).await?;
-    let mut rows = vec![TokenView {
-        id: ROOT_TOKEN_ID.into(),
-        role: Role::Admin,
-        created: 0,
-        comment: "the nodes' built-in token (cluster.json)".into(),
-    }];
-    rows.extend(table.tokens.into_iter().map(|(id, t)| TokenView {
-        id,
-        role: t.role,
-        created: t.created,
-        comment: t.comment,
-    }));
+    let rows = table
+        .tokens
+        .into_iter()
+        .map(|(id, t)| TokenView {
+            id,
+            role: t.role,
+            created: t.created,
+            comment: t.comment,
+        })
+        .collect();
     Ok(Json(rows))
 }
 
@@ -307,12 +313,6 @@ pub async fn remove(
     State(st): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    if id == ROOT_TOKEN_ID {
-        return Err(ApiError::field(
-            "id",
-            "field 'id': the built-in token 'root' cannot be removed",
-        ));
-    }
     let (mut table, version) = read_table(&st).await?;
     if table.tokens.remove(&id).is_none() {
         return Err(ApiError::not_found(format!(
@@ -357,7 +357,7 @@ mod tests {
     #[test]
     fn ids_are_checked_and_secrets_stored_as_digests() {
         assert!(check_token_id("monitoring-1").is_ok());
-        for bad in ["", "Root", "root", "1abc", "a b", "a/b", &"a".repeat(33)] {
+        for bad in ["", "Root", "1abc", "a b", "a/b", &"a".repeat(33)] {
             assert!(check_token_id(bad).is_err(), "{bad}");
         }
         let d = sha256_hex("abc");

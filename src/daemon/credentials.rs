@@ -1,7 +1,9 @@
-//! The cluster credentials of a node: `<data_dir>/cluster.json`, mode 0600.
+//! The cluster credentials of a node: `<data_dir>/cluster.json`, mode 0600,
+//! next to its TLS material in `<data_dir>/tls/` ([`super::tls_files`]).
 //!
-//! Written by `cluster init` (fresh secrets) or `cluster join` (secrets
-//! received from a member); read by the daemon and by the CLI on the node.
+//! Written by `cluster init` or `cluster join`; read by the daemon and by
+//! the CLI on the node. No secret shared by the nodes is kept here: nodes
+//! authenticate each other by certificate.
 //!
 //! The data directory: a missing one is created with mode 0700. An existing
 //! one keeps its mode (it may be shared with other software); it is refused
@@ -14,8 +16,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the credentials file format.
-pub const CREDENTIALS_VERSION: u32 = 1;
+/// Version of the credentials file format. 2: mutual TLS (version 1 held
+/// a cluster secret and a shared API token).
+pub const CREDENTIALS_VERSION: u32 = 2;
 
 /// Secrets and identity of this node in its cluster.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -24,12 +27,8 @@ pub struct Credentials {
     pub version: u32,
     /// This node's Raft id.
     pub node_id: u64,
-    /// Shared secret on every node-to-node (`/raft`) request.
-    pub cluster_secret: String,
     /// Token a new node presents to `cluster join`.
     pub join_token: String,
-    /// Bearer token of the HTTP API.
-    pub api_token: String,
     /// Set by `cluster init`: the daemon must initialize the one-node
     /// cluster at its next start, then clears it.
     #[serde(default)]
@@ -86,47 +85,64 @@ impl Credentials {
             }
             Err(source) => return Err(CredentialsError::Io { path: p, source }),
         };
+        let version = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64));
+        if let Some(v) = version.filter(|v| *v != u64::from(CREDENTIALS_VERSION)) {
+            return Err(CredentialsError::Invalid {
+                path: p,
+                message: format!(
+                    "unsupported version {v} (this ha-manager reads version {CREDENTIALS_VERSION}; \
+                     version 1 is from before mutual TLS: such a cluster cannot be upgraded in \
+                     place, create it again with 'cluster init' and 'cluster join')"
+                ),
+            });
+        }
         let c: Credentials =
             serde_json::from_str(&text).map_err(|e| CredentialsError::Invalid {
                 path: p.clone(),
                 message: e.to_string(),
             })?;
-        if c.version != CREDENTIALS_VERSION {
-            return Err(CredentialsError::Invalid {
-                path: p,
-                message: format!("unsupported version {}", c.version),
-            });
-        }
+        debug_assert_eq!(c.version, CREDENTIALS_VERSION, "checked before parsing");
         Ok(c)
     }
 
     /// Writes the file atomically with mode 0600 (root-only when run as root).
     pub fn save(&self, path: &Path) -> Result<(), CredentialsError> {
-        let p = path.display().to_string();
-        let io = |source| CredentialsError::Io {
-            path: p.clone(),
-            source,
-        };
-        if let Some(dir) = path.parent() {
-            prepare_data_dir(dir)?;
-        }
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(self).map_err(|e| CredentialsError::Invalid {
-            path: p.clone(),
+            path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        Ok(())
+        write_private_file(path, text.as_bytes(), 0o600)
     }
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file, synced, then
+/// renamed) with `mode`; the data directory is prepared as for the
+/// credentials (created 0700 if missing, refused if others can write it).
+pub fn write_private_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CredentialsError> {
+    let p = path.display().to_string();
+    let io = |source| CredentialsError::Io {
+        path: p.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        prepare_data_dir(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
 }
 
 /// Creates `dir` with mode 0700 if it is missing; an existing directory
@@ -183,9 +199,7 @@ mod tests {
         let c = Credentials {
             version: CREDENTIALS_VERSION,
             node_id: 3,
-            cluster_secret: random_secret().unwrap(),
             join_token: random_secret().unwrap(),
-            api_token: random_secret().unwrap(),
             bootstrap_pending: false,
             join_via: Some("127.0.0.1:1".into()),
         };
@@ -193,9 +207,8 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(Credentials::load(&path).unwrap(), c);
-        assert_ne!(c.cluster_secret, c.api_token);
-        assert!(secrets_equal(&c.api_token, &c.api_token.clone()));
-        assert!(!secrets_equal(&c.api_token, &c.join_token));
+        assert!(secrets_equal(&c.join_token, &c.join_token.clone()));
+        assert!(!secrets_equal(&c.join_token, "other"));
         let dir_mode = std::fs::metadata(dir.path().join("d"))
             .unwrap()
             .permissions()
@@ -207,9 +220,7 @@ mod tests {
         Credentials {
             version: CREDENTIALS_VERSION,
             node_id: 1,
-            cluster_secret: "a".into(),
             join_token: "b".into(),
-            api_token: "c".into(),
             bootstrap_pending: true,
             join_via: None,
         }

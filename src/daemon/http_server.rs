@@ -1,13 +1,18 @@
-//! The daemon's HTTP server (`/raft`, `/api/v1`, `/metrics` on one port),
+//! The daemon's HTTPS server (`/raft`, `/api/v1`, `/metrics` on one port),
 //! built so that nothing a client without credentials does costs the node
 //! more than a handshake and a header read:
 //!
-//! * Every request is authenticated on its headers before a body is read
-//!   (the API token middleware, the cluster secret middleware of `/raft`);
-//!   bodies are capped per route after that.
-//! * Headers must arrive within [`ServerLimits::header_read_timeout`], a
-//!   whole request within [`ServerLimits::request_timeout`] (a body that
-//!   trickles in is cut off).
+//! * Every connection is TLS. A client may present a certificate; one of
+//!   the cluster CA names a node ([`raft::tls::PeerIdentity`], put on every
+//!   request of the connection), which `/raft` requires and the API accepts
+//!   as a member's admin identity.
+//! * Every request is authenticated on its headers (or its connection's
+//!   certificate) before a body is read (the API token middleware, the
+//!   member middleware of `/raft`); bodies are capped per route after that.
+//! * The TLS handshake and then the headers must each arrive within
+//!   [`ServerLimits::header_read_timeout`], a whole request within
+//!   [`ServerLimits::request_timeout`] (a body that trickles in is cut
+//!   off).
 //! * Open connections are capped at [`ServerLimits::max_connections`],
 //!   sized from the open-file limit so the node always keeps descriptors
 //!   for its store, agents and watchdog. A connection that carried an
@@ -146,6 +151,7 @@ impl Registry {
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     limits: ServerLimits,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -192,8 +198,9 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
         let registry = registry.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            serve_connection(tcp, app, auth, evict, limits).await;
+            serve_connection(tcp, tls, app, auth, evict, limits).await;
             let mut r = match registry.lock() {
                 Ok(r) => r,
                 Err(poisoned) => poisoned.into_inner(),
@@ -206,13 +213,49 @@ pub async fn serve(
 
 async fn serve_connection(
     tcp: tokio::net::TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
     app: Router,
     auth: ConnectionAuth,
     evict: Arc<Notify>,
     limits: ServerLimits,
 ) {
+    let Some(tls) = tls else {
+        return serve_http(tcp, None, app, auth, evict, limits).await;
+    };
+    let handshake = raft::tls::accept::handshake(tls, tcp, limits.header_read_timeout);
+    let (stream, identity) = tokio::select! {
+        done = handshake => match done {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS handshake refused");
+                return;
+            }
+        },
+        _ = evict.notified() => {
+            tracing::debug!("connection evicted during its TLS handshake");
+            return;
+        }
+    };
+    serve_http(stream, identity, app, auth, evict, limits).await;
+}
+
+/// HTTP/1.1 on an established connection (TLS, or plain for the stand-in
+/// of a node without a cluster), under the header and request limits.
+async fn serve_http<S>(
+    stream: S,
+    identity: Option<raft::tls::PeerIdentity>,
+    app: Router,
+    auth: ConnectionAuth,
+    evict: Arc<Notify>,
+    limits: ServerLimits,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(auth.clone());
+        if let Some(identity) = identity.clone() {
+            req.extensions_mut().insert(identity);
+        }
         let app = app.clone();
         async move {
             let req = req.map(axum::body::Body::new);
@@ -226,7 +269,7 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     tokio::select! {
         result = connection => {
             if let Err(e) = result {
@@ -288,23 +331,57 @@ mod tests {
             request_timeout: Duration::from_millis(600),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve(listener, app, limits, async {
+        let tls = test_tls().server_config().unwrap();
+        tokio::spawn(serve(listener, app, Some(tls), limits, async {
             let _ = rx.await;
         }));
         (addr, tx)
     }
 
+    fn test_ca() -> &'static raft::tls::pki::CaMaterial {
+        static CA: std::sync::OnceLock<raft::tls::pki::CaMaterial> = std::sync::OnceLock::new();
+        CA.get_or_init(|| {
+            raft::tls::pki::new_ca("http-test", std::time::SystemTime::now()).unwrap()
+        })
+    }
+
+    fn test_tls() -> Arc<raft::tls::NodeTls> {
+        let node = raft::tls::pki::issue_node(test_ca(), 1, "node1", std::time::SystemTime::now())
+            .unwrap();
+        raft::tls::NodeTls::new(
+            raft::tls::TlsMaterial::from_pem(&test_ca().cert_pem, &node.cert_pem, &node.key_pem)
+                .unwrap(),
+        )
+    }
+
+    type TlsConn = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+    /// A TLS client connection (no client certificate), handshake done.
+    fn tls(addr: std::net::SocketAddr) -> TlsConn {
+        let config = raft::tls::config::cli_client_config(&test_ca().cert_pem, None).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, TcpStream::connect(addr).unwrap());
+        stream.conn.complete_io(&mut stream.sock).unwrap();
+        stream
+    }
+
     /// Reads until the peer closes or `limit` passes; returns what came and
     /// whether the peer closed.
-    fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (String, bool) {
-        s.set_read_timeout(Some(limit)).unwrap();
+    fn read_until_closed(s: &mut TlsConn, limit: Duration) -> (String, bool) {
+        s.sock.set_read_timeout(Some(limit)).unwrap();
         let mut out = Vec::new();
         let mut buf = [0u8; 1024];
         loop {
             match s.read(&mut buf) {
                 Ok(0) => return (String::from_utf8_lossy(&out).into_owned(), true),
                 Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
                     return (String::from_utf8_lossy(&out).into_owned(), true)
                 }
                 Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
@@ -316,24 +393,34 @@ mod tests {
     async fn idle_slow_and_kept_alive_connections_are_closed_in_time() {
         let (addr, _stop) = small_server(100).await;
         tokio::task::spawn_blocking(move || {
-            // Nothing sent: closed after the header read timeout.
+            // Nothing sent, not even a TLS hello: closed after the
+            // handshake time limit.
             let mut idle = TcpStream::connect(addr).unwrap();
-            let (_, closed) = read_until_closed(&mut idle, Duration::from_secs(3));
-            assert!(closed, "an idle connection stays open");
+            idle.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut buf = [0u8; 64];
+            assert!(
+                matches!(idle.read(&mut buf), Ok(0) | Err(_)),
+                "an idle connection stays open"
+            );
+            // A handshake and then nothing: closed after the header read
+            // timeout.
+            let mut quiet = tls(addr);
+            let (_, closed) = read_until_closed(&mut quiet, Duration::from_secs(3));
+            assert!(closed, "an idle TLS connection stays open");
             // Headers that never end: the same.
-            let mut slow = TcpStream::connect(addr).unwrap();
+            let mut slow = tls(addr);
             slow.write_all(b"GET /open HTTP/1.1\r\nHost: x\r\n")
                 .unwrap();
             let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(3));
             assert!(closed, "unfinished headers keep the connection");
             // A body that never ends: cut off by the request timeout.
-            let mut body = TcpStream::connect(addr).unwrap();
+            let mut body = tls(addr);
             body.write_all(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
                 .unwrap();
             let (text, closed) = read_until_closed(&mut body, Duration::from_secs(3));
             assert!(closed && text.starts_with("HTTP/1.1 408"), "{text}");
             // Kept alive after an answer, then idle: closed too.
-            let mut kept = TcpStream::connect(addr).unwrap();
+            let mut kept = tls(addr);
             kept.write_all(b"GET /open HTTP/1.1\r\nHost: x\r\n\r\n")
                 .unwrap();
             let (text, closed) = read_until_closed(&mut kept, Duration::from_secs(3));
@@ -348,11 +435,13 @@ mod tests {
         let (addr, _stop) = small_server(2).await;
         tokio::task::spawn_blocking(move || {
             // One authenticated connection, kept alive and reused.
-            let mut peer = TcpStream::connect(addr).unwrap();
-            let ask = |s: &mut TcpStream, path: &str| {
+            let mut peer = tls(addr);
+            let ask = |s: &mut TlsConn, path: &str| {
                 s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
                     .unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                s.sock
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
                 let mut buf = [0u8; 512];
                 let n = s.read(&mut buf).unwrap_or(0);
                 String::from_utf8_lossy(&buf[..n]).into_owned()
@@ -379,7 +468,7 @@ mod tests {
                 "unauthenticated connections beyond the limit stayed open"
             );
             // A new client gets in (evicting the last flood connection).
-            let mut client = TcpStream::connect(addr).unwrap();
+            let mut client = tls(addr);
             assert!(ask(&mut client, "/open").contains("open"));
         })
         .await

@@ -9,6 +9,7 @@ use raft::ClusterStore;
 
 use super::config::NodeConfig;
 use super::credentials::{random_secret, Credentials, CREDENTIALS_VERSION};
+use super::tls_files::TlsFiles;
 use crate::api::cluster::{AdmitRequest, JoinReply, JoinRequest, ADMIT_RETRY, JOIN_TOKEN_HEADER};
 use crate::api::docs::{self, NodeDirectory, NodeEntry};
 use crate::api::error::ErrorBody;
@@ -16,57 +17,109 @@ use crate::api::error::ErrorBody;
 /// Raft id of the node that initializes a cluster.
 pub const FIRST_NODE_ID: u64 = 1;
 
-/// `cluster init`: creates fresh secrets for a new cluster made of this
-/// node. Refuses if the node already has credentials.
-pub fn init(config: &NodeConfig) -> anyhow::Result<Credentials> {
+/// Length of a CA fingerprint in a join token (hex SHA-256).
+const FINGERPRINT_LEN: usize = 64;
+
+/// The join token as the operator sees it: the fingerprint of the cluster
+/// CA, which the joining node pins (it trusts nothing else on its first
+/// contact), then the secret the member checks.
+pub fn join_token_text(ca_fingerprint: &str, secret: &str) -> String {
+    format!("{ca_fingerprint}:{secret}")
+}
+
+/// Splits a join token into the CA fingerprint and the secret.
+pub fn parse_join_token_text(text: &str) -> anyhow::Result<(String, String)> {
+    let text = text.trim();
+    match text.split_once(':') {
+        Some((fp, secret))
+            if fp.len() == FINGERPRINT_LEN
+                && fp.bytes().all(|b| b.is_ascii_hexdigit())
+                && !secret.is_empty() =>
+        {
+            Ok((fp.to_ascii_lowercase(), secret.to_string()))
+        }
+        _ => bail!(
+            "field 'token': not a join token (expected '<CA fingerprint, 64 hex digits>:<secret>' \
+             as 'cluster init' or 'cluster join-token create' print it)"
+        ),
+    }
+}
+
+fn refuse_if_member(config: &NodeConfig) -> anyhow::Result<()> {
     let path = config.credentials_path();
-    if path.exists() {
+    if path.exists() || TlsFiles::of(config).any_exists() {
         bail!(
             "{}: this node already belongs to a cluster (remove the data directory to start over)",
-            path.display()
+            config.data_dir.display()
         );
     }
+    Ok(())
+}
+
+/// `cluster init`: creates the cluster CA, this node's certificate and a
+/// join token for a new cluster made of this node. Refuses if the node
+/// already has credentials. Returns the credentials and the join token as
+/// the operator gives it to `cluster join`.
+pub fn init(config: &NodeConfig) -> anyhow::Result<(Credentials, String)> {
+    refuse_if_member(config)?;
+    let now = std::time::SystemTime::now();
+    let cluster_id = random_secret().context("reading /dev/urandom")?;
+    let ca = raft::tls::pki::new_ca(&cluster_id[..16], now).context("creating the cluster CA")?;
+    let node = raft::tls::pki::issue_node(&ca, FIRST_NODE_ID, config.node.as_str(), now)
+        .context("creating this node's certificate")?;
+    let files = TlsFiles::of(config);
+    files.write_ca(&ca)?;
+    files.write_node(&node.cert_pem, &node.key_pem)?;
+    let material = files.load_material()?;
     let creds = Credentials {
         version: CREDENTIALS_VERSION,
         node_id: FIRST_NODE_ID,
-        cluster_secret: random_secret().context("reading /dev/urandom")?,
         join_token: random_secret().context("reading /dev/urandom")?,
-        api_token: random_secret().context("reading /dev/urandom")?,
         bootstrap_pending: true,
         join_via: None,
     };
-    creds.save(&path)?;
-    Ok(creds)
+    creds.save(&config.credentials_path())?;
+    let token = join_token_text(material.ca_fingerprint(), &creds.join_token);
+    Ok((creds, token))
 }
 
-/// `cluster join <address> --token T`: registers this node with a member
-/// and stores the credentials it answers with.
+/// `cluster join <address> --token T`: makes this node's key, has a member
+/// sign its certificate (over TLS, trusting only the CA the token names),
+/// and stores what it answers.
 pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<Credentials> {
-    let path = config.credentials_path();
-    if path.exists() {
-        bail!(
-            "{}: this node already belongs to a cluster (remove the data directory to start over)",
-            path.display()
-        );
-    }
+    refuse_if_member(config)?;
+    let (fingerprint, secret) = parse_join_token_text(token)?;
+    let (key, csr) = raft::tls::pki::new_node_key().context("creating this node's key")?;
+    let tls = raft::tls::config::pinned_client_config(&fingerprint)?;
     // No source address here: this is the operator's CLI, which may run
     // where the node's advertise address does not exist (a container, a
     // network namespace); the daemon's own node-to-node traffic uses it.
     let client = reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(tls)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let url = format!("http://{address}/api/v1/cluster/join");
+    let url = format!("https://{address}/api/v1/cluster/join");
     let response = client
         .post(&url)
-        .header(JOIN_TOKEN_HEADER, token)
+        .header(JOIN_TOKEN_HEADER, &secret)
         .json(&JoinRequest {
             node: config.node.to_string(),
             addr: config.advertise.clone(),
             wire_version: raft::network::wire::WIRE_VERSION,
             software: env!("CARGO_PKG_VERSION").to_string(),
+            csr,
         })
         .send()
-        .with_context(|| format!("contacting {url}"))?;
+        .map_err(|e| {
+            // The pinning verifier's refusal is in the error's sources.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            anyhow::anyhow!("contacting {url}: {text}")
+        })?;
     if !response.status().is_success() {
         let status = response.status();
         let message = response
@@ -76,16 +129,32 @@ pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<C
         bail!("join refused by {address}: {message}");
     }
     let reply: JoinReply = response.json().context("decoding the join reply")?;
+    let files = TlsFiles::of(config);
+    files.write_ca(&raft::tls::pki::CaMaterial {
+        cert_pem: reply.ca_cert,
+        key_pem: reply.ca_key,
+    })?;
+    files.write_node(&reply.node_cert, &key.serialize_pem())?;
+    let material = files
+        .load_material()
+        .context("the certificate the member signed")?;
+    if material.identity().name != config.node.as_str() || material.identity().id != reply.node_id {
+        bail!(
+            "the member signed a certificate for node '{}' (id {}), not for this node '{}' (id {})",
+            material.identity().name,
+            material.identity().id,
+            config.node,
+            reply.node_id
+        );
+    }
     let creds = Credentials {
         version: CREDENTIALS_VERSION,
         node_id: reply.node_id,
-        cluster_secret: reply.cluster_secret,
-        join_token: reply.join_token,
-        api_token: reply.api_token,
+        join_token: secret,
         bootstrap_pending: false,
         join_via: Some(address.to_string()),
     };
-    creds.save(&path)?;
+    creds.save(&config.credentials_path())?;
     Ok(creds)
 }
 
@@ -139,17 +208,19 @@ pub async fn finish_pending(
         tracing::info!(node = %config.node, "cluster initialized");
     }
     if let Some(via) = creds.join_via.clone() {
+        // Authenticated by this node's certificate, which the member that
+        // signed it knows from the node directory.
         let client = reqwest::Client::builder()
+            .use_preconfigured_tls(store.tls().client_config()?)
             .timeout(Duration::from_secs(60))
             .build()?;
-        let url = format!("http://{via}/api/v1/cluster/members");
+        let url = format!("https://{via}/api/v1/cluster/members");
         loop {
             if store.membership().voters.contains(&creds.node_id) {
                 break;
             }
             let result = client
                 .post(&url)
-                .bearer_auth(&creds.api_token)
                 .json(&AdmitRequest {
                     node_id: creds.node_id,
                     addr: config.advertise.clone(),
@@ -182,7 +253,11 @@ pub fn retire_after_leave(config: &NodeConfig) -> anyhow::Result<()> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    for path in [config.credentials_path(), config.store_dir()] {
+    for path in [
+        config.credentials_path(),
+        config.store_dir(),
+        config.data_dir.join("tls"),
+    ] {
         if path.exists() {
             let mut aside = path.clone().into_os_string();
             aside.push(format!(".left-{stamp}"));

@@ -14,6 +14,7 @@ pub mod lrm_task;
 pub mod no_cluster_yet;
 pub mod shutdown;
 pub mod snapshot;
+pub mod tls_files;
 pub mod watchdog_thread;
 
 use std::sync::atomic::AtomicU64;
@@ -93,11 +94,29 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
         wait_for_credentials(&config),
     )
     .await?;
+    let tls_files = tls_files::TlsFiles::of(&config);
+    let tls = tls_files
+        .load()
+        .context("loading this node's TLS material")?;
+    if tls.current().identity().id != creds.node_id
+        || tls.current().identity().name != config.node.as_str()
+    {
+        anyhow::bail!(
+            "{}: the node certificate names node '{}' (id {}), but this is node '{}' (id {})",
+            tls_files.node_cert().display(),
+            tls.current().identity().name,
+            tls.current().identity().id,
+            config.node,
+            creds.node_id
+        );
+    }
+    warn_if_expiring(&tls_files);
+    let server_tls = tls.server_config().context("TLS server configuration")?;
     let mut store_config = StoreConfig::new(
         creds.node_id,
         config.store_dir(),
         config.advertise.clone(),
-        creds.cluster_secret.clone(),
+        tls.clone(),
     );
     store_config.source_addr = config.source_address;
     // Raft's timing is part of the one timing rule: a node must be able to
@@ -114,6 +133,7 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
         store: store.clone(),
         node: config.node.clone(),
         creds: Arc::new(creds.clone()),
+        tls_files: tls_files.clone(),
         failovers: Arc::new(AtomicU64::new(0)),
         left: Arc::new(tokio::sync::Notify::new()),
     };
@@ -124,9 +144,15 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
     // released the lease and the watchdog: a node whose Raft went away
     // first would lose its leader, fail to renew and be reset.
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http_server::serve(listener, app, limits, async {
-        let _ = server_stop_rx.await;
-    }));
+    let server = tokio::spawn(http_server::serve(
+        listener,
+        app,
+        Some(server_tls),
+        limits,
+        async {
+            let _ = server_stop_rx.await;
+        },
+    ));
     lifecycle::finish_pending(&config, creds, &store).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut ha = tokio::spawn(ha_loop::run(config.clone(), state.clone(), stop_rx));
@@ -164,6 +190,26 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
         lifecycle::retire_after_leave(&config)?;
     }
     Ok(())
+}
+
+/// Logs a warning when the node certificate expires within 30 days
+/// (`ha-manager cluster renew-cert` makes a new one).
+fn warn_if_expiring(files: &tls_files::TlsFiles) {
+    const SOON: Duration = Duration::from_secs(30 * 24 * 3600);
+    let Ok((cert, _)) = files.node_pem() else {
+        return;
+    };
+    if let Ok(end) = raft::tls::pki::not_after(&cert) {
+        let left = end
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        if left < SOON {
+            tracing::warn!(
+                days_left = left.as_secs() / 86_400,
+                "the node certificate expires soon: run 'ha-manager cluster renew-cert'"
+            );
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -64,9 +64,15 @@ pub async fn answer_until<T>(
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(super::http_server::serve(stand_in, app, limits, async {
-        let _ = stop_rx.await;
-    }));
+    let mut server = tokio::spawn(super::http_server::serve(
+        stand_in,
+        app,
+        None,
+        limits,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let result = credentials.await;
     let _ = stop_tx.send(());
     if tokio::time::timeout(DRAIN_LIMIT, &mut server)

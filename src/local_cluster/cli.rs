@@ -104,6 +104,27 @@ impl LocalCluster {
         })
     }
 
+    /// An HTTPS client of the cluster's API as an operator's tool would
+    /// have it: it trusts the cluster CA (from node `i`'s files) and
+    /// presents no certificate, so it needs an API token.
+    pub fn https_client(&self, i: usize) -> Result<reqwest::blocking::Client, LocalClusterError> {
+        let path = self.nodes[i].dir.join("data").join("tls").join("ca.crt");
+        let ca =
+            std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
+        let tls = raft::tls::config::cli_client_config(&ca, None)
+            .map_err(|e| LocalClusterError::Failed(format!("{}: {e}", path.display())))?;
+        reqwest::blocking::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| LocalClusterError::Failed(format!("HTTPS client: {e}")))
+    }
+
+    /// `https://<node i's address><path>`.
+    pub fn url(&self, i: usize, path: &str) -> String {
+        format!("https://{}{path}", self.nodes[i].addr)
+    }
+
     /// `cluster status` of node `i`.
     pub fn cluster_status(&self, i: usize) -> Result<ClusterStatus, LocalClusterError> {
         self.cli_json(i, &["cluster", "status"])

@@ -1,5 +1,8 @@
-//! Blocking HTTP client of the local daemon's API, authenticated with the
-//! API token from the node's root-only credentials file.
+//! Blocking HTTPS client of the local daemon's API. It trusts only the
+//! cluster CA (`<data_dir>/tls/ca.crt`) and authenticates with the node's
+//! certificate (root-only `node.key`), or with the API token in
+//! `HA_MANAGER_TOKEN` when that is set (a read-only token then acts
+//! read-only).
 
 use std::time::Duration;
 
@@ -11,6 +14,7 @@ use serde::Serialize;
 use crate::api::error::ErrorBody;
 use crate::daemon::config::NodeConfig;
 use crate::daemon::credentials::Credentials;
+use crate::daemon::tls_files::TlsFiles;
 
 /// What a path segment keeps as it is: RFC 3986 unreserved characters and
 /// `:` and `@` (legal in a segment, common in SIDs). Everything else,
@@ -36,7 +40,7 @@ pub fn segment(name: &str) -> anyhow::Result<String> {
 /// A client bound to one daemon.
 pub struct ApiClient {
     base: String,
-    token: String,
+    token: Option<String>,
     http: reqwest::blocking::Client,
 }
 
@@ -44,30 +48,61 @@ impl ApiClient {
     /// A client of the daemon configured in `config` (wildcard listen
     /// addresses are reached over loopback).
     pub fn for_node(config: &NodeConfig) -> anyhow::Result<Self> {
-        let creds = Credentials::load(&config.credentials_path())?;
+        // The credentials say whether this node is in a cluster at all.
+        Credentials::load(&config.credentials_path())?;
         let addr = match config.listen.rsplit_once(':') {
             Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
             Some(("[::]", port)) => format!("[::1]:{port}"),
             _ => config.listen.clone(),
         };
-        // Another token (e.g. a read-only one) can be given in the
-        // environment; the node's own one is the default.
+        let files = TlsFiles::of(config);
+        let ca = files
+            .ca_pem()
+            .context("the cluster CA certificate (is this node in a cluster? run as root)")?;
         let token = std::env::var("HA_MANAGER_TOKEN")
             .ok()
-            .filter(|t| !t.trim().is_empty())
-            .unwrap_or(creds.api_token);
-        Self::new(&addr, &token)
+            .filter(|t| !t.trim().is_empty());
+        // With a token, no certificate: the token alone says who calls.
+        let identity = match token {
+            Some(_) => None,
+            None => Some(
+                files
+                    .node_pem()
+                    .context("the node certificate (run as root, or set HA_MANAGER_TOKEN)")?,
+            ),
+        };
+        Self::new(&addr, &ca, identity, token)
     }
 
-    /// A client of the daemon at `addr` using `token`.
-    pub fn new(addr: &str, token: &str) -> anyhow::Result<Self> {
+    /// A client of the daemon at `addr` trusting the CAs of `ca_pem`,
+    /// presenting `identity` (certificate, key PEM) and/or `token`.
+    pub fn new(
+        addr: &str,
+        ca_pem: &str,
+        identity: Option<(String, String)>,
+        token: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let tls = raft::tls::config::cli_client_config(
+            ca_pem,
+            identity.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+        )?;
         Ok(ApiClient {
-            base: format!("http://{addr}/api/v1"),
-            token: token.to_string(),
+            base: format!("https://{addr}/api/v1"),
+            token,
             http: reqwest::blocking::Client::builder()
+                .use_preconfigured_tls(tls)
                 .timeout(Duration::from_secs(30))
                 .build()?,
         })
+    }
+
+    /// A request with the token, if there is one.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
     }
 
     /// Turns a reply into the decoded body or an error with the daemon's
@@ -77,7 +112,15 @@ impl ApiClient {
         what: &str,
         r: reqwest::Result<reqwest::blocking::Response>,
     ) -> anyhow::Result<reqwest::blocking::Response> {
-        let r = r.with_context(|| format!("{what}: cannot reach the daemon at {}", self.base))?;
+        let r = r.map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            anyhow::anyhow!("{what}: cannot reach the daemon at {}: {text}", self.base)
+        })?;
         if r.status().is_success() {
             return Ok(r);
         }
@@ -91,11 +134,7 @@ impl ApiClient {
 
     /// GET and decode.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send();
+        let r = self.request(reqwest::Method::GET, path).send();
         Ok(self.finish(path, r)?.json()?)
     }
 
@@ -106,12 +145,7 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> anyhow::Result<reqwest::blocking::Response> {
-        let r = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send();
+        let r = self.request(method, path).json(body).send();
         self.finish(path, r)
     }
 
@@ -141,11 +175,7 @@ impl ApiClient {
 
     /// DELETE and decode.
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let r = self
-            .http
-            .delete(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send();
+        let r = self.request(reqwest::Method::DELETE, path).send();
         Ok(self.finish(path, r)?.json()?)
     }
 }

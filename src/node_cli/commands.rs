@@ -169,6 +169,13 @@ pub enum ClusterCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Give this node a new key and certificate (signed by the cluster
+    /// CA); the daemon uses them from its next connection on, without a
+    /// restart.
+    RenewCert {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 /// Rule options shared by `rules add` and `rules set`.

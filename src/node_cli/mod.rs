@@ -224,14 +224,15 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
     match command {
         ClusterCommand::Init { config } => {
             let config = load(&config)?;
-            let creds = crate::daemon::lifecycle::init(&config)?;
+            let (_, token) = crate::daemon::lifecycle::init(&config)?;
             say(&format!(
-                "cluster created; credentials in {} (mode 0600)\njoin token: {}\n\
+                "cluster created; credentials in {} and {} (keys mode 0600)\njoin token: {}\n\
                  on another node: ha-manager cluster join {} --token {}\n",
                 config.credentials_path().display(),
-                creds.join_token,
+                config.data_dir.join("tls").display(),
+                token,
                 config.advertise,
-                creds.join_token
+                token
             ))
         }
         ClusterCommand::Join {
@@ -303,6 +304,15 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 &json!({ "node": node, "addr": address }),
             )?;
             say(&format!("node '{node}' is now reached at {address}\n"))
+        }
+        ClusterCommand::RenewCert { config } => {
+            let reply: crate::api::cluster::RenewedCert =
+                client(&config)?.post("/cluster/renew-cert", &json!({}))?;
+            say(&format!(
+                "node '{}' has a new certificate (sha256 {}), valid until {} (unix seconds); \
+                 in use for new connections\n",
+                reply.node, reply.fingerprint, reply.not_after
+            ))
         }
     }
 }

@@ -170,3 +170,39 @@ pub fn cli_ok(c: &LocalCluster, via: usize, args: &[&str]) -> String {
     );
     out.stdout
 }
+
+/// Hex SHA-256 of the cluster CA certificate, as node `i` has it.
+#[allow(dead_code)]
+pub fn ca_fingerprint(c: &LocalCluster, i: usize) -> String {
+    let pem = std::fs::read_to_string(c.nodes[i].dir.join("data/tls/ca.crt")).expect("ca.crt");
+    let der = raft::tls::config::certs_from_pem("ca", &pem).expect("CA PEM");
+    raft::tls::fingerprint(&der[0])
+}
+
+/// An HTTPS client that trusts the cluster CA and presents `cert_pem`
+/// (with `key_pem`).
+#[allow(dead_code)]
+pub fn client_with_cert(
+    c: &LocalCluster,
+    cert_pem: &str,
+    key_pem: &str,
+) -> reqwest::blocking::Client {
+    let ca = std::fs::read_to_string(c.nodes[0].dir.join("data/tls/ca.crt")).expect("ca.crt");
+    let tls = raft::tls::config::cli_client_config(&ca, Some((cert_pem, key_pem)))
+        .expect("client config");
+    reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// An HTTPS client presenting node `i`'s own certificate (read from its
+/// files, so it works after the node is gone too).
+#[allow(dead_code)]
+pub fn client_with_node_cert(c: &LocalCluster, i: usize) -> reqwest::blocking::Client {
+    let dir = c.nodes[i].dir.join("data/tls");
+    let cert = std::fs::read_to_string(dir.join("node.crt")).expect("node.crt");
+    let key = std::fs::read_to_string(dir.join("node.key")).expect("node.key");
+    client_with_cert(c, &cert, &key)
+}
