@@ -542,7 +542,7 @@ fn joining_through_a_node_that_is_not_initialised_fails_at_once() {
             let out = c
                 .cli_within(
                     1,
-                    &["cluster", "join", &addr, "--token", "0123"],
+                    &["cluster", "join", &addr, "--token", &format!("{}:0123", "0".repeat(64))],
                     Duration::from_secs(25),
                 )
                 .expect("the CLI runs");

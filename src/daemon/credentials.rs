@@ -147,7 +147,7 @@ pub fn write_private_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Cr
 
 /// Creates `dir` with mode 0700 if it is missing; an existing directory
 /// keeps its mode but must not be writable by group or others.
-fn prepare_data_dir(dir: &Path) -> Result<(), CredentialsError> {
+pub fn prepare_data_dir(dir: &Path) -> Result<(), CredentialsError> {
     use std::os::unix::fs::DirBuilderExt;
     let d = dir.display().to_string();
     let io = |source| CredentialsError::Io {

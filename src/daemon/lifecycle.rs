@@ -111,14 +111,13 @@ pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<C
         })
         .send()
         .map_err(|e| {
-            // The pinning verifier's refusal is in the error's sources.
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text = format!("{text}: {s}");
-                source = s.source();
+            // A daemon that is not in a cluster yet has no certificate and
+            // answers in plain HTTP, saying so: ask it (without the token).
+            if let Some(refusal) = plain_refusal(address) {
+                return anyhow::anyhow!("join refused by {address}: {refusal}");
             }
-            anyhow::anyhow!("contacting {url}: {text}")
+            // The pinning verifier's refusal is in the error's sources.
+            anyhow::anyhow!("contacting {url}: {}", error_chain(&e))
         })?;
     if !response.status().is_success() {
         let status = response.status();
@@ -156,6 +155,31 @@ pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<C
     };
     creds.save(&config.credentials_path())?;
     Ok(creds)
+}
+
+/// An error with all its sources, one after the other.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+/// The message of a daemon that answers in plain HTTP (one waiting for
+/// `cluster init` or `join`), if `address` has one. Sends nothing secret.
+fn plain_refusal(address: &str) -> Option<String> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .ok()?;
+    let reply = client
+        .get(format!("http://{address}/api/v1/cluster/status"))
+        .send()
+        .ok()?;
+    reply.json::<ErrorBody>().ok().map(|b| b.error)
 }
 
 /// In the daemon, after the store and the HTTP server are up: bootstraps

@@ -14,7 +14,7 @@ use raft::tls::pki::CaMaterial;
 use raft::tls::{NodeTls, TlsMaterial};
 
 use super::config::NodeConfig;
-use super::credentials::{write_private_file, CredentialsError};
+use super::credentials::{prepare_data_dir, write_private_file, CredentialsError};
 
 /// Why the TLS files cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -99,8 +99,19 @@ impl TlsFiles {
         })
     }
 
+    /// Checks (or creates) the data directory the TLS directory is in,
+    /// as for the credentials: never written into a directory others can
+    /// write to.
+    fn prepare(&self) -> Result<(), TlsFilesError> {
+        if let Some(data_dir) = self.dir.parent() {
+            prepare_data_dir(data_dir)?;
+        }
+        Ok(())
+    }
+
     /// Writes the CA certificate and key.
     pub fn write_ca(&self, ca: &CaMaterial) -> Result<(), TlsFilesError> {
+        self.prepare()?;
         write_private_file(&self.ca_cert(), ca.cert_pem.as_bytes(), 0o644)?;
         write_private_file(&self.ca_key(), ca.key_pem.as_bytes(), 0o600)?;
         Ok(())
@@ -110,6 +121,7 @@ impl TlsFiles {
     /// never stands next to a key it does not belong to for long, and the
     /// daemon checks the pair before it uses it).
     pub fn write_node(&self, cert_pem: &str, key_pem: &str) -> Result<(), TlsFilesError> {
+        self.prepare()?;
         write_private_file(&self.node_key(), key_pem.as_bytes(), 0o600)?;
         write_private_file(&self.node_cert(), cert_pem.as_bytes(), 0o644)?;
         Ok(())

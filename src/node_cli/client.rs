@@ -113,13 +113,11 @@ impl ApiClient {
         r: reqwest::Result<reqwest::blocking::Response>,
     ) -> anyhow::Result<reqwest::blocking::Response> {
         let r = r.map_err(|e| {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text = format!("{text}: {s}");
-                source = s.source();
-            }
-            anyhow::anyhow!("{what}: cannot reach the daemon at {}: {text}", self.base)
+            anyhow::anyhow!(
+                "{what}: cannot reach the daemon at {}: {}",
+                self.base,
+                crate::daemon::lifecycle::error_chain(&e)
+            )
         })?;
         if r.status().is_success() {
             return Ok(r);
