@@ -3,6 +3,13 @@
 //! Written by `cluster init` (fresh secrets) or `cluster join` (secrets
 //! received from a member); read by the daemon and by the CLI on the node.
 //!
+//! Join tokens live in the cluster store (`api/join_tokens.rs`), not here;
+//! only the first one waits here (digest and expiry, `initial_join_token`)
+//! until the bootstrapping daemon has stored it. A file of an older version
+//! with a `join_token` field is still read: the field is ignored (that
+//! token no longer admits anyone; make one with `cluster join-token
+//! create`).
+//!
 //! The data directory: a missing one is created with mode 0700. An existing
 //! one keeps its mode (it may be shared with other software); it is refused
 //! if other users could write to it (mode bits 0o022, e.g. a `/tmp`-like
@@ -26,14 +33,16 @@ pub struct Credentials {
     pub node_id: u64,
     /// Shared secret on every node-to-node (`/raft`) request.
     pub cluster_secret: String,
-    /// Token a new node presents to `cluster join`.
-    pub join_token: String,
     /// Bearer token of the HTTP API.
     pub api_token: String,
     /// Set by `cluster init`: the daemon must initialize the one-node
     /// cluster at its next start, then clears it.
     #[serde(default)]
     pub bootstrap_pending: bool,
+    /// Set by `cluster init`: the first join token (digest and expiry),
+    /// written into the store by the bootstrapping daemon, then cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_join_token: Option<crate::api::join_tokens::PendingJoinToken>,
     /// Set by `cluster join`: the member to ask for admission at the next
     /// start; cleared once this node is a voter.
     #[serde(default)]
@@ -184,9 +193,9 @@ mod tests {
             version: CREDENTIALS_VERSION,
             node_id: 3,
             cluster_secret: random_secret().unwrap(),
-            join_token: random_secret().unwrap(),
             api_token: random_secret().unwrap(),
             bootstrap_pending: false,
+            initial_join_token: None,
             join_via: Some("127.0.0.1:1".into()),
         };
         c.save(&path).unwrap();
@@ -195,7 +204,7 @@ mod tests {
         assert_eq!(Credentials::load(&path).unwrap(), c);
         assert_ne!(c.cluster_secret, c.api_token);
         assert!(secrets_equal(&c.api_token, &c.api_token.clone()));
-        assert!(!secrets_equal(&c.api_token, &c.join_token));
+        assert!(!secrets_equal(&c.api_token, &c.cluster_secret));
         let dir_mode = std::fs::metadata(dir.path().join("d"))
             .unwrap()
             .permissions()
@@ -208,11 +217,26 @@ mod tests {
             version: CREDENTIALS_VERSION,
             node_id: 1,
             cluster_secret: "a".into(),
-            join_token: "b".into(),
             api_token: "c".into(),
             bootstrap_pending: true,
+            initial_join_token: None,
             join_via: None,
         }
+    }
+
+    #[test]
+    fn an_old_file_with_a_join_token_is_read_and_the_token_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.json");
+        let old = r#"{"version":1,"node_id":2,"cluster_secret":"a","join_token":"b",
+            "api_token":"c","bootstrap_pending":false,"join_via":null}"#;
+        std::fs::write(&path, old).unwrap();
+        let c = Credentials::load(&path).unwrap();
+        assert_eq!((c.node_id, c.api_token.as_str()), (2, "c"));
+        assert_eq!(c.initial_join_token, None);
+        c.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("join_token"), "{text}");
     }
 
     #[test]

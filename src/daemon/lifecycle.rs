@@ -12,13 +12,16 @@ use super::credentials::{random_secret, Credentials, CREDENTIALS_VERSION};
 use crate::api::cluster::{AdmitRequest, JoinReply, JoinRequest, ADMIT_RETRY, JOIN_TOKEN_HEADER};
 use crate::api::docs::{self, NodeDirectory, NodeEntry};
 use crate::api::error::ErrorBody;
+use crate::api::join_tokens::{self, NewJoinToken};
 
 /// Raft id of the node that initializes a cluster.
 pub const FIRST_NODE_ID: u64 = 1;
 
 /// `cluster init`: creates fresh secrets for a new cluster made of this
-/// node. Refuses if the node already has credentials.
-pub fn init(config: &NodeConfig) -> anyhow::Result<Credentials> {
+/// node, and its first join token (valid for the default lifetime; the
+/// daemon stores it when it bootstraps). Answers the credentials and the
+/// join token to show. Refuses if the node already has credentials.
+pub fn init(config: &NodeConfig) -> anyhow::Result<(Credentials, String)> {
     let path = config.credentials_path();
     if path.exists() {
         bail!(
@@ -26,17 +29,23 @@ pub fn init(config: &NodeConfig) -> anyhow::Result<Credentials> {
             path.display()
         );
     }
+    let join_token = NewJoinToken::generate(
+        join_tokens::unix_now(),
+        join_tokens::DEFAULT_TTL_SECS,
+        join_tokens::INIT_CREATOR,
+        "made by cluster init",
+    )?;
     let creds = Credentials {
         version: CREDENTIALS_VERSION,
         node_id: FIRST_NODE_ID,
         cluster_secret: random_secret().context("reading /dev/urandom")?,
-        join_token: random_secret().context("reading /dev/urandom")?,
         api_token: random_secret().context("reading /dev/urandom")?,
         bootstrap_pending: true,
+        initial_join_token: Some(join_token.pending()),
         join_via: None,
     };
     creds.save(&path)?;
-    Ok(creds)
+    Ok((creds, join_token.display()))
 }
 
 /// `cluster join <address> --token T`: registers this node with a member
@@ -80,9 +89,9 @@ pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<C
         version: CREDENTIALS_VERSION,
         node_id: reply.node_id,
         cluster_secret: reply.cluster_secret,
-        join_token: reply.join_token,
         api_token: reply.api_token,
         bootstrap_pending: false,
+        initial_join_token: None,
         join_via: Some(address.to_string()),
     };
     creds.save(&path)?;
@@ -102,6 +111,11 @@ pub async fn finish_pending(
                 .initialize(&config.advertise)
                 .await
                 .context("initializing the cluster")?;
+        }
+        // The first join token before the directory: a join is retried
+        // until the directory exists, and then its token is known.
+        if let Some(first) = &creds.initial_join_token {
+            join_tokens::store_initial(store, first).await?;
         }
         // Register this node in the directory (CAS, so a concurrent write
         // is never overwritten; joins wait until this entry exists).
@@ -135,6 +149,7 @@ pub async fn finish_pending(
             tokio::time::sleep(ADMIT_RETRY).await;
         }
         creds.bootstrap_pending = false;
+        creds.initial_join_token = None;
         creds.save(&config.credentials_path())?;
         tracing::info!(node = %config.node, "cluster initialized");
     }

@@ -7,12 +7,15 @@ pub mod client;
 mod commands;
 mod crs;
 mod import;
+mod join_tokens;
 pub mod output;
 mod rules;
 pub mod status;
 mod tokens;
 
 use serde_json::json;
+
+pub use join_tokens::JoinTokenCommand;
 
 pub use commands::{
     ClusterCommand, ConfigArg, CrmCommand, CrsCommand, GroupOptions, NodeCommand, OutputFormat,
@@ -224,14 +227,14 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
     match command {
         ClusterCommand::Init { config } => {
             let config = load(&config)?;
-            let creds = crate::daemon::lifecycle::init(&config)?;
+            let (_, join_token) = crate::daemon::lifecycle::init(&config)?;
             say(&format!(
                 "cluster created; credentials in {} (mode 0600)\njoin token: {}\n\
                  on another node: ha-manager cluster join {} --token {}\n",
                 config.credentials_path().display(),
-                creds.join_token,
+                join_token,
                 config.advertise,
-                creds.join_token
+                join_token
             ))
         }
         ClusterCommand::Join {
@@ -293,6 +296,7 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 config.node, forced.index, forced.term
             ))
         }
+        ClusterCommand::JoinToken { command } => join_tokens::run(command),
         ClusterCommand::SetAddress {
             node,
             address,
