@@ -3,9 +3,10 @@
 //! * `/api/v1/...`: JSON, every route needs `Authorization: Bearer <api
 //!   token>` except `POST /api/v1/cluster/join`, which needs the join
 //!   token in `x-ha-join-token` (`join_tokens.rs`: they expire and can be
-//!   revoked). A wrong or missing token gets 401 and changes nothing. Tokens have a role (`tokens.rs`): `admin`, or
-//!   `read-only` (GET only, and not the token lists or backups). Every
-//!   change is logged (target `audit`) with the token's id.
+//!   revoked). A wrong or missing token gets 401 and changes nothing.
+//!   Tokens have a role (`tokens.rs`): `admin`, or `read-only` (GET only,
+//!   and not the token lists, join tokens or backups). Every change is
+//!   logged (target `audit`) with the token's id.
 //! * `/metrics`: Prometheus text; any token (a read-only one for
 //!   monitoring).
 //! * The token is checked on the headers, before any body is read; bodies
