@@ -100,6 +100,13 @@ impl Credentials {
                 path: p.clone(),
                 message: e.to_string(),
             })?;
+        if text.contains("\"join_token\"") {
+            tracing::warn!(
+                file = %p,
+                "the credentials hold a join token of an older ha-manager: it no longer admits \
+                 nodes; make one with `ha-manager cluster join-token create`"
+            );
+        }
         if c.version != CREDENTIALS_VERSION {
             return Err(CredentialsError::Invalid {
                 path: p,
