@@ -7,21 +7,16 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{add_sleep_service, marker, start, wait_running_once};
+use common::{add_sleep_service, make_join_token, marker, start, wait_running_once};
 use ha_manager::api::cluster::ClusterStatus;
 use ha_manager::local_cluster::procs::ServiceWatch;
 use ha_manager::local_cluster::{wait_until, LocalCluster};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// The join token as an operator passes it (CA fingerprint and secret),
-/// from a member's files.
+/// A fresh join token (default lifetime), made with member `i`'s CLI.
 fn join_token(c: &LocalCluster, i: usize) -> String {
-    let path = c.nodes[i].dir.join("data").join("cluster.json");
-    let text = std::fs::read_to_string(&path).expect("credentials readable");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("credentials parse");
-    let secret = v["join_token"].as_str().expect("join token");
-    format!("{}:{secret}", common::ca_fingerprint(c, i))
+    make_join_token(c, i, &[])
 }
 
 /// Member names (with their addresses) in node `via`'s cluster status.

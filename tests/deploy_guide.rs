@@ -27,7 +27,8 @@
 //! `ha_manager::local_cluster` uses); `/etc/systemd/system` and
 //! `/usr/local/bin` live under the temp dir; `target/release/` is the
 //! directory of the binaries cargo built for this test; `<token>` is the
-//! join token `cluster init` printed; the CLI gets `HA_MANAGER_CONFIG` (the
+//! join token `cluster init` (or the last `cluster join-token create`)
+//! printed, `<token-id>` its id; the CLI gets `HA_MANAGER_CONFIG` (the
 //! default `/etc/ha-manager/node.toml` does not exist here);
 //! `journalctl -u X -b` reads the node's log file of X; the floating IP's
 //! agent, address and interface in sample output are the ones the test
@@ -164,6 +165,10 @@ impl Substitutions {
         // Before `cluster init` printed it, `<token>` stays a placeholder.
         if !token.is_empty() {
             pairs.push(("<token>".into(), token.to_string()));
+            // `<CA fingerprint>:<id>.<secret>`
+            let bare = token.split_once(':').map_or(token, |(_, t)| t);
+            let id = bare.split_once('.').map_or(bare, |(id, _)| id);
+            pairs.push(("<token-id>".into(), id.to_string()));
         }
         Substitutions { pairs }
     }
@@ -542,7 +547,13 @@ fn joining_through_a_node_that_is_not_initialised_fails_at_once() {
             let out = c
                 .cli_within(
                     1,
-                    &["cluster", "join", &addr, "--token", &format!("{}:0123", "0".repeat(64))],
+                    &[
+                        "cluster",
+                        "join",
+                        &addr,
+                        "--token",
+                        &format!("{}:0123", "0".repeat(64)),
+                    ],
                     Duration::from_secs(25),
                 )
                 .expect("the CLI runs");

@@ -12,7 +12,6 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-#[allow(dead_code)]
 mod common;
 
 use raft::{ClusterStore, DocKey, StoreConfig};

@@ -11,11 +11,11 @@ use super::docs::{self, NodeEntry};
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
 use super::ApiState;
-use crate::daemon::credentials::secrets_equal;
 use crate::domain::NodeName;
 
 /// Header of `POST /cluster/join` that carries the join token: checked
-/// before the body is read, like every other credential.
+/// before the body is read, like every other credential
+/// (`join_tokens::require_join_token`).
 pub const JOIN_TOKEN_HEADER: &str = "x-ha-join-token";
 
 /// Body of `POST /cluster/join` (authenticated by the join token in
@@ -68,7 +68,8 @@ fn check_wire_version(req: &JoinRequest) -> ApiResult<()> {
 }
 
 /// Answer to a join: the node's id and certificate, and the CA (the new
-/// member signs the certificates of later joins).
+/// member signs the certificates of later joins). No join token: those are
+/// made with `cluster join-token create`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinReply {
     /// Raft id allocated to the node.
@@ -79,47 +80,6 @@ pub struct JoinReply {
     pub ca_cert: String,
     /// The cluster CA key (PEM).
     pub ca_key: String,
-}
-
-/// Refuses a join request without the right join token before its body
-/// is read.
-pub async fn require_join_token(
-    State(st): State<ApiState>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let given = req
-        .headers()
-        .get(JOIN_TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok());
-    match given {
-        Some(token) if secrets_equal(token, &st.creds.join_token) => {
-            if let Some(auth) = req
-                .extensions()
-                .get::<raft::network::server::ConnectionAuth>()
-            {
-                auth.mark();
-            }
-            next.run(req).await
-        }
-        Some(_) => {
-            tracing::warn!("refused cluster join: wrong join token");
-            ApiError::new(StatusCode::UNAUTHORIZED, "wrong join token").into_response()
-        }
-        None => {
-            tracing::warn!("refused cluster join: no join token header");
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                format!(
-                    "missing join token (header '{JOIN_TOKEN_HEADER}'); a node whose ha-manager \
-                     sends it in the body is older than this cluster ({}): upgrade it first",
-                    env!("CARGO_PKG_VERSION")
-                ),
-            )
-            .into_response()
-        }
-    }
 }
 
 /// `POST /cluster/join`: registers the node name and allocates its id.

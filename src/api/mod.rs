@@ -2,10 +2,11 @@
 //!
 //! * `/api/v1/...`: JSON, every route needs `Authorization: Bearer <api
 //!   token>` except `POST /api/v1/cluster/join`, which needs the join
-//!   token in `x-ha-join-token`. A wrong or missing token gets 401 and
-//!   changes nothing. Tokens have a role (`tokens.rs`): `admin`, or
-//!   `read-only` (GET only, and not the token list or backups). Every
-//!   change is logged (target `audit`) with the token's id.
+//!   token in `x-ha-join-token` (`join_tokens.rs`: they expire and can be
+//!   revoked). A wrong or missing token gets 401 and changes nothing.
+//!   Tokens have a role (`tokens.rs`): `admin`, or `read-only` (GET only,
+//!   and not the token lists, join tokens or backups). Every change is
+//!   logged (target `audit`) with the token's id.
 //! * `/metrics`: Prometheus text; any token (a read-only one for
 //!   monitoring).
 //! * The token is checked on the headers, before any body is read; bodies
@@ -21,6 +22,7 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod import;
+pub mod join_tokens;
 pub mod members;
 pub mod resources;
 pub mod rules;
@@ -59,7 +61,7 @@ pub struct ApiState {
     pub left: Arc<tokio::sync::Notify>,
 }
 
-async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> Response {
+async fn require_token(State(st): State<ApiState>, mut req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -97,6 +99,8 @@ async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> 
         return e.into_response();
     }
     let path = req.uri().path().to_string();
+    // Handlers that record who made something read it from here.
+    req.extensions_mut().insert(caller.clone());
     let response = next.run(req).await;
     // Every change made through the API, with who made it.
     if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
@@ -187,6 +191,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/status/manager_status", get(status::manager_status))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", axum::routing::delete(tokens::remove))
+        .route(
+            "/cluster/join-tokens",
+            get(join_tokens::list).post(join_tokens::create),
+        )
+        .route(
+            "/cluster/join-tokens/{id}",
+            axum::routing::delete(join_tokens::revoke),
+        )
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .merge(import)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -195,7 +207,7 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            cluster::require_join_token,
+            join_tokens::require_join_token,
         ));
     let v1 = protected.merge(join);
     // Metrics need a token too (read-only is enough): they tell which

@@ -76,7 +76,8 @@ pub struct Caller {
     pub role: Role,
 }
 
-fn sha256_hex(secret: &str) -> String {
+/// Hex SHA-256 of a secret (how API and join token secrets are stored).
+pub(crate) fn sha256_hex(secret: &str) -> String {
     Sha256::digest(secret.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -155,9 +156,9 @@ pub fn identify_node(st: &ApiState, peer: &raft::tls::PeerIdentity) -> Result<Ca
     }
 }
 
-/// Routes only admin tokens may read: the token list, and backups (the
-/// whole configuration, agent parameters included).
-const ADMIN_READS: [&str; 2] = ["/tokens", "/backup"];
+/// Routes only admin tokens may read: the token list, backups (the
+/// whole configuration, agent parameters included), and the join tokens.
+const ADMIN_READS: [&str; 3] = ["/tokens", "/backup", "/cluster/join-tokens"];
 
 /// Whether `caller` may use `method` on `path` (with or without the
 /// `/api/v1` prefix): read-only tokens only read, and not [`ADMIN_READS`].
@@ -338,6 +339,8 @@ mod tests {
         assert!(authorize(&ro, &Method::GET, "/metrics").is_ok());
         assert!(authorize(&ro, &Method::GET, "/api/v1/tokens").is_err());
         assert!(authorize(&ro, &Method::GET, "/backup").is_err());
+        assert!(authorize(&ro, &Method::GET, "/api/v1/cluster/join-tokens").is_err());
+        assert!(authorize(&ro, &Method::GET, "/api/v1/cluster/status").is_ok());
         for m in [Method::POST, Method::PUT, Method::DELETE] {
             let e = authorize(&ro, &m, "/api/v1/resources").unwrap_err();
             assert_eq!(e.status, StatusCode::FORBIDDEN);

@@ -5,6 +5,10 @@
 //! the CLI on the node. No secret shared by the nodes is kept here: nodes
 //! authenticate each other by certificate.
 //!
+//! Join tokens live in the cluster store (`api/join_tokens.rs`), not here;
+//! only the first one waits here (digest and expiry, `initial_join_token`)
+//! until the bootstrapping daemon has stored it.
+//!
 //! The data directory: a missing one is created with mode 0700. An existing
 //! one keeps its mode (it may be shared with other software); it is refused
 //! if other users could write to it (mode bits 0o022, e.g. a `/tmp`-like
@@ -27,12 +31,14 @@ pub struct Credentials {
     pub version: u32,
     /// This node's Raft id.
     pub node_id: u64,
-    /// Token a new node presents to `cluster join`.
-    pub join_token: String,
     /// Set by `cluster init`: the daemon must initialize the one-node
     /// cluster at its next start, then clears it.
     #[serde(default)]
     pub bootstrap_pending: bool,
+    /// Set by `cluster init`: the first join token (digest and expiry),
+    /// written into the store by the bootstrapping daemon, then cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_join_token: Option<crate::api::join_tokens::PendingJoinToken>,
     /// Set by `cluster join`: the member to ask for admission at the next
     /// start; cleared once this node is a voter.
     #[serde(default)]
@@ -199,16 +205,16 @@ mod tests {
         let c = Credentials {
             version: CREDENTIALS_VERSION,
             node_id: 3,
-            join_token: random_secret().unwrap(),
             bootstrap_pending: false,
+            initial_join_token: None,
             join_via: Some("127.0.0.1:1".into()),
         };
         c.save(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(Credentials::load(&path).unwrap(), c);
-        assert!(secrets_equal(&c.join_token, &c.join_token.clone()));
-        assert!(!secrets_equal(&c.join_token, "other"));
+        assert!(secrets_equal("abc", "abc"));
+        assert!(!secrets_equal("abc", "abd"));
         let dir_mode = std::fs::metadata(dir.path().join("d"))
             .unwrap()
             .permissions()
@@ -220,10 +226,29 @@ mod tests {
         Credentials {
             version: CREDENTIALS_VERSION,
             node_id: 1,
-            join_token: "b".into(),
             bootstrap_pending: true,
+            initial_join_token: None,
             join_via: None,
         }
+    }
+
+    #[test]
+    fn a_file_from_before_mutual_tls_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.json");
+        let old = r#"{"version":1,"node_id":2,"cluster_secret":"a","join_token":"b",
+            "api_token":"c","bootstrap_pending":false,"join_via":null}"#;
+        std::fs::write(&path, old).unwrap();
+        let e = Credentials::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("unsupported version 1") && e.contains("before mutual TLS"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            old,
+            "left as it was"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::tls_files::TlsFiles;
 use crate::api::cluster::{AdmitRequest, JoinReply, JoinRequest, ADMIT_RETRY, JOIN_TOKEN_HEADER};
 use crate::api::docs::{self, NodeDirectory, NodeEntry};
 use crate::api::error::ErrorBody;
+use crate::api::join_tokens::{self, NewJoinToken};
 
 /// Raft id of the node that initializes a cluster.
 pub const FIRST_NODE_ID: u64 = 1;
@@ -71,15 +72,21 @@ pub fn init(config: &NodeConfig) -> anyhow::Result<(Credentials, String)> {
     files.write_ca(&ca)?;
     files.write_node(&node.cert_pem, &node.key_pem)?;
     let material = files.load_material()?;
+    let join_token = NewJoinToken::generate(
+        join_tokens::unix_now(),
+        join_tokens::DEFAULT_TTL_SECS,
+        join_tokens::INIT_CREATOR,
+        "made by cluster init",
+    )?;
     let creds = Credentials {
         version: CREDENTIALS_VERSION,
         node_id: FIRST_NODE_ID,
-        join_token: random_secret().context("reading /dev/urandom")?,
         bootstrap_pending: true,
+        initial_join_token: Some(join_token.pending()),
         join_via: None,
     };
     creds.save(&config.credentials_path())?;
-    let token = join_token_text(material.ca_fingerprint(), &creds.join_token);
+    let token = join_token_text(material.ca_fingerprint(), &join_token.display());
     Ok((creds, token))
 }
 
@@ -149,8 +156,8 @@ pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<C
     let creds = Credentials {
         version: CREDENTIALS_VERSION,
         node_id: reply.node_id,
-        join_token: secret,
         bootstrap_pending: false,
+        initial_join_token: None,
         join_via: Some(address.to_string()),
     };
     creds.save(&config.credentials_path())?;
@@ -196,6 +203,11 @@ pub async fn finish_pending(
                 .await
                 .context("initializing the cluster")?;
         }
+        // The first join token before the directory: a join is retried
+        // until the directory exists, and then its token is known.
+        if let Some(first) = &creds.initial_join_token {
+            join_tokens::store_initial(store, first).await?;
+        }
         // Register this node in the directory (CAS, so a concurrent write
         // is never overwritten; joins wait until this entry exists).
         let mut attempts = 0;
@@ -228,6 +240,7 @@ pub async fn finish_pending(
             tokio::time::sleep(ADMIT_RETRY).await;
         }
         creds.bootstrap_pending = false;
+        creds.initial_join_token = None;
         creds.save(&config.credentials_path())?;
         tracing::info!(node = %config.node, "cluster initialized");
     }

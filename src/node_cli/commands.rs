@@ -122,7 +122,8 @@ pub enum ClusterCommand {
     Join {
         /// `host:port` of a member.
         address: String,
-        /// The join token printed by `cluster init`.
+        /// A join token (`cluster init` prints the first one; `cluster
+        /// join-token create` makes more).
         #[arg(long)]
         token: String,
         #[command(flatten)]
@@ -159,6 +160,12 @@ pub enum ClusterCommand {
         confirmed: bool,
         #[command(flatten)]
         config: ConfigArg,
+    },
+    /// Join tokens: create (expiring), list, revoke.
+    JoinToken {
+        /// Sub-command.
+        #[command(subcommand)]
+        command: super::JoinTokenCommand,
     },
     /// Tell the cluster that a member now listens at another address.
     SetAddress {

@@ -7,12 +7,15 @@ pub mod client;
 mod commands;
 mod crs;
 mod import;
+mod join_tokens;
 pub mod output;
 mod rules;
 pub mod status;
 mod tokens;
 
 use serde_json::json;
+
+pub use join_tokens::JoinTokenCommand;
 
 pub use commands::{
     ClusterCommand, ConfigArg, CrmCommand, CrsCommand, GroupOptions, NodeCommand, OutputFormat,
@@ -294,6 +297,7 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 config.node, forced.index, forced.term
             ))
         }
+        ClusterCommand::JoinToken { command } => join_tokens::run(command),
         ClusterCommand::SetAddress {
             node,
             address,

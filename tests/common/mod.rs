@@ -158,6 +158,19 @@ pub fn make_token(c: &LocalCluster, id: &str, role: &str) -> String {
     token
 }
 
+/// Makes a join token with `cluster join-token create` (plus `extra`
+/// options) through node `via`'s CLI; returns the token it printed once.
+pub fn make_join_token(c: &LocalCluster, via: usize, extra: &[&str]) -> String {
+    let mut args = vec!["cluster", "join-token", "create"];
+    args.extend_from_slice(extra);
+    let out = cli_ok(c, via, &args);
+    out.lines()
+        .find_map(|l| l.strip_prefix("join token: "))
+        .unwrap_or_else(|| panic!("no join token printed: {out}"))
+        .trim()
+        .to_string()
+}
+
 /// Runs the CLI against node `via` and asserts it succeeded; its stdout.
 pub fn cli_ok(c: &LocalCluster, via: usize, args: &[&str]) -> String {
     let out = c.cli(via, args).expect("the CLI runs");
