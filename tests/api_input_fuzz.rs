@@ -83,6 +83,7 @@ async fn start(dir: &std::path::Path) -> (Router, ClusterStore) {
         NodeEntry {
             id: 1,
             addr: addr.to_string(),
+            certs: Vec::new(),
         },
     );
     docs::put_nodes(&store, &NodeDirectory { next_id: 2, nodes }, 0)

@@ -1,7 +1,9 @@
 //! Mutual TLS on real daemons (issue 10): every port speaks TLS only; a
 //! Raft request needs a member's certificate of this cluster's CA; a
-//! certificate of another CA, of a node that is not a member, or naming a
-//! member under another id is refused, logged, and changes nothing; the
+//! certificate of another CA, of a node that is not a member, naming a
+//! member under another id, or even a member's own name and id signed
+//! with the CA key outside a join or renewal (the node directory does not
+//! list it) is refused, logged, and changes nothing; the
 //! CLI verifies the daemon. A node's certificate is renewed on a running
 //! cluster while its service keeps running.
 
@@ -110,9 +112,15 @@ fn only_members_certificates_open_raft_and_nothing_else_changes_anything() {
         .is_err());
     assert!(stranger.get(&api_url).send().is_err());
 
-    // This CA, but not a member (node9), or a member's name under an id
-    // that is not its own: refused with 403, naming the certificate.
-    for (id, name) in [(9, "node9"), (7, "node2")] {
+    // This CA, but not a member (node9), a member's name under an id that
+    // is not its own, or even a member's exact name and id signed with the
+    // CA key (what a stolen node's disk allows): refused with 403, naming
+    // the certificate, because the node directory does not list it.
+    for (id, name, why) in [
+        (9, "node9", "not a member"),
+        (7, "node2", "not a member"),
+        (2, "node2", "not one the node directory lists"),
+    ] {
         let client = client_of(&c, &ca, id, name);
         let r = client
             .post(&raft_url)
@@ -121,10 +129,7 @@ fn only_members_certificates_open_raft_and_nothing_else_changes_anything() {
             .expect("answer");
         assert_eq!(r.status().as_u16(), 403, "{name}/{id}");
         let text = r.text().unwrap_or_default();
-        assert!(
-            text.contains(name) && text.contains("not a member"),
-            "{text}"
-        );
+        assert!(text.contains(name) && text.contains(why), "{text}");
         let r = client.get(&api_url).send().expect("answer");
         assert_eq!(r.status().as_u16(), 403, "{name}/{id}");
     }
@@ -158,6 +163,10 @@ fn only_members_certificates_open_raft_and_nothing_else_changes_anything() {
     let log = std::fs::read_to_string(c.nodes[target].dir.join("daemon.log")).unwrap_or_default();
     assert!(log.contains("refused raft request"), "no refusal logged");
     assert!(log.contains("not a member"), "no refusal logged");
+    assert!(
+        log.contains("not one the node directory lists"),
+        "no refusal logged"
+    );
 
     // The members' own certificates work: the cluster still places a new
     // service.

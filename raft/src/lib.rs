@@ -26,7 +26,9 @@ pub use config::StoreConfig;
 pub use error::StoreError;
 pub use lease::{LeaseCommand, LeaseOutcome, LeaseRecord};
 pub use state::ClusterState;
-pub use store::{Applied, ClusterStore, MembershipView, NodeStatus, StartError};
+pub use store::{
+    Applied, ClusterStore, MembershipView, NodeStatus, PeerCheck, StartError, WeakClusterStore,
+};
 pub use types::{Node, NodeId, TypeConfig};
 
 impl ClusterStore {

@@ -16,7 +16,7 @@ use crate::error::StoreError;
 use crate::network::client::{HttpError, NetworkFactory, PeerClient};
 use crate::network::wire::{self, ForwardReply, ForwardRequest, ForwardResult};
 use crate::state::{ClusterApp, ClusterState};
-use crate::tls::NodeTls;
+use crate::tls::{NodeTls, PeerIdentity};
 use crate::types::{NodeId, Raft, TypeConfig};
 
 /// Why the store could not start.
@@ -80,9 +80,15 @@ pub struct NodeStatus {
     pub millis_since_quorum_ack: Option<u64>,
 }
 
+/// A check of a peer's certificate beyond "its id is a member" (the
+/// daemon's: the certificate is one the node directory lists for that
+/// member). `Err` says why the peer is refused.
+pub type PeerCheck = Arc<dyn Fn(&PeerIdentity) -> Result<(), String> + Send + Sync>;
+
 struct Inner {
     id: NodeId,
     tls: Arc<NodeTls>,
+    peer_check: std::sync::OnceLock<PeerCheck>,
     raft: Raft,
     sm: SmHandle<TypeConfig, ClusterApp>,
     peers: PeerClient,
@@ -94,6 +100,20 @@ struct Inner {
 #[derive(Clone)]
 pub struct ClusterStore {
     inner: Arc<Inner>,
+}
+
+/// A handle that does not keep the store alive (for callbacks the store
+/// itself holds, such as its [`PeerCheck`]).
+#[derive(Clone)]
+pub struct WeakClusterStore {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakClusterStore {
+    /// The store, if it is still open.
+    pub fn upgrade(&self) -> Option<ClusterStore> {
+        self.inner.upgrade().map(|inner| ClusterStore { inner })
+    }
 }
 
 fn ms(d: Duration) -> u64 {
@@ -134,6 +154,7 @@ impl ClusterStore {
             inner: Arc::new(Inner {
                 id: config.node_id,
                 tls: config.tls.clone(),
+                peer_check: std::sync::OnceLock::new(),
                 raft,
                 sm: handle,
                 peers,
@@ -151,6 +172,25 @@ impl ClusterStore {
     /// The underlying openraft handle (metrics, triggers).
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    /// Adds `check` to what a Raft request's certificate must pass (once;
+    /// a second call is ignored and answers false). Set it before the
+    /// node is reachable.
+    pub fn set_peer_check(&self, check: PeerCheck) -> bool {
+        self.inner.peer_check.set(check).is_ok()
+    }
+
+    /// A handle that does not keep the store alive.
+    pub fn downgrade(&self) -> WeakClusterStore {
+        WeakClusterStore {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// The extra peer check, if one is set.
+    pub(crate) fn peer_check(&self) -> Option<&PeerCheck> {
+        self.inner.peer_check.get()
     }
 
     /// This node's TLS material (shared with its HTTP server; replace it

@@ -125,14 +125,6 @@ pub async fn join(
         None => {
             let id = dir.value.next_id.max(2);
             dir.value.next_id = id + 1;
-            dir.value.nodes.insert(
-                req.node.clone(),
-                NodeEntry {
-                    id,
-                    addr: req.addr.clone(),
-                },
-            );
-            docs::put_nodes(&st.store, &dir.value, dir.version).await?;
             id
         }
     };
@@ -151,7 +143,20 @@ pub async fn join(
         std::time::SystemTime::now(),
     )
     .map_err(|e| ApiError::field("csr", format!("field 'csr': {e}")))?;
-    tracing::info!(target: "audit", node = %req.node, id = node_id, "signed the certificate of a joining node");
+    let fingerprint = pem_fingerprint(&node_cert)?;
+    // The entry lists exactly this certificate (a retried join replaces
+    // the one its earlier attempt got): nothing else may speak for the
+    // node. Written with CAS before the certificate is handed out.
+    dir.value.nodes.insert(
+        req.node.clone(),
+        NodeEntry {
+            id: node_id,
+            addr: req.addr.clone(),
+            certs: vec![fingerprint.clone()],
+        },
+    );
+    docs::put_nodes(&st.store, &dir.value, dir.version).await?;
+    tracing::info!(target: "audit", node = %req.node, id = node_id, %fingerprint, "signed the certificate of a joining node");
     Ok(Json(JoinReply {
         node_id,
         node_cert,
@@ -159,6 +164,24 @@ pub async fn join(
         ca_key: ca.key_pem,
     }))
 }
+
+/// SHA-256 of the first certificate of a PEM text.
+fn pem_fingerprint(pem: &str) -> ApiResult<String> {
+    raft::tls::config::certs_from_pem("node certificate", pem)
+        .ok()
+        .and_then(|c| c.first().map(|c| raft::tls::fingerprint(c)))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "a certificate just made does not parse",
+            )
+        })
+}
+
+/// How long a renewing node keeps presenting its old certificate after
+/// the directory lists the new one, so every member has applied that
+/// change before the new certificate reaches it (a few heartbeats).
+const RENEWAL_GRACE: Duration = Duration::from_secs(2);
 
 /// Answer of `POST /cluster/renew-cert`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -194,10 +217,25 @@ pub async fn renew_cert(State(st): State<ApiState>) -> ApiResult<Json<RenewedCer
     // Checked before anything is written: the new pair must work.
     let material = raft::tls::TlsMaterial::from_pem(&ca.cert_pem, &node.cert_pem, &node.key_pem)
         .map_err(|e| internal("checking the new certificate", &e))?;
-    let fingerprint = raft::tls::config::certs_from_pem("node certificate", &node.cert_pem)
-        .ok()
-        .and_then(|c| c.first().map(|c| raft::tls::fingerprint(c)))
-        .unwrap_or_default();
+    let fingerprint = pem_fingerprint(&node.cert_pem)?;
+    // First the directory lists the new certificate (beside the current
+    // one), then, once every member has had time to apply that, the node
+    // presents it: no peer ever sees a certificate it does not know.
+    let mut dir = docs::nodes(&st.store).await?;
+    let entry = dir
+        .value
+        .nodes
+        .get_mut(st.node.as_str())
+        .filter(|e| e.id == st.store.id())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("node '{}' is not in the node directory", st.node),
+            )
+        })?;
+    entry.certs = super::node_certs::with_cert(&entry.certs, &fingerprint);
+    docs::put_nodes(&st.store, &dir.value, dir.version).await?;
+    tokio::time::sleep(RENEWAL_GRACE).await;
     st.tls_files
         .write_node(&node.cert_pem, &node.key_pem)
         .map_err(|e| internal("writing the files", &e))?;

@@ -33,6 +33,12 @@ pub struct NodeEntry {
     pub id: u64,
     /// `host:port` of its HTTP server.
     pub addr: String,
+    /// SHA-256 (hex) of the certificates this member may present: the one
+    /// it was given at join or renewal, and during a renewal the previous
+    /// one ([`super::node_certs`]). Any other certificate, even one of the
+    /// cluster CA naming this member, is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certs: Vec<String>,
 }
 
 /// Node name -> Raft id and address. Ids are never reused.

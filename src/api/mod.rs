@@ -24,6 +24,7 @@ pub mod extract;
 pub mod import;
 pub mod join_tokens;
 pub mod members;
+pub mod node_certs;
 pub mod resources;
 pub mod rules;
 pub mod status;

@@ -136,24 +136,25 @@ pub fn identify(st: &ApiState, bearer: &str) -> Result<Caller, ApiError> {
 }
 
 /// Who a node certificate is: a member of the node directory with the
-/// name and Raft id the certificate names (a removed node is not in the
-/// directory; a node that joined again under its name has a new id).
+/// name and Raft id the certificate names, presenting a certificate the
+/// directory lists for it (see [`super::node_certs`]).
 pub fn identify_node(st: &ApiState, peer: &raft::tls::PeerIdentity) -> Result<Caller, ApiError> {
-    let (text, _) = super::docs::read_local_raw(&st.store, super::docs::NODES_DOC);
-    let dir = super::docs::parse_nodes(&text).unwrap_or_default();
-    match dir.nodes.get(&peer.name) {
-        Some(entry) if entry.id == peer.id => Ok(Caller {
-            id: format!("node:{}", peer.name),
-            role: Role::Admin,
-        }),
-        _ => Err(ApiError::new(
+    let dir = super::node_certs::local_directory(&st.store)
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
+    // Unlike Raft, the API never takes an empty directory's word: a node
+    // that has none is not serving operators yet.
+    if dir.nodes.is_empty() {
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!(
-                "the certificate of node '{}' (id {}) is not a member's",
-                peer.name, peer.id
-            ),
-        )),
+            "this node has no node directory yet: node certificates are not accepted",
+        ));
     }
+    super::node_certs::check_peer(&dir, peer)
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
+    Ok(Caller {
+        id: format!("node:{}", peer.name),
+        role: Role::Admin,
+    })
 }
 
 /// Routes only admin tokens may read: the token list, backups (the

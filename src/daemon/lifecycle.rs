@@ -222,6 +222,7 @@ pub async fn finish_pending(
                         NodeEntry {
                             id: creds.node_id,
                             addr: config.advertise.clone(),
+                            certs: vec![store.tls().current().identity().fingerprint.clone()],
                         },
                     );
                     match docs::put_nodes(store, &dir, current.version).await {

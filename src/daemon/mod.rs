@@ -129,6 +129,8 @@ async fn run_async(config: NodeConfig) -> anyhow::Result<()> {
     let store = ClusterStore::start(store_config)
         .await
         .context("starting the cluster store")?;
+    // Raft accepts only the certificates the node directory lists.
+    store.set_peer_check(api::node_certs::raft_peer_check(&store));
     let state = ApiState {
         store: store.clone(),
         node: config.node.clone(),

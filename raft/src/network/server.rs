@@ -122,6 +122,11 @@ async fn require_member(State(store): State<ClusterStore>, req: Request, next: N
             ),
         );
     }
+    if let Some(check) = store.peer_check() {
+        if let Err(why) = check(&peer) {
+            return refuse(StatusCode::FORBIDDEN, &path, why);
+        }
+    }
     if let Some(auth) = req.extensions().get::<ConnectionAuth>() {
         auth.mark();
     }
