@@ -7,7 +7,11 @@ use raft::{ClusterStore, DocKey, LeaseRecord};
 
 use crate::api::docs::{self, NodeDirectory};
 use crate::config::{effective_failback, parse_groups_cfg, parse_resources_cfg, parse_rules};
-use crate::crm::{placement_rules_from_config, ConfiguredResource, ManagerStatus, PlacementRules};
+use crate::crm::usage_report::scheduling_from_reports;
+use crate::crm::{
+    placement_rules_from_config, ConfiguredResource, ManagerStatus, NodeUsageReport,
+    PlacementRules, Scheduling,
+};
 use crate::domain::{
     split_rules, GroupConfig, NodeAffinityRule, NodeName, ResourceAffinityRule, ResourceConfig, Sid,
 };
@@ -65,6 +69,9 @@ pub struct Snapshot {
     /// The cluster resource scheduling options (`crs` document; the
     /// defaults if absent or unreadable, logged).
     pub crs: crate::domain::CrsOptions,
+    /// Each node's last usage report (`node-usage/<node>`; an unreadable
+    /// one is left out, so the node has no statistics).
+    pub node_usage: BTreeMap<NodeName, NodeUsageReport>,
 }
 
 /// Reads the local replica.
@@ -88,6 +95,16 @@ pub fn read(store: &ClusterStore) -> Snapshot {
                 serde_json::from_str(&d.value)
                     .ok()
                     .map(|v| (node, (v, d.version)))
+            })
+            .collect();
+        let node_usage: BTreeMap<NodeName, NodeUsageReport> = s
+            .docs()
+            .filter_map(|(k, d)| match k {
+                DocKey::Config(name) => {
+                    let node = name.strip_prefix(docs::NODE_USAGE_PREFIX)?.parse().ok()?;
+                    serde_json::from_str(&d.value).ok().map(|r| (node, r))
+                }
+                _ => None,
             })
             .collect();
         let placement: BTreeMap<String, (String, u64)> = s
@@ -119,6 +136,7 @@ pub fn read(store: &ClusterStore) -> Snapshot {
             text(docs::CRS_DOC),
             s.crm_commands().to_vec(),
             leases,
+            node_usage,
         )
     });
     let (
@@ -132,6 +150,7 @@ pub fn read(store: &ClusterStore) -> Snapshot {
         crs_text,
         crm_commands,
         leases,
+        node_usage,
     ) = applied.value;
     let configs = parse_resources_cfg(&res_text, "resources.cfg").unwrap_or_else(|e| {
         tracing::error!(error = %e, "stored resources.cfg is invalid");
@@ -182,6 +201,7 @@ pub fn read(store: &ClusterStore) -> Snapshot {
         resource_rules,
         configs: all_configs,
         crs,
+        node_usage,
     }
 }
 
@@ -205,6 +225,19 @@ impl Snapshot {
             &self.groups,
             &self.configs,
             nodes,
+        )
+    }
+
+    /// The scheduler input of a CRM round: the `crs` options, the nodes'
+    /// usage reports and every resource's limits and measured usage
+    /// (`crm::usage_report::scheduling_from_reports`).
+    pub fn scheduling(&self) -> Scheduling {
+        scheduling_from_reports(
+            self.crs,
+            &self.node_usage,
+            self.configs
+                .iter()
+                .map(|c| (c, self.resources.get(&c.sid).map(|r| &r.node))),
         )
     }
 }
