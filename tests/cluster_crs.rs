@@ -140,6 +140,24 @@ fn static_scheduler_places_by_limits_from_reported_capacity() {
 
     eprintln!("{}", text.split("full cluster state").next().unwrap_or(""));
 
+    // `dynamic` works on the measured usage, services included. The three
+    // nodes share this machine, so they measure about the same load: the
+    // imbalance is far below `static`'s (0.67 for these limits).
+    ok(&c, 1, &["crs", "set", "ha=dynamic"]);
+    wait_until(LIMIT, "the CRM switching to the dynamic scheduler", || {
+        logs(&c)
+            .contains("switching scheduler mode from 'static' to 'dynamic'")
+            .then_some(())
+    })
+    .expect("the CRM schedules dynamic");
+    let text = ok(&c, 2, &["status", "--verbose"]);
+    let dynamic: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("current imbalance: "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no imbalance in dynamic mode:\n{text}"));
+    assert!(dynamic < 0.3, "{text}");
+
     // The reports' rate limit: at most one per node per 10 s, over a
     // window with four services running (`HA_CRS_OBSERVE_SECS`, default
     // 20, makes it longer for a measurement).
@@ -158,6 +176,10 @@ fn static_scheduler_places_by_limits_from_reported_capacity() {
         );
         eprintln!("{node}: {seq} usage reports in at most {elapsed} s");
     }
+    assert!(
+        !logs(&c).contains("fallback to 'basic' scheduler mode"),
+        "the CRM fell back to basic"
+    );
     // Each exec service is measured on its node: its process group's
     // resident memory (a `sleep` uses next to no CPU).
     for (name, node) in [
