@@ -225,8 +225,9 @@ fn probe_of(config: &ResourceConfig, runtime_dir: &Path) -> Option<(Probe, Optio
 }
 
 /// The report over the samples in `window` (oldest first, the newest
-/// last): CPU averaged between the oldest and the newest sample; a
-/// service measured in both.
+/// last): the node's CPU averaged between the oldest and the newest
+/// sample; a service's between the oldest sample that measured it and the
+/// newest (one measured only now has no rate yet and is left out).
 fn report_of(window: &VecDeque<Sample>, m: &Measured) -> Option<NodeUsageReport> {
     let (first, last) = (window.front()?, window.back()?);
     let seconds = last.at.duration_since(first.at).as_secs_f64();
@@ -235,11 +236,18 @@ fn report_of(window: &VecDeque<Sample>, m: &Measured) -> Option<NodeUsageReport>
     }
     let mut services = BTreeMap::new();
     for (sid, (cpu_now, mem)) in &last.services {
-        let cpu = match first.services.get(sid) {
-            Some((cpu_then, _)) => ((cpu_now - cpu_then) / seconds).max(0.0),
-            // Not measured a window ago: no rate yet.
-            None => continue,
+        let earlier = window
+            .iter()
+            .take(window.len() - 1)
+            .find_map(|s| s.services.get(sid).map(|(cpu, _)| (s.at, *cpu)));
+        let Some((then, cpu_then)) = earlier else {
+            continue;
         };
+        let span = last.at.duration_since(then).as_secs_f64();
+        if span <= 0.0 {
+            continue;
+        }
+        let cpu = ((cpu_now - cpu_then) / span).max(0.0);
         let (limit_cpu, limit_mem) = m.limits.get(sid).copied().unwrap_or_default();
         services.insert(
             sid.clone(),
@@ -341,6 +349,7 @@ mod tests {
         let t0 = Instant::now();
         let sid: Sid = "exec:a".parse().unwrap();
         let fresh: Sid = "exec:b".parse().unwrap();
+        let later: Sid = "exec:c".parse().unwrap();
         let first = Sample {
             at: t0,
             cpu: CpuTimes {
@@ -357,7 +366,12 @@ mod tests {
                 total: 2000,
                 cpus: 4,
             },
-            services: [(sid.clone(), (25.0, 4096)), (fresh.clone(), (3.0, 1))].into(),
+            services: [
+                (sid.clone(), (25.0, 4096)),
+                (fresh.clone(), (3.0, 1)),
+                (later.clone(), (3.0, 1)),
+            ]
+            .into(),
         };
         let m = Measured {
             sample: last.clone(),
@@ -366,8 +380,19 @@ mod tests {
             mem_used: 1 << 29,
             limits: BTreeMap::new(),
         };
-        let window: VecDeque<Sample> = [first, last].into();
+        let middle = Sample {
+            at: t0 + Duration::from_secs(6),
+            cpu: CpuTimes {
+                busy: 300,
+                total: 1600,
+                cpus: 4,
+            },
+            services: [(sid.clone(), (19.0, 1)), (later.clone(), (1.0, 1))].into(),
+        };
+        let window: VecDeque<Sample> = [first, middle, last].into();
         let r = report_of(&window, &m).unwrap();
+        // Measured from 6 s on: 2 s of CPU in 4 s.
+        assert!((r.services[&later].cpu - 0.5).abs() < 1e-9);
         // Half of all ticks busy on 4 CPUs: 2 cores; 15 s CPU in 10 s.
         assert!((r.cpu - 2.0).abs() < 1e-9, "{}", r.cpu);
         assert!((r.services[&sid].cpu - 1.5).abs() < 1e-9);
