@@ -323,4 +323,87 @@ mod tests {
         assert_ne!(placed["exec:a"], placed["exec:c"], "{placed:?}");
         assert_eq!(placed["exec:d"], "node3", "{placed:?}");
     }
+
+    /// Where the CRM places a new heavy service when three nodes carry a
+    /// heavy and two light services (as `tests/cluster_crs.rs` sets up),
+    /// from the scheduler input `Snapshot::scheduling` builds.
+    fn place_heavy2(mode: crate::domain::CrsMode) -> String {
+        use crate::crm::{NodeUsageReport, ServiceRecord, ServiceState};
+        use crate::domain::resource::CpuLimit;
+        let text = "exec: heavy1\n\tcmd a\n\tmaxcpu 2\n\tmaxmem 8192\n\n\
+                    exec: light1\n\tcmd b\n\tmaxcpu 0.1\n\tmaxmem 64\n\n\
+                    exec: light2\n\tcmd c\n\tmaxcpu 0.1\n\tmaxmem 64\n\n\
+                    exec: heavy2\n\tcmd d\n\tmaxcpu 2\n\tmaxmem 8192\n";
+        let configs = parse_resources_cfg(text, "resources.cfg").unwrap();
+        assert_eq!(configs[0].maxcpu, CpuLimit::from_cores(2.0));
+        let names = [node("node1"), node("node2"), node("node3")];
+        let mut snap = Snapshot {
+            configs: configs.clone(),
+            unplaced: vec![configs[3].clone()],
+            ..Snapshot::default()
+        };
+        snap.crs.mode = mode;
+        let mut old = ManagerStatus::default();
+        for (config, on) in configs.iter().take(3).zip(&names) {
+            let resource = ConfiguredResource {
+                config: config.clone(),
+                node: on.clone(),
+            };
+            snap.resources.insert(config.sid.clone(), resource);
+            let mut record = ServiceRecord::new(ServiceState::Started, on.clone());
+            record.running = true;
+            old.service_status.insert(config.sid.clone(), record);
+        }
+        for n in &names {
+            old.node_status.insert(n.clone(), NodeState::Online);
+            let report = NodeUsageReport {
+                maxcpu: 8.0,
+                maxmem: 32 << 30,
+                ..NodeUsageReport::default()
+            };
+            snap.node_usage.insert(n.clone(), report);
+        }
+        let membership: BTreeMap<NodeName, bool> =
+            names.iter().map(|n| (n.clone(), true)).collect();
+        let leases: BTreeMap<NodeName, AgentLease> = names
+            .iter()
+            .map(|n| (n.clone(), AgentLease::Held { expired: false }))
+            .collect();
+        let placement = snap.placement_rules(&names);
+        let scheduling = snap.scheduling();
+        let mut manager = Manager::new(node("node1"), &old);
+        let input = ManagerInput {
+            now_ms: 10_000,
+            membership: &membership,
+            resources: &snap.resources,
+            node_affinity: &placement.node_affinity,
+            resource_affinity: &placement.resource_affinity,
+            lrm_status: &snap.lrm_status,
+            crm_commands: &[],
+            agent_leases: &leases,
+            unplaced: &snap.unplaced,
+            guest_locks: &BTreeMap::new(),
+            fence_delay_ms: 60_000,
+            group_migration: GroupMigrationInput::no_groups(1_000),
+            scheduling: &scheduling,
+        };
+        let mut out = Steps::default();
+        assert!(manager.manage(&input, &mut out));
+        out.0
+            .iter()
+            .find_map(|s| match s {
+                CrmStep::Do(CrmAction::PlaceResource { node, .. }) => Some(node.to_string()),
+                _ => None,
+            })
+            .expect("heavy2 placed")
+    }
+
+    #[test]
+    fn static_places_by_the_limits_where_basic_counts_services() {
+        use crate::domain::CrsMode;
+        // One service on every node: basic takes the first by name.
+        assert_eq!(place_heavy2(CrsMode::Basic), "node1");
+        // node1 carries heavy1's 2 CPUs and 8 GiB; node2 and node3 tie.
+        assert_eq!(place_heavy2(CrsMode::Static), "node2");
+    }
 }
