@@ -91,7 +91,13 @@ impl Prober {
 
     fn unit_info(&mut self, sid: &Sid, unit: &str, agent: &SystemdAgent) -> Option<UnitInfo> {
         if let Some((at, info)) = self.units.get(unit) {
-            if at.elapsed() < UNIT_INFO_TTL && info.control_group.is_some() {
+            // A unit that is not running is asked about again sooner.
+            let ttl = if info.control_group.is_some() {
+                UNIT_INFO_TTL
+            } else {
+                WINDOW
+            };
+            if at.elapsed() < ttl {
                 return Some(info.clone());
             }
         }
