@@ -154,6 +154,19 @@ impl ExecAgent {
         }
     }
 
+    /// The process group an exec agent's pid file (see
+    /// [`Self::pid_file`]) records for this boot, with its leader's start
+    /// time (`None`: no valid record). Callers compare the start time
+    /// with `/proc` before trusting the pid.
+    pub fn recorded_group_at(pid_path: &Path) -> Option<(i32, u64)> {
+        match pid_file::read(pid_path).ok()? {
+            PidFileState::Present(r) if boot_id().is_ok_and(|b| b == r.boot_id) => {
+                Some((r.pid, r.start_time))
+            }
+            _ => None,
+        }
+    }
+
     fn inspect(&self) -> Result<Inspection, AgentError> {
         let record = match pid_file::read(&self.pid_path)
             .map_err(|e| self.io_error(format!("reading {}", self.pid_path.display()), e))?

@@ -113,6 +113,20 @@ impl SystemdAgent {
         run(command, timeout)
     }
 
+    /// `systemctl show -p ControlGroup,CPUQuotaPerSecUSec,MemoryMax
+    /// <unit>`: the unit's cgroup and limits, as `Key=Value` lines.
+    pub fn show_cgroup_and_limits(&self, timeout: Duration) -> Result<String, AgentError> {
+        let mut command = Command::new(&self.systemctl);
+        command
+            .args(["show", "-p", "ControlGroup,CPUQuotaPerSecUSec,MemoryMax"])
+            .arg(&self.unit);
+        let finished = run(command, timeout).map_err(|e| self.run_error("show", timeout, e))?;
+        if finished.code() != 0 {
+            return Err(self.failed("show", &finished));
+        }
+        Ok(finished.stdout)
+    }
+
     fn run_error(&self, operation: &str, timeout: Duration, error: RunError) -> AgentError {
         match error {
             RunError::Spawn(source) => AgentError::Io {

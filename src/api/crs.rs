@@ -96,6 +96,35 @@ pub async fn set_crs(
     Ok(Json(WriteReply { digest }))
 }
 
+/// Answer of `GET /crs/usage`: what the scheduler works with, from this
+/// node's replica.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrsUsageView {
+    /// The configured scheduler mode.
+    pub mode: String,
+    /// The imbalance automatic rebalancing compares with its threshold
+    /// (coefficient of variation of the node loads, spec 3.11.6); absent
+    /// in `basic` and while some online node has no usage report.
+    pub imbalance: Option<f64>,
+    /// Each node's last usage report.
+    pub nodes: BTreeMap<String, crate::crm::NodeUsageReport>,
+}
+
+/// `GET /crs/usage` (local replica).
+pub async fn get_usage(State(st): State<ApiState>) -> ApiResult<Json<CrsUsageView>> {
+    let snap = crate::daemon::snapshot::read(&st.store);
+    let scheduling = snap.scheduling();
+    Ok(Json(CrsUsageView {
+        mode: snap.crs.mode.as_str().to_string(),
+        imbalance: crate::crm::usage_report::cluster_imbalance(&snap.manager_status, &scheduling),
+        nodes: snap
+            .node_usage
+            .into_iter()
+            .map(|(n, r)| (n.to_string(), r))
+            .collect(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

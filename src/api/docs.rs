@@ -25,6 +25,15 @@ pub const RULES_DOC: &str = "rules";
 /// Document name of the cluster resource scheduling options: the value of
 /// datacenter.cfg's `crs` key (`ha=static,ha-rebalance-on-start=1`).
 pub const CRS_DOC: &str = "crs";
+/// Prefix of the per-node usage reports (`node-usage/<node>`: a
+/// `crm::NodeUsageReport` as JSON), written by each node's usage reporter
+/// and read by the CRM for the `static`/`dynamic` schedulers.
+pub const NODE_USAGE_PREFIX: &str = "node-usage/";
+
+/// The document name of `node`'s usage report.
+pub fn node_usage_doc(node: &str) -> String {
+    format!("{NODE_USAGE_PREFIX}{node}")
+}
 
 /// One cluster member in the node directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -112,6 +112,13 @@ pub async fn delnode(
             tracing::warn!("delnode {node}: its LRM status stays: {e}");
         }
     }
+    // Its usage report would keep counting as a node's statistics.
+    if snap.node_usage.contains_key(&node) {
+        let key = raft::DocKey::Config(docs::node_usage_doc(node.as_str()));
+        if let Err(e) = st.store.delete_doc(key, None).await {
+            tracing::warn!("delnode {node}: its usage report stays: {e}");
+        }
+    }
     tracing::warn!("node '{node}' (id {id}) removed from the cluster");
     Ok(Json(DelnodeReply {
         node: node.to_string(),

@@ -181,6 +181,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/backup", get(backup::backup))
         .route("/crs", get(crs::get_crs).put(crs::set_crs))
+        .route("/crs/usage", get(crs::get_usage))
         .route("/rules", get(rules::list_rules).post(rules::create_rule))
         .route(
             "/rules/{rule}",

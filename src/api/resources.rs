@@ -182,6 +182,8 @@ fn delete_options(config: &mut ResourceConfig, keys: &[String]) -> ApiResult<()>
             "max_relocate" => config.max_relocate = defaults.max_relocate,
             "group" => config.group = None,
             "comment" => config.comment = None,
+            "maxcpu" => config.maxcpu = None,
+            "maxmem" => config.maxmem = None,
             other if config.params.remove(other).is_some() => {}
             other => {
                 return Err(ApiError::field(
@@ -639,4 +641,42 @@ pub async fn remove_group(
     }
     let digest = docs::put_groups(&st.store, &groups.value, groups.version).await?;
     Ok(Json(WriteReply { digest }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn scheduler_limits_are_set_refused_by_field_and_deleted() {
+        let sid: Sid = "exec:web".parse().unwrap();
+        let mut config = ResourceConfig::with_defaults(sid);
+        apply_options(
+            &mut config,
+            &options(&[("maxcpu", "2.5"), ("maxmem", "1024")]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.maxcpu.map(|c| c.cores()), Some(2.5));
+        assert_eq!(config.maxmem, Some(1024));
+        for (key, bad) in [("maxcpu", "-1"), ("maxcpu", "lots"), ("maxmem", "1.5")] {
+            let err = apply_options(&mut config, &options(&[(key, bad)]), &[]).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            assert_eq!(err.body.field.as_deref(), Some(key));
+            assert!(
+                err.body.error.contains(&format!("field '{key}'")),
+                "{}",
+                err.body.error
+            );
+        }
+        delete_options(&mut config, &["maxcpu".into(), "maxmem".into()]).unwrap();
+        assert_eq!((config.maxcpu, config.maxmem), (None, None));
+    }
 }

@@ -230,6 +230,16 @@ pub async fn metrics(State(st): State<ApiState>) -> impl IntoResponse {
         "ha_failovers_total {}",
         st.failovers.load(std::sync::atomic::Ordering::Relaxed)
     );
+    let _ = writeln!(
+        m,
+        "# HELP ha_node_usage_reports_total Usage reports (CPU and memory for the static/dynamic schedulers) this node wrote."
+    );
+    let _ = writeln!(m, "# TYPE ha_node_usage_reports_total counter");
+    let _ = writeln!(
+        m,
+        "ha_node_usage_reports_total {}",
+        crate::daemon::usage_task::REPORTS_WRITTEN.load(std::sync::atomic::Ordering::Relaxed)
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m)
 }
 

@@ -27,7 +27,7 @@ pub enum Command {
     /// Node daemon, cluster life cycle and HA verbs (see `node_cli`).
     #[cfg(feature = "node")]
     #[command(flatten)]
-    Node(crate::node_cli::NodeCommand),
+    Node(Box<crate::node_cli::NodeCommand>),
 }
 
 /// Simulator commands.
@@ -58,7 +58,7 @@ pub enum SimCommand {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         #[cfg(feature = "node")]
-        Command::Node(command) => crate::node_cli::run(command),
+        Command::Node(command) => crate::node_cli::run(*command),
         Command::Sim {
             command:
                 SimCommand::Run {

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use super::error::{ConfigError, ConfigErrorKind};
 use super::section::{bool_text, split_sections, SectionWriter};
 use super::values::{parse_bool, parse_comment, parse_config_id, parse_u32_in, require_value};
-use crate::domain::resource::{MAX_RELOCATE_LIMIT, MAX_RESTART_LIMIT};
+use crate::domain::resource::{
+    CpuLimit, MAXCPU_LIMIT, MAXMEM_LIMIT_MIB, MAX_RELOCATE_LIMIT, MAX_RESTART_LIMIT,
+};
 use crate::domain::{RequestedState, ResourceConfig, Sid};
 
 /// Resource types whose name must be a number of at least two digits
@@ -18,12 +20,14 @@ pub const NUMERIC_NAME_TYPES: [&str; 3] = ["vm", "ct", "fa"];
 pub const AGENT_PARAM_TYPES: [&str; 3] = ["exec", "systemd", "ocf"];
 
 /// The resource option keys, sorted.
-pub const RESOURCE_KEYS: [&str; 6] = [
+pub const RESOURCE_KEYS: [&str; 8] = [
     "comment",
     "failback",
     "group",
     "max_relocate",
     "max_restart",
+    "maxcpu",
+    "maxmem",
     "state",
 ];
 
@@ -42,6 +46,10 @@ pub enum ResourceOption {
     Group(String),
     /// `comment`.
     Comment(String),
+    /// `maxcpu` (cores; 0 = unlimited).
+    MaxCpu(CpuLimit),
+    /// `maxmem` (MiB).
+    MaxMem(u64),
     /// An agent parameter (agent types only).
     Param(String, String),
 }
@@ -56,6 +64,8 @@ impl ResourceOption {
             ResourceOption::MaxRelocate(n) => config.max_relocate = n,
             ResourceOption::Group(group) => config.group = Some(group),
             ResourceOption::Comment(comment) => config.comment = Some(comment),
+            ResourceOption::MaxCpu(limit) => config.maxcpu = Some(limit),
+            ResourceOption::MaxMem(mib) => config.maxmem = Some(mib),
             ResourceOption::Param(key, value) => {
                 config.params.insert(key, value);
             }
@@ -105,6 +115,8 @@ pub fn parse_resource_option(
         }
         "group" => ResourceOption::Group(parse_config_id(key, value)?),
         "comment" => ResourceOption::Comment(parse_comment(key, value)?),
+        "maxcpu" => ResourceOption::MaxCpu(parse_maxcpu(key, value)?),
+        "maxmem" => ResourceOption::MaxMem(parse_maxmem(key, value)?),
         _ if AGENT_PARAM_TYPES.contains(&sid.kind()) => {
             validate_param_key(key)?;
             let text = require_value(key, value)?;
@@ -118,6 +130,46 @@ pub fn parse_resource_option(
             })
         }
     })
+}
+
+/// `maxcpu`: a decimal number of cores in `0..=8192` (0 = unlimited),
+/// kept to a thousandth of a core.
+fn parse_maxcpu(key: &str, value: Option<&str>) -> Result<CpuLimit, ConfigErrorKind> {
+    let text = require_value(key, value)?;
+    let plain = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && text.bytes().filter(|b| *b == b'.').count() <= 1;
+    text.parse::<f64>()
+        .ok()
+        .filter(|_| plain)
+        .and_then(CpuLimit::from_cores)
+        .ok_or_else(|| {
+            ConfigErrorKind::invalid(
+                key,
+                format!(
+                    "invalid number of cores '{}': expected a decimal number in 0..={MAXCPU_LIMIT} (0 = unlimited)",
+                    crate::domain::error::shown(text)
+                ),
+            )
+        })
+}
+
+/// `maxmem`: whole MiB in `0..=MAXMEM_LIMIT_MIB`.
+fn parse_maxmem(key: &str, value: Option<&str>) -> Result<u64, ConfigErrorKind> {
+    let text = require_value(key, value)?;
+    text.parse::<u64>()
+        .ok()
+        .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|mib| *mib <= MAXMEM_LIMIT_MIB)
+        .ok_or_else(|| {
+            ConfigErrorKind::invalid(
+                key,
+                format!(
+                    "invalid memory size '{}': expected whole MiB in 0..={MAXMEM_LIMIT_MIB}",
+                    crate::domain::error::shown(text)
+                ),
+            )
+        })
 }
 
 /// [`parse_resource_option`] for a CLI/API value that is always present.
@@ -210,6 +262,12 @@ pub fn write_resources_cfg(res: &[ResourceConfig]) -> String {
         }
         if config.state != default.state {
             lines.insert("state", config.state.to_string());
+        }
+        if let Some(limit) = config.maxcpu {
+            lines.insert("maxcpu", limit.to_string());
+        }
+        if let Some(mib) = config.maxmem {
+            lines.insert("maxmem", mib.to_string());
         }
         for (key, value) in &config.params {
             // A parameter can never shadow an option: the parser refuses it.
@@ -347,6 +405,55 @@ mod tests {
             );
             assert!(shown.contains(message), "{shown} lacks {message}");
         }
+    }
+
+    #[test]
+    fn maxcpu_and_maxmem_round_trip_and_errors_name_the_field() {
+        let text =
+            "exec: web\n\tcmd sleep 1\n\tmaxcpu 1.50\n\tmaxmem 2048\n\nvm: 101\n\tmaxcpu 0\n";
+        let res = parse_resources_cfg(text, "resources.cfg").unwrap();
+        assert_eq!(res[0].maxcpu.map(CpuLimit::cores), Some(1.5));
+        assert_eq!(res[0].maxmem, Some(2048));
+        assert_eq!(res[1].maxcpu.map(CpuLimit::cores), Some(0.0));
+        assert_eq!(
+            write_resources_cfg(&res),
+            "exec: web\n\tcmd sleep 1\n\tmaxcpu 1.5\n\tmaxmem 2048\n\nvm: 101\n\tmaxcpu 0\n\n"
+        );
+        for (text, message) in [
+            (
+                "vm: 101\n\tmaxcpu -1\n",
+                "field 'maxcpu': invalid number of cores '-1'",
+            ),
+            (
+                "vm: 101\n\tmaxcpu 1e3\n",
+                "field 'maxcpu': invalid number of cores '1e3'",
+            ),
+            (
+                "vm: 101\n\tmaxcpu 9000\n",
+                "field 'maxcpu': invalid number of cores '9000'",
+            ),
+            (
+                "vm: 101\n\tmaxcpu NaN\n",
+                "field 'maxcpu': invalid number of cores 'NaN'",
+            ),
+            (
+                "vm: 101\n\tmaxmem 1.5\n",
+                "field 'maxmem': invalid memory size '1.5'",
+            ),
+            (
+                "vm: 101\n\tmaxmem 2G\n",
+                "field 'maxmem': invalid memory size '2G'",
+            ),
+            ("vm: 101\n\tmaxmem\n", "field 'maxmem': missing value"),
+        ] {
+            let shown = error(text).to_string();
+            assert!(shown.starts_with("resources.cfg:2: "), "{shown}");
+            assert!(shown.contains(message), "{shown} lacks {message}");
+        }
+        assert_eq!(
+            validate_resource_option(&sid("exec:x"), "maxcpu", "0.125").unwrap(),
+            ResourceOption::MaxCpu(CpuLimit::from_cores(0.125).unwrap())
+        );
     }
 
     #[test]

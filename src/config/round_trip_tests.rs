@@ -53,9 +53,22 @@ fn resource() -> impl Strategy<Value = ResourceConfig> {
         option::of(config_id()),
         option::of(plain_text()),
         btree_map("[a-z_][a-z0-9_.-]{0,6}", plain_text(), 0..3),
+        option::of(0u32..=8_192_000),
+        option::of(0u64..=crate::domain::resource::MAXMEM_LIMIT_MIB),
     )
         .prop_map(
-            |(sid, state, failback, max_restart, max_relocate, group, comment, params)| {
+            |(
+                sid,
+                state,
+                failback,
+                max_restart,
+                max_relocate,
+                group,
+                comment,
+                params,
+                maxcpu,
+                maxmem,
+            )| {
                 let agent = resources::AGENT_PARAM_TYPES.contains(&sid.kind());
                 let params: BTreeMap<String, String> = params
                     .into_iter()
@@ -70,6 +83,10 @@ fn resource() -> impl Strategy<Value = ResourceConfig> {
                     group,
                     comment,
                     params,
+                    maxcpu: maxcpu.and_then(|m| {
+                        crate::domain::resource::CpuLimit::from_cores(f64::from(m) / 1000.0)
+                    }),
+                    maxmem,
                 }
             },
         )

@@ -20,6 +20,7 @@ pub mod select;
 pub mod status;
 pub mod status_view;
 pub mod usage;
+pub mod usage_report;
 
 pub use affinity::{node_affinity_from_config, placement_rules_from_config, PlacementRules};
 pub use daemon::{CrmDaemon, CrmDaemonState, CrmInput, CrmOutput};
@@ -34,3 +35,4 @@ pub use status::{
     ServiceRecord, ServiceState,
 };
 pub use usage::{Load, NodeStats, NodeUsage, Scheduling, ServiceStats, Usage};
+pub use usage_report::{NodeUsageReport, ServiceUsageReport};

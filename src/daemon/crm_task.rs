@@ -268,10 +268,7 @@ async fn round(
         .filter(|n| snap.lrm_status.contains_key(*n))
         .map(|n| (n.clone(), RULES_CAPABLE_VERSION.to_string()))
         .collect();
-    let scheduling = crate::crm::Scheduling {
-        crs: snap.crs,
-        ..Default::default()
-    };
+    let scheduling = snap.scheduling();
     let output = run.daemon.iterate(&CrmInput {
         quorate: true,
         cluster_state_ok: true,
@@ -297,9 +294,10 @@ async fn round(
                 round_interval_ms: u64::try_from(config.timing.round_interval.as_millis())
                     .unwrap_or(u64::MAX),
             },
-            // The `crs` options from the store; no node or service
-            // statistics yet, so `static` and `dynamic` fall back to
-            // `basic` with the CRM's warning (spec 3.11.1).
+            // The `crs` options and the nodes' usage reports from the
+            // store; an online node without a report makes `static` and
+            // `dynamic` fall back to `basic` with the CRM's warning (spec
+            // 3.11.1).
             scheduling: &scheduling,
         },
     });

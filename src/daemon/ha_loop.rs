@@ -1,6 +1,6 @@
 //! The HA loop of a node: the lease task (agent lease renewals), the
-//! watchdog thread, the CRM (active only on the Raft leader) and the LRM,
-//! each on its own, so a slow store call or a hung watchdog-mux in one
+//! watchdog thread, the CRM (active only on the Raft leader), the LRM and
+//! the usage reporter, each on its own, so a slow store call or a hung watchdog-mux in one
 //! never delays the others.
 
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use super::agent_lease::{self, lock, Clock, Wakers};
 use super::config::NodeConfig;
 use super::lrm_task::LrmTask;
 use super::watchdog_thread::WatchdogThread;
-use super::{crm_task, lrm_task};
+use super::{crm_task, lrm_task, usage_task};
 
 /// Aborts the tasks when dropped (the loop itself may be aborted).
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
@@ -55,6 +55,7 @@ pub async fn run(
         wake.clone(),
     ));
     let crm = tokio::spawn(crm_task::run(config.clone(), state.clone()));
+    let usage = tokio::spawn(usage_task::run(config.clone(), state.store.clone()));
     let watcher = tokio::spawn(lrm_task::wake_on_manager_status(
         state.store.clone(),
         wake.clone(),
@@ -69,7 +70,7 @@ pub async fn run(
         },
         shutdown,
     ));
-    let _guard = AbortOnDrop(vec![lease_task, crm, watcher]);
+    let _guard = AbortOnDrop(vec![lease_task, crm, watcher, usage]);
     if lrm.await.is_err() {
         return Ok(());
     }

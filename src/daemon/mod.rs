@@ -8,6 +8,7 @@ pub mod config;
 pub mod credentials;
 pub mod crm_task;
 pub mod ha_loop;
+pub mod host_stats;
 pub mod http_server;
 pub mod lifecycle;
 pub mod lrm_task;
@@ -15,6 +16,7 @@ pub mod no_cluster_yet;
 pub mod shutdown;
 pub mod snapshot;
 pub mod tls_files;
+pub mod usage_task;
 pub mod watchdog_thread;
 
 use std::sync::atomic::AtomicU64;

@@ -7,7 +7,11 @@ use raft::{ClusterStore, DocKey, LeaseRecord};
 
 use crate::api::docs::{self, NodeDirectory};
 use crate::config::{effective_failback, parse_groups_cfg, parse_resources_cfg, parse_rules};
-use crate::crm::{placement_rules_from_config, ConfiguredResource, ManagerStatus, PlacementRules};
+use crate::crm::usage_report::scheduling_from_reports;
+use crate::crm::{
+    placement_rules_from_config, ConfiguredResource, ManagerStatus, NodeUsageReport,
+    PlacementRules, Scheduling,
+};
 use crate::domain::{
     split_rules, GroupConfig, NodeAffinityRule, NodeName, ResourceAffinityRule, ResourceConfig, Sid,
 };
@@ -65,6 +69,9 @@ pub struct Snapshot {
     /// The cluster resource scheduling options (`crs` document; the
     /// defaults if absent or unreadable, logged).
     pub crs: crate::domain::CrsOptions,
+    /// Each node's last usage report (`node-usage/<node>`; an unreadable
+    /// one is left out, so the node has no statistics).
+    pub node_usage: BTreeMap<NodeName, NodeUsageReport>,
 }
 
 /// Reads the local replica.
@@ -88,6 +95,16 @@ pub fn read(store: &ClusterStore) -> Snapshot {
                 serde_json::from_str(&d.value)
                     .ok()
                     .map(|v| (node, (v, d.version)))
+            })
+            .collect();
+        let node_usage: BTreeMap<NodeName, NodeUsageReport> = s
+            .docs()
+            .filter_map(|(k, d)| match k {
+                DocKey::Config(name) => {
+                    let node = name.strip_prefix(docs::NODE_USAGE_PREFIX)?.parse().ok()?;
+                    serde_json::from_str(&d.value).ok().map(|r| (node, r))
+                }
+                _ => None,
             })
             .collect();
         let placement: BTreeMap<String, (String, u64)> = s
@@ -119,6 +136,7 @@ pub fn read(store: &ClusterStore) -> Snapshot {
             text(docs::CRS_DOC),
             s.crm_commands().to_vec(),
             leases,
+            node_usage,
         )
     });
     let (
@@ -132,6 +150,7 @@ pub fn read(store: &ClusterStore) -> Snapshot {
         crs_text,
         crm_commands,
         leases,
+        node_usage,
     ) = applied.value;
     let configs = parse_resources_cfg(&res_text, "resources.cfg").unwrap_or_else(|e| {
         tracing::error!(error = %e, "stored resources.cfg is invalid");
@@ -182,6 +201,7 @@ pub fn read(store: &ClusterStore) -> Snapshot {
         resource_rules,
         configs: all_configs,
         crs,
+        node_usage,
     }
 }
 
@@ -205,6 +225,19 @@ impl Snapshot {
             &self.groups,
             &self.configs,
             nodes,
+        )
+    }
+
+    /// The scheduler input of a CRM round: the `crs` options, the nodes'
+    /// usage reports and every resource's limits and measured usage
+    /// (`crm::usage_report::scheduling_from_reports`).
+    pub fn scheduling(&self) -> Scheduling {
+        scheduling_from_reports(
+            self.crs,
+            &self.node_usage,
+            self.configs
+                .iter()
+                .map(|c| (c, self.resources.get(&c.sid).map(|r| &r.node))),
         )
     }
 }
@@ -289,5 +322,88 @@ mod tests {
         assert_eq!(placed["exec:a"], placed["exec:b"], "{placed:?}");
         assert_ne!(placed["exec:a"], placed["exec:c"], "{placed:?}");
         assert_eq!(placed["exec:d"], "node3", "{placed:?}");
+    }
+
+    /// Where the CRM places a new heavy service when three nodes carry a
+    /// heavy and two light services (as `tests/cluster_crs.rs` sets up),
+    /// from the scheduler input `Snapshot::scheduling` builds.
+    fn place_heavy2(mode: crate::domain::CrsMode) -> String {
+        use crate::crm::{NodeUsageReport, ServiceRecord, ServiceState};
+        use crate::domain::resource::CpuLimit;
+        let text = "exec: heavy1\n\tcmd a\n\tmaxcpu 2\n\tmaxmem 8192\n\n\
+                    exec: light1\n\tcmd b\n\tmaxcpu 0.1\n\tmaxmem 64\n\n\
+                    exec: light2\n\tcmd c\n\tmaxcpu 0.1\n\tmaxmem 64\n\n\
+                    exec: heavy2\n\tcmd d\n\tmaxcpu 2\n\tmaxmem 8192\n";
+        let configs = parse_resources_cfg(text, "resources.cfg").unwrap();
+        assert_eq!(configs[0].maxcpu, CpuLimit::from_cores(2.0));
+        let names = [node("node1"), node("node2"), node("node3")];
+        let mut snap = Snapshot {
+            configs: configs.clone(),
+            unplaced: vec![configs[3].clone()],
+            ..Snapshot::default()
+        };
+        snap.crs.mode = mode;
+        let mut old = ManagerStatus::default();
+        for (config, on) in configs.iter().take(3).zip(&names) {
+            let resource = ConfiguredResource {
+                config: config.clone(),
+                node: on.clone(),
+            };
+            snap.resources.insert(config.sid.clone(), resource);
+            let mut record = ServiceRecord::new(ServiceState::Started, on.clone());
+            record.running = true;
+            old.service_status.insert(config.sid.clone(), record);
+        }
+        for n in &names {
+            old.node_status.insert(n.clone(), NodeState::Online);
+            let report = NodeUsageReport {
+                maxcpu: 8.0,
+                maxmem: 32 << 30,
+                ..NodeUsageReport::default()
+            };
+            snap.node_usage.insert(n.clone(), report);
+        }
+        let membership: BTreeMap<NodeName, bool> =
+            names.iter().map(|n| (n.clone(), true)).collect();
+        let leases: BTreeMap<NodeName, AgentLease> = names
+            .iter()
+            .map(|n| (n.clone(), AgentLease::Held { expired: false }))
+            .collect();
+        let placement = snap.placement_rules(&names);
+        let scheduling = snap.scheduling();
+        let mut manager = Manager::new(node("node1"), &old);
+        let input = ManagerInput {
+            now_ms: 10_000,
+            membership: &membership,
+            resources: &snap.resources,
+            node_affinity: &placement.node_affinity,
+            resource_affinity: &placement.resource_affinity,
+            lrm_status: &snap.lrm_status,
+            crm_commands: &[],
+            agent_leases: &leases,
+            unplaced: &snap.unplaced,
+            guest_locks: &BTreeMap::new(),
+            fence_delay_ms: 60_000,
+            group_migration: GroupMigrationInput::no_groups(1_000),
+            scheduling: &scheduling,
+        };
+        let mut out = Steps::default();
+        assert!(manager.manage(&input, &mut out));
+        out.0
+            .iter()
+            .find_map(|s| match s {
+                CrmStep::Do(CrmAction::PlaceResource { node, .. }) => Some(node.to_string()),
+                _ => None,
+            })
+            .expect("heavy2 placed")
+    }
+
+    #[test]
+    fn static_places_by_the_limits_where_basic_counts_services() {
+        use crate::domain::CrsMode;
+        // One service on every node: basic takes the first by name.
+        assert_eq!(place_heavy2(CrsMode::Basic), "node1");
+        // node1 carries heavy1's 2 CPUs and 8 GiB; node2 and node3 tie.
+        assert_eq!(place_heavy2(CrsMode::Static), "node2");
     }
 }

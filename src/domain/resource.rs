@@ -42,6 +42,70 @@ pub struct ResourceConfig {
     /// Agent parameters (e.g. `cmd` for exec, `unit` for systemd, OCF
     /// `OCF_RESKEY_*` values for ocf), in key order.
     pub params: BTreeMap<String, String>,
+    /// CPUs the service may use, for the `static`/`dynamic` schedulers
+    /// (`None`: not configured; 0 = unlimited, counted as the whole node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxcpu: Option<CpuLimit>,
+    /// Memory the service may use, in MiB, for the `static`/`dynamic`
+    /// schedulers (`None`: not configured, nothing counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxmem: Option<u64>,
+}
+
+/// Largest accepted `maxcpu` (cores).
+pub const MAXCPU_LIMIT: u32 = 8192;
+/// Largest accepted `maxmem` (MiB): 1 PiB.
+pub const MAXMEM_LIMIT_MIB: u64 = 1 << 30;
+
+/// A CPU limit in thousandths of a core (`maxcpu 1.5` = 1500), so that a
+/// resource configuration stays `Eq`; 0 means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "f64", try_from = "f64")]
+pub struct CpuLimit(u32);
+
+impl CpuLimit {
+    /// The limit of `cores` (rounded to a thousandth), if it is finite
+    /// and within `0..=MAXCPU_LIMIT`.
+    pub fn from_cores(cores: f64) -> Option<CpuLimit> {
+        if !cores.is_finite() || !(0.0..=f64::from(MAXCPU_LIMIT)).contains(&cores) {
+            return None;
+        }
+        // In range: at most 8,192,000, which fits a u32.
+        Some(CpuLimit((cores * 1000.0).round() as u32))
+    }
+
+    /// The limit in cores.
+    pub fn cores(self) -> f64 {
+        f64::from(self.0) / 1000.0
+    }
+}
+
+impl From<CpuLimit> for f64 {
+    fn from(limit: CpuLimit) -> f64 {
+        limit.cores()
+    }
+}
+
+impl TryFrom<f64> for CpuLimit {
+    type Error = String;
+
+    fn try_from(cores: f64) -> Result<Self, Self::Error> {
+        CpuLimit::from_cores(cores)
+            .ok_or_else(|| format!("maxcpu {cores} is not a number of cores in 0..={MAXCPU_LIMIT}"))
+    }
+}
+
+impl std::fmt::Display for CpuLimit {
+    /// The shortest decimal form: `2`, `0.5`, `1.125`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (whole, frac) = (self.0 / 1000, self.0 % 1000);
+        if frac == 0 {
+            write!(f, "{whole}")
+        } else {
+            let digits = format!("{frac:03}");
+            write!(f, "{whole}.{}", digits.trim_end_matches('0'))
+        }
+    }
 }
 
 impl ResourceConfig {
@@ -56,6 +120,8 @@ impl ResourceConfig {
             group: None,
             comment: None,
             params: BTreeMap::new(),
+            maxcpu: None,
+            maxmem: None,
         }
     }
 }

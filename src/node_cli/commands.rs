@@ -57,6 +57,14 @@ pub struct ResourceOptions {
     /// Free text.
     #[arg(long)]
     pub comment: Option<String>,
+    /// CPUs the service may use, for the static/dynamic schedulers
+    /// (decimal cores, 0 = unlimited).
+    #[arg(long)]
+    pub maxcpu: Option<String>,
+    /// Memory the service may use, for the static/dynamic schedulers, in
+    /// MiB.
+    #[arg(long)]
+    pub maxmem: Option<String>,
     /// Agent parameter `key=value` (e.g. `cmd=...` for exec), repeatable.
     #[arg(long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
@@ -71,6 +79,8 @@ impl ResourceOptions {
             ("max_relocate", &self.max_relocate),
             ("group", &self.group),
             ("comment", &self.comment),
+            ("maxcpu", &self.maxcpu),
+            ("maxmem", &self.maxmem),
         ]);
         for p in &self.params {
             let (k, v) = p

@@ -45,6 +45,12 @@ pub fn resources_text(list: &[ResourceView]) -> String {
         if let Some(g) = &c.group {
             props.push(("group".into(), g.clone()));
         }
+        if let Some(limit) = c.maxcpu {
+            props.push(("maxcpu".into(), limit.to_string()));
+        }
+        if let Some(mib) = c.maxmem {
+            props.push(("maxmem".into(), mib.to_string()));
+        }
         if let Some(cm) = c.comment.as_ref().filter(|cm| !cm.is_empty()) {
             props.push(("comment".into(), cm.clone()));
         }

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::client::ApiClient;
 use super::commands::OutputFormat;
 use super::{say, say_json};
+use crate::api::crs::CrsUsageView;
 use crate::api::status::{StatusEntry, StatusSnapshot};
 use crate::crm::status_view::status_text;
 
@@ -36,17 +37,30 @@ pub fn status_lines(entries: &[StatusEntry], time: &dyn Fn(u64) -> String) -> St
     out
 }
 
-/// The scheduler lines of `status --verbose`: the configured mode and,
-/// with automatic rebalancing on, its settings. The imbalance the CRM
-/// computes is not shown: the daemon has no node statistics yet, so its
-/// CRM schedules `basic`, where the imbalance is always 0.
-fn scheduling_lines(crs: &crate::api::crs::CrsView) -> String {
+/// The scheduler lines of `status --verbose`: the configured mode; in
+/// `static`/`dynamic` each node's reported capacity and usage; with
+/// automatic rebalancing on, its settings and the current imbalance (the
+/// coefficient of variation the CRM compares with the threshold).
+fn scheduling_lines(crs: &crate::api::crs::CrsView, usage: &CrsUsageView) -> String {
     let get = |key: &str| crs.options.get(key).map_or("", String::as_str);
     let mut out = format!(
         "scheduler mode: {} (rebalance on start: {})\n",
         get("ha"),
         get("ha-rebalance-on-start")
     );
+    if get("ha") != "basic" {
+        const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+        for (node, r) in &usage.nodes {
+            out.push_str(&format!(
+                "node usage {node}: cpu {:.2} of {} cores, memory {:.2} of {:.2} GiB, {} services measured\n",
+                r.cpu,
+                r.maxcpu,
+                r.mem as f64 / GIB,
+                r.maxmem as f64 / GIB,
+                r.services.len()
+            ));
+        }
+    }
     if get("ha-auto-rebalance") == "1" {
         out.push_str(&format!(
             "auto rebalance: method {}, threshold {}, margin {}, hold {} rounds\n",
@@ -55,6 +69,12 @@ fn scheduling_lines(crs: &crate::api::crs::CrsView) -> String {
             get("ha-auto-rebalance-margin"),
             get("ha-auto-rebalance-hold-duration")
         ));
+        match usage.imbalance {
+            Some(cv) => out.push_str(&format!("current imbalance: {cv:.2}\n")),
+            None => out.push_str(
+                "current imbalance: unknown (scheduler mode basic, or an online node without a usage report)\n",
+            ),
+        }
     }
     out
 }
@@ -63,23 +83,28 @@ fn scheduling_lines(crs: &crate::api::crs::CrsView) -> String {
 /// cluster state:" and the manager status document, as Proxmox does.
 pub fn status(client: &ApiClient, verbose: bool, format: OutputFormat) -> anyhow::Result<()> {
     let entries: Vec<StatusEntry> = client.get("/status/current")?;
-    let full: Option<StatusSnapshot> = if verbose {
-        Some(client.get("/status/manager_status")?)
+    let full: Option<(StatusSnapshot, CrsUsageView)> = if verbose {
+        Some((
+            client.get("/status/manager_status")?,
+            client.get("/crs/usage")?,
+        ))
     } else {
         None
     };
     match format {
         OutputFormat::Json => match full {
-            Some(f) => say_json(&json!({"current": entries, "manager_status": f})),
+            Some((f, usage)) => {
+                say_json(&json!({"current": entries, "manager_status": f, "scheduling": usage}))
+            }
             None => say_json(&entries),
         },
         OutputFormat::Text => {
             let mut text = status_lines(&entries, &local_ctime);
-            if verbose {
+            if let Some((_, usage)) = &full {
                 let crs: crate::api::crs::CrsView = client.get("/crs")?;
-                text.push_str(&scheduling_lines(&crs));
+                text.push_str(&scheduling_lines(&crs, usage));
             }
-            if let Some(f) = full {
+            if let Some((f, _)) = full {
                 text.push_str("full cluster state:\n");
                 text.push_str(&serde_json::to_string_pretty(&f)?);
                 text.push('\n');
@@ -100,16 +125,41 @@ mod tests {
             options: crate::api::crs::crs_values(crs),
             digest: 3,
         };
+        let mut usage = CrsUsageView {
+            mode: "basic".into(),
+            imbalance: None,
+            nodes: std::collections::BTreeMap::new(),
+        };
         assert_eq!(
-            scheduling_lines(&view(&crs)),
+            scheduling_lines(&view(&crs), &usage),
             "scheduler mode: basic (rebalance on start: 0)\n"
         );
         crs.mode = crate::domain::CrsMode::Static;
         crs.auto_rebalance = true;
         assert_eq!(
-            scheduling_lines(&view(&crs)),
+            scheduling_lines(&view(&crs), &usage),
             "scheduler mode: static (rebalance on start: 0)\n\
-             auto rebalance: method bruteforce, threshold 0.3, margin 0.1, hold 3 rounds\n"
+             auto rebalance: method bruteforce, threshold 0.3, margin 0.1, hold 3 rounds\n\
+             current imbalance: unknown (scheduler mode basic, or an online node without a usage report)\n"
+        );
+        usage.imbalance = Some(1.0 / 3.0);
+        usage.nodes.insert(
+            "node1".into(),
+            crate::crm::NodeUsageReport {
+                maxcpu: 2.0,
+                maxmem: 8 << 30,
+                cpu: 0.5,
+                mem: 2 << 30,
+                services: std::collections::BTreeMap::new(),
+                seq: 1,
+            },
+        );
+        assert_eq!(
+            scheduling_lines(&view(&crs), &usage),
+            "scheduler mode: static (rebalance on start: 0)\n\
+             node usage node1: cpu 0.50 of 2 cores, memory 2.00 of 8.00 GiB, 0 services measured\n\
+             auto rebalance: method bruteforce, threshold 0.3, margin 0.1, hold 3 rounds\n\
+             current imbalance: 0.33\n"
         );
     }
 }

@@ -16,7 +16,7 @@ use super::fencing::{AgentLease, FenceEvidence};
 use super::group_migration::{GroupMigration, GroupMigrationInput};
 use super::output::{CrmAction, Level, Steps};
 use super::select::{
-    select_service_node, used_nodes, NodeAffinity, PartnerNodes, Preference, ResourceAffinity,
+    select_service_node, NodeAffinity, PartnerNodes, Preference, ResourceAffinity,
 };
 use super::status::{
     exit_code, Disarm, DisarmMode, DisarmState, LrmResult, ManagerStatus, NodeState, ServiceRecord,
@@ -321,29 +321,10 @@ impl Manager {
         }
     }
 
-    /// The service is running as far as the usage model goes (spec
-    /// 3.11.1): started and reported running, or in another state on a
-    /// node.
-    fn counts_as_running(sd: &ServiceRecord, has_current: bool) -> bool {
-        if sd.state == ServiceState::Started {
-            sd.running
-        } else {
-            has_current
-        }
-    }
-
     /// What `sid` adds to a node in this round's mode; `None` when
     /// `static`/`dynamic` have no statistics for it.
     fn service_load(&self, input: &ManagerInput<'_>, sid: &Sid, running: bool) -> Option<Load> {
-        if self.mode == CrsMode::Basic {
-            return Some(Load::default());
-        }
-        let stats = input.scheduling.service_stats.get(sid)?;
-        Some(if self.mode == CrsMode::Dynamic && running {
-            Load::measured(stats)
-        } else {
-            Load::limits(stats)
-        })
+        super::usage_report::service_load(self.mode, input.scheduling, sid, running)
     }
 
     /// [`Self::service_load`] for a placement decision; a service without
@@ -370,34 +351,12 @@ impl Manager {
 
     fn recompute_usage(&mut self, input: &ManagerInput<'_>) {
         let online: Vec<NodeName> = self.online_nodes().cloned().collect();
-        let mut usage = Usage::init(self.mode, &online, input.scheduling)
-            .or_else(|_| Usage::init(CrsMode::Basic, &online, input.scheduling))
-            .unwrap_or_default();
-        let basic = self.mode == CrsMode::Basic;
-        let dynamic = self.mode == CrsMode::Dynamic;
-        for (sid, sd) in &self.ms.service_status {
-            let (current, target) = used_nodes(sd, |n| usage.contains_key(n));
-            if current.is_none() && target.is_none() {
-                continue;
-            }
-            let running = Self::counts_as_running(sd, current.is_some());
-            let load = if basic {
-                Load::default()
-            } else {
-                self.service_load(input, sid, running).unwrap_or_default()
-            };
-            let (current, target) = (current.cloned(), target.cloned());
-            if let Some(node) = current {
-                // Dynamic: a running service is in its node's measured usage.
-                if !(dynamic && running) {
-                    usage.add(&node, &load);
-                }
-            }
-            if let Some(node) = target {
-                usage.add(&node, &load);
-            }
-        }
-        self.usage = usage;
+        self.usage = super::usage_report::usage_model(
+            self.mode,
+            &online,
+            &self.ms.service_status,
+            input.scheduling,
+        );
     }
 
     fn add_usage(&mut self, node: &NodeName, load: Option<&Load>) {
