@@ -1,7 +1,9 @@
-//! The HTTP API of the node daemon (design.md section 8).
+//! The HTTPS API of the node daemon (design.md section 8).
 //!
 //! * `/api/v1/...`: JSON, every route needs `Authorization: Bearer <api
-//!   token>` except `POST /api/v1/cluster/join`, which needs the join
+//!   token>` or a member's node certificate (the CLI on a node; acts as
+//!   admin `node:<name>`, see `node_certs.rs`), except `POST
+//!   /api/v1/cluster/join`, which needs the join
 //!   token in `x-ha-join-token` (`join_tokens.rs`: they expire and can be
 //!   revoked). A wrong or missing token gets 401 and changes nothing.
 //!   Tokens have a role (`tokens.rs`): `admin`, or `read-only` (GET only,
@@ -13,7 +15,8 @@
 //!   are then capped at [`API_BODY_LIMIT`] ([`IMPORT_BODY_LIMIT`] for the
 //!   config import). Every refusal is the JSON error body naming the field
 //!   (see [`extract`]).
-//! * `/raft` is mounted by the daemon from the `raft` crate (cluster secret).
+//! * `/raft` is mounted by the daemon from the `raft` crate (a member's
+//!   node certificate that the node directory lists).
 
 pub mod backup;
 pub mod cluster;
