@@ -45,21 +45,6 @@ fn snapshot(c: &LocalCluster, via: usize) -> (Value, Value) {
     (res, rules)
 }
 
-/// A new admin API token, made through node `i`'s CLI.
-fn api_token(c: &LocalCluster, i: usize) -> String {
-    let id = format!("test-admin-{i}");
-    let out = c
-        .cli(i, &["token", "add", &id, "--role", "admin"])
-        .expect("cli");
-    assert_eq!(out.code, 0, "token add: {}", out.stderr);
-    out.stdout
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with(&format!("{id}.")))
-        .expect("the token line")
-        .to_string()
-}
-
 /// Sends a request and returns the status and the JSON error body.
 fn send(request: reqwest::blocking::RequestBuilder) -> (u16, Value) {
     let response = request.send().expect("the daemon answers");
@@ -144,7 +129,7 @@ fn names_in_urls_stay_one_segment_and_out_of_range_input_changes_nothing() {
 
     // The same over raw HTTP, plus JSON the CLI would never send.
     let base = c.url(0, "/api/v1");
-    let token = api_token(&c, 0);
+    let token = common::make_token(&c, "test-admin", "admin");
     let http = c.https_client(0).expect("client");
     let cases: Vec<(reqwest::blocking::RequestBuilder, u16, &str)> = vec![
         (

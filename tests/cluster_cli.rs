@@ -350,21 +350,6 @@ fn bad_input_on_every_verb_is_refused_and_changes_nothing() {
 
 // ----- 2. API authentication and /metrics -----------------------------------
 
-/// A new admin API token, made through node `i`'s CLI.
-fn api_token(c: &LocalCluster, i: usize) -> String {
-    let id = format!("test-admin-{i}");
-    let out = c
-        .cli(i, &["token", "add", &id, "--role", "admin"])
-        .expect("cli");
-    assert_eq!(out.code, 0, "token add: {}", out.stderr);
-    out.stdout
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with(&format!("{id}.")))
-        .expect("the token line")
-        .to_string()
-}
-
 #[test]
 fn the_api_refuses_missing_or_wrong_tokens_and_metrics_are_prometheus_text() {
     let c = start(3);
@@ -373,7 +358,7 @@ fn the_api_refuses_missing_or_wrong_tokens_and_metrics_are_prometheus_text() {
     let on = wait_running_once(&c, m, LIMIT);
     wait_service_state(&c, 1, "exec:api", "started", &c.nodes[on].name);
     let before = config_snapshot(&c, 1);
-    let token = api_token(&c, 1);
+    let token = common::make_token(&c, "test-admin", "admin");
     let base = c.url(1, "/api/v1");
     let http = c.https_client(0).expect("client");
     let new_m = marker(22);

@@ -321,11 +321,89 @@ pub async fn leave(State(st): State<ApiState>) -> ApiResult<StatusCode> {
             ),
         ));
     }
+    // Another member takes this node out of the directory and the Raft
+    // membership: whichever of the two this node did first, its own
+    // request for the second would be refused (its certificate is then no
+    // member's), so it asks, with its certificate, someone who stays.
+    let client =
+        reqwest::Client::builder()
+            .use_preconfigured_tls(st.store.tls().client_config().map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("TLS: {e}"))
+            })?)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut last = String::from("no other member");
+    for (peer, addr) in membership.addrs.iter().filter(|(p, _)| **p != id) {
+        let reply = client
+            .post(format!("https://{addr}/api/v1/cluster/remove-self"))
+            .json(&RemoveSelf { node_id: id })
+            .send()
+            .await;
+        match reply {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(via = peer, "left the cluster");
+                st.left.notify_one();
+                return Ok(StatusCode::OK);
+            }
+            Ok(r) => {
+                last = format!(
+                    "{addr}: HTTP {}: {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                )
+            }
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("no member could take this node out of the cluster (last: {last}); retry"),
+    ))
+}
+
+/// Body of `POST /cluster/remove-self`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveSelf {
+    /// Raft id of the leaving node.
+    pub node_id: u64,
+}
+
+/// `POST /cluster/remove-self`: a leaving member (see [`leave`]) asks this
+/// member to take it out of the node directory and the Raft membership.
+/// Only the node itself, by its certificate, may ask (an operator removes
+/// another node with `delnode`, which has its own checks).
+pub async fn remove_self(
+    State(st): State<ApiState>,
+    axum::Extension(caller): axum::Extension<super::tokens::Caller>,
+    ApiJson(req): ApiJson<RemoveSelf>,
+) -> ApiResult<StatusCode> {
     let mut dir = docs::nodes(&st.store).await?;
-    dir.value.nodes.retain(|_, e| e.id != id);
+    let name = dir
+        .value
+        .name_of(req.node_id)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::not_found(format!("no member with id {}", req.node_id)))?;
+    if caller.id != format!("node:{name}") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "only node '{name}' itself may ask to leave ('{}' asked); use `cluster delnode`",
+                caller.id
+            ),
+        ));
+    }
+    if req.node_id == st.store.id() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "a leaving node asks another member",
+        ));
+    }
+    dir.value.nodes.retain(|_, e| e.id != req.node_id);
     docs::put_nodes(&st.store, &dir.value, dir.version).await?;
-    st.store.remove_node(id).await?;
-    st.left.notify_one();
+    st.store.remove_node(req.node_id).await?;
+    tracing::info!(target: "audit", node = %name, id = req.node_id, "member left the cluster");
     Ok(StatusCode::OK)
 }
 

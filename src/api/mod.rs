@@ -161,6 +161,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/cluster/status", get(cluster::status))
         .route("/cluster/members", post(cluster::admit))
         .route("/cluster/leave", post(cluster::leave))
+        .route("/cluster/remove-self", post(cluster::remove_self))
         .route("/cluster/delnode", post(members::delnode))
         .route("/cluster/set-address", post(members::set_address))
         .route("/cluster/renew-cert", post(cluster::renew_cert))

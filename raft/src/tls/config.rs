@@ -225,7 +225,9 @@ impl NodeTls {
         Ok(ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(CurrentServerVerifier(self.clone())))
+            .with_custom_certificate_verifier(Arc::new(ClusterServerVerifier(TrustSource::Node(
+                self.clone(),
+            ))))
             .with_client_cert_resolver(Arc::new(CurrentCert(self.clone()))))
     }
 }
@@ -276,11 +278,24 @@ fn tls13_signature(
     )
 }
 
-/// Verifies servers against the node's current CAs.
+/// Where a client looks for the CAs it trusts.
 #[derive(Debug)]
-struct CurrentServerVerifier(Arc<NodeTls>);
+enum TrustSource {
+    /// The node's current material (node-to-node traffic).
+    Node(Arc<NodeTls>),
+    /// A fixed set (the CLI's `ca.crt`).
+    Fixed(Arc<WebPkiServerVerifier>),
+    /// The CA, among the certificates the server sends, whose SHA-256 is
+    /// this (`cluster join`, which knows nothing but the join token).
+    Pinned(String),
+}
 
-impl ServerCertVerifier for CurrentServerVerifier {
+/// Accepts a server with a node certificate of a CA from its
+/// [`TrustSource`], whatever address it was reached at.
+#[derive(Debug)]
+struct ClusterServerVerifier(TrustSource);
+
+impl ServerCertVerifier for ClusterServerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -289,14 +304,38 @@ impl ServerCertVerifier for CurrentServerVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let current = self.0.current();
-        verify_node_server(
-            &current.server_verifier,
-            end_entity,
-            intermediates,
-            ocsp,
-            now,
-        )
+        match &self.0 {
+            TrustSource::Node(tls) => {
+                let current = tls.current();
+                verify_node_server(
+                    &current.server_verifier,
+                    end_entity,
+                    intermediates,
+                    ocsp,
+                    now,
+                )
+            }
+            TrustSource::Fixed(verifier) => {
+                verify_node_server(verifier, end_entity, intermediates, ocsp, now)
+            }
+            TrustSource::Pinned(pin) => {
+                let ca = intermediates
+                    .iter()
+                    .find(|c| fingerprint(c).eq_ignore_ascii_case(pin))
+                    .ok_or_else(|| {
+                        rustls::Error::General(
+                            "the server's CA is not the one named by the join token (wrong \
+                             address, another cluster, or someone in between)"
+                                .into(),
+                        )
+                    })?;
+                let mut roots = RootCertStore::empty();
+                roots.add(ca.clone().into_owned())?;
+                let verifier = server_verifier(Arc::new(roots))
+                    .map_err(|e| rustls::Error::General(e.to_string()))?;
+                verify_node_server(&verifier, end_entity, &[], ocsp, now)
+            }
+        }
     }
 
     fn verify_tls12_signature(
@@ -398,45 +437,6 @@ impl rustls::client::ResolvesClientCert for CurrentCert {
     }
 }
 
-/// Verifies servers against a fixed set of CAs (the CLI's).
-#[derive(Debug)]
-struct FixedServerVerifier(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for FixedServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        verify_node_server(&self.0, end_entity, intermediates, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        supported_schemes()
-    }
-}
-
 /// A client of the cluster's API that trusts the CAs in `ca_pem` and,
 /// when `identity` (certificate PEM, key PEM) is given, presents it: the
 /// CLI on a node authenticates with the node certificate.
@@ -444,9 +444,9 @@ pub fn cli_client_config(
     ca_pem: &str,
     identity: Option<(&str, &str)>,
 ) -> Result<ClientConfig, TlsError> {
-    let verifier = Arc::new(FixedServerVerifier(server_verifier(roots_from_pem(
-        ca_pem,
-    )?)?));
+    let verifier = Arc::new(ClusterServerVerifier(TrustSource::Fixed(server_verifier(
+        roots_from_pem(ca_pem)?,
+    )?)));
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -467,72 +467,14 @@ pub fn cli_client_config(
     })
 }
 
-/// Accepts a server whose chain includes a CA certificate with SHA-256
-/// `fingerprint` and whose node certificate that CA signed: how a joining
-/// node, which knows nothing but the join token, makes sure it talks to
-/// the cluster the token belongs to.
-#[derive(Debug)]
-struct PinnedCaVerifier {
-    fingerprint: String,
-}
-
-impl ServerCertVerifier for PinnedCaVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let ca = intermediates
-            .iter()
-            .find(|c| fingerprint(c).eq_ignore_ascii_case(&self.fingerprint))
-            .ok_or_else(|| {
-                rustls::Error::General(
-                    "the server's CA is not the one named by the join token (wrong address, \
-                     another cluster, or someone in between)"
-                        .into(),
-                )
-            })?;
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.clone().into_owned())?;
-        let verifier =
-            server_verifier(Arc::new(roots)).map_err(|e| rustls::Error::General(e.to_string()))?;
-        verify_node_server(&verifier, end_entity, &[], ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        supported_schemes()
-    }
-}
-
 /// The client of `cluster join`: trusts only a server of the CA with
 /// SHA-256 `ca_fingerprint` (hex), presents no certificate.
 pub fn pinned_client_config(ca_fingerprint: &str) -> Result<ClientConfig, TlsError> {
     Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedCaVerifier {
-            fingerprint: ca_fingerprint.to_string(),
-        }))
+        .with_custom_certificate_verifier(Arc::new(ClusterServerVerifier(TrustSource::Pinned(
+            ca_fingerprint.to_string(),
+        ))))
         .with_no_client_auth())
 }
