@@ -73,6 +73,8 @@ pub struct TlsMaterial {
     server_verifier: Arc<WebPkiServerVerifier>,
     client_verifier: Arc<dyn ClientCertVerifier>,
     ca_fingerprint: String,
+    ca_fingerprints: Vec<String>,
+    issuer_fingerprint: String,
 }
 
 impl std::fmt::Debug for TlsMaterial {
@@ -118,7 +120,12 @@ impl TlsMaterial {
             .build()
             .map_err(|e| TlsError::invalid("CA certificate", e))?;
         let ca_fingerprint = fingerprint(&cas[0]);
-        let certified = CertifiedKey::new(vec![cert, cas[0].clone()], key);
+        // The chain sent with the node certificate ends in the CA that
+        // signed it (during a CA rotation that may be the second one).
+        let issuer = issuing_ca(&cas, &cert).unwrap_or_else(|| cas[0].clone());
+        let issuer_fingerprint = fingerprint(&issuer);
+        let ca_fingerprints = cas.iter().map(|c| fingerprint(c)).collect();
+        let certified = CertifiedKey::new(vec![cert, issuer], key);
         certified.keys_match().map_err(|e| {
             TlsError::invalid("node key", format!("does not fit the certificate: {e}"))
         })?;
@@ -130,7 +137,24 @@ impl TlsMaterial {
             server_verifier,
             client_verifier,
             ca_fingerprint,
+            ca_fingerprints,
+            issuer_fingerprint,
         })
+    }
+
+    /// Hex SHA-256 of every trusted CA certificate, current first.
+    pub fn ca_fingerprints(&self) -> &[String] {
+        &self.ca_fingerprints
+    }
+
+    /// Hex SHA-256 of the trusted CA that signed the node certificate.
+    pub fn issuer_fingerprint(&self) -> &str {
+        &self.issuer_fingerprint
+    }
+
+    /// Hex SHA-256 of the node certificate.
+    pub fn cert_fingerprint(&self) -> &str {
+        &self.identity.fingerprint
     }
 
     /// Who this node's certificate says it is.
@@ -152,6 +176,23 @@ impl TlsMaterial {
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
     }
+}
+
+/// The CA of `cas` that signed `cert`, if any.
+fn issuing_ca(
+    cas: &[CertificateDer<'static>],
+    cert: &CertificateDer<'static>,
+) -> Option<CertificateDer<'static>> {
+    cas.iter()
+        .find(|ca| {
+            let mut roots = RootCertStore::empty();
+            roots.add((*ca).clone()).is_ok()
+                && server_verifier(Arc::new(roots)).is_ok_and(|v| {
+                    v.verify_server_cert(cert, &[], &node_dns_name(), &[], UnixTime::now())
+                        .is_ok()
+                })
+        })
+        .cloned()
 }
 
 /// A node's TLS material, replaceable while connections come and go.
