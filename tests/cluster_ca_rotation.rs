@@ -107,6 +107,12 @@ fn the_cluster_ca_is_rotated_without_downtime() {
     let out = cli_ok(&c, 1, &["cluster", "ca", "rotate"]);
     assert!(out.contains("CA rotation started"), "{out}");
     let again = cli_ok(&c, 2, &["cluster", "ca", "rotate"]);
+    // A join token would pin the CA being replaced: refused meanwhile.
+    wait_until(Duration::from_secs(5), "join tokens refused", || {
+        let out = c.cli(0, &["cluster", "join-token", "create"]).ok()?;
+        (out.code != 0 && out.stderr.contains("CA rotation is in progress")).then_some(())
+    })
+    .expect("join-token create refused during the rotation");
     assert!(again.contains("already in progress"), "{again}");
     let early = c.cli(0, &["cluster", "ca", "finish"]).expect("cli");
     assert_ne!(

@@ -323,6 +323,16 @@ fn corrupt(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
+/// The next CA's SHA-256 if the local replica's document says a rotation
+/// is in progress.
+pub fn rotation_in_progress(store: &raft::ClusterStore) -> Option<String> {
+    let (text, _) = docs::read_local_raw(store, CA_DOC);
+    parse(&text)
+        .ok()
+        .flatten()
+        .and_then(|ca| ca.next.as_ref().map(StoredCa::fingerprint))
+}
+
 /// Reads the document (linearizable) and its version.
 pub async fn read(st: &ApiState) -> ApiResult<(Option<ClusterCa>, u64)> {
     let (text, version) = docs::read_raw_text(&st.store, CA_DOC).await?;
