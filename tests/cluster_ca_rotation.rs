@@ -1,7 +1,8 @@
 //! The cluster CA is rotated on a running 3-node cluster: `cluster ca
 //! rotate`, every daemon trusts the new CA and then presents a certificate
 //! of it, `cluster ca finish` (refused before that, naming the nodes),
-//! after which the old CA is trusted nowhere. The service keeps its pid
+//! after which the old CA is trusted nowhere. A daemon restarted in the
+//! middle of the rotation catches up. The service keeps its pid
 //! throughout, no node is fenced, and a node joins with a token made
 //! after the rotation.
 
@@ -121,6 +122,18 @@ fn the_cluster_ca_is_rotated_without_downtime() {
         early.stdout
     );
     assert!(early.stderr.contains("waiting for"), "{}", early.stderr);
+
+    // A daemon restarted in the middle of the rotation continues from its
+    // files (ca.crt holds both CAs by now) and the document.
+    wait_until(Duration::from_secs(10), "node3 trusts both CAs", || {
+        (trusted(&c, 2).len() == 2).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.log_tails(30)));
+    assert_eq!(
+        c.stop_daemon_clean(2, Duration::from_secs(30)).ok(),
+        Some(0)
+    );
+    c.start_daemon(2).expect("node3 restarts");
 
     // Every node trusts both CAs (the old one first), then presents a
     // certificate of the new one.
