@@ -577,3 +577,35 @@ pub fn pinned_client_config(ca_fingerprint: &str) -> Result<ClientConfig, TlsErr
         }))
         .with_no_client_auth())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::pki;
+    use std::time::SystemTime;
+
+    fn fp(pem: &str) -> String {
+        fingerprint(&certs_from_pem("test", pem).unwrap()[0])
+    }
+
+    #[test]
+    fn a_bundle_trusts_every_ca_and_the_chain_ends_in_the_signing_one() {
+        let now = SystemTime::now();
+        let current = pki::new_ca("current", now).unwrap();
+        let next = pki::new_ca("next", now).unwrap();
+        let node = pki::issue_node(&next, 2, "node2", now).unwrap();
+        let bundle = format!("{}{}", current.cert_pem, next.cert_pem);
+        let m = TlsMaterial::from_pem(&bundle, &node.cert_pem, &node.key_pem).unwrap();
+        assert_eq!(m.ca_fingerprint(), fp(&current.cert_pem));
+        assert_eq!(
+            m.ca_fingerprints(),
+            [fp(&current.cert_pem), fp(&next.cert_pem)]
+        );
+        assert_eq!(m.issuer_fingerprint(), fp(&next.cert_pem));
+        assert_eq!(m.cert_fingerprint(), fp(&node.cert_pem));
+        assert_eq!(fingerprint(&m.certified.cert[1]), fp(&next.cert_pem));
+        // Without the CA that signed it, the certificate is refused.
+        let only_current = TlsMaterial::from_pem(&current.cert_pem, &node.cert_pem, &node.key_pem);
+        assert!(only_current.is_err());
+    }
+}
