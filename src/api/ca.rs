@@ -40,9 +40,9 @@ use super::docs::{self, NodeDirectory};
 use super::error::{ApiError, ApiResult};
 use super::ApiState;
 
-/// Document name of the CA set. Not part of `backup` (it holds keys, and
-/// a restored cluster has its own CA).
-pub const CA_DOC: &str = "cluster-ca";
+/// Document name of the CA set ([`docs::CA_DOC`]). Not part of `backup`
+/// (it holds keys, and a restored cluster has its own CA).
+pub const CA_DOC: &str = docs::CA_DOC;
 
 /// A CA certificate and its key, as the document stores them.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
