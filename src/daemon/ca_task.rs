@@ -142,9 +142,7 @@ async fn renew(state: &ApiState, doc: &ClusterCa, next: &StoredCa) -> Result<(),
         .get_mut(state.node.as_str())
         .filter(|e| e.id == id)
         .ok_or_else(|| format!("node '{}' is not in the node directory", state.node))?;
-    // The one in use and the new one, newest last: a retried renewal never
-    // unlists the certificate the node still presents.
-    entry.certs = vec![in_use, new_fp.clone()];
+    entry.certs = ca::renewal_certs(&entry.certs, &in_use, &new_fp);
     docs::put_nodes(&state.store, &dir.value, dir.version)
         .await
         .map_err(|e| e.body.error)?;
