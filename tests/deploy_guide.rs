@@ -87,6 +87,7 @@ const READ_ONLY: &[&str] = &[
     "ha-manager status",
     "ha-manager config",
     "ha-manager cluster status",
+    "ha-manager cluster ca status",
     "ha-manager rules",
     "ha-manager groupconfig",
     "cat ",

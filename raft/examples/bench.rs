@@ -196,7 +196,7 @@ async fn bench_ours(dir: &Path, step: Duration, out: &mut Vec<String>) -> Result
         .position(|s| s.is_leader())
         .context("no leader")?;
     let addr = Arc::new(cluster.addrs[leader].clone());
-    let client = PeerClient::new(bench_tls(1)?.client_config()?, None)?;
+    let client = PeerClient::new(bench_tls(1)?, None)?;
     for clients in CONCURRENCY {
         let (client, addr) = (client.clone(), addr.clone());
         let stats = drive(clients, step, move |c, i| {

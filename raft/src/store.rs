@@ -135,11 +135,8 @@ impl ClusterStore {
                 source,
             })?;
         let handle = sm.handle();
-        let tls = config
-            .tls
-            .client_config()
+        let peers = PeerClient::new(config.tls.clone(), config.source_addr)
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let peers = PeerClient::new(tls, config.source_addr)?;
         let raft = Raft::new(
             config.node_id,
             raft_config,

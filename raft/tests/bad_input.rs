@@ -216,8 +216,7 @@ async fn peer_requests_leave_from_the_configured_source_address() {
     assert_eq!(source, Some("127.0.0.7".parse().unwrap()));
     assert_eq!(raft::config::source_of("0.0.0.0:7400"), None);
     assert_eq!(raft::config::source_of("node1.example:7400"), None);
-    let tls = common::node_tls(1).client_config().unwrap();
-    let client = raft::network::client::PeerClient::new(tls, source).unwrap();
+    let client = raft::network::client::PeerClient::new(common::node_tls(1), source).unwrap();
     let reply: Result<u8, _> = client
         .post(
             &addr,

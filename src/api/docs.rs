@@ -25,6 +25,10 @@ pub const RULES_DOC: &str = "rules";
 /// Document name of the cluster resource scheduling options: the value of
 /// datacenter.cfg's `crs` key (`ha=static,ha-rebalance-on-start=1`).
 pub const CRS_DOC: &str = "crs";
+/// Document name of the cluster CA set during and after a CA rotation
+/// (`api::ca`: the CAs with their keys, and each member's report). Never
+/// part of a backup.
+pub const CA_DOC: &str = "cluster-ca";
 /// Prefix of the per-node usage reports (`node-usage/<node>`: a
 /// `crm::NodeUsageReport` as JSON), written by each node's usage reporter
 /// and read by the CRM for the `static`/`dynamic` schedulers.

@@ -537,6 +537,16 @@ pub async fn create(
             "field 'description': at most 256 characters, no control characters",
         ));
     }
+    // A token pins the current CA, which a rotation is replacing.
+    if let Some(next) = super::ca::rotation_in_progress(&st.store) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "a CA rotation is in progress (next CA sha256 {next}): a join token made now \
+                 would name the CA being replaced; run `ha-manager cluster ca finish` first"
+            ),
+        ));
+    }
     let (mut table, version) = read_table(&st.store).await?;
     let now = unix_now();
     let pruned = table.prune_expired(now);

@@ -19,6 +19,7 @@
 //!   node certificate that the node directory lists).
 
 pub mod backup;
+pub mod ca;
 pub mod cluster;
 pub mod crs;
 pub mod docs;
@@ -165,6 +166,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/cluster/delnode", post(members::delnode))
         .route("/cluster/set-address", post(members::set_address))
         .route("/cluster/renew-cert", post(cluster::renew_cert))
+        .route("/cluster/ca", get(ca::status))
+        .route("/cluster/ca/rotate", post(ca::rotate))
+        .route("/cluster/ca/finish", post(ca::finish))
         .route("/resources", get(resources::list).post(resources::create))
         .route(
             "/resources/{sid}",

@@ -56,6 +56,7 @@ pub async fn run(
     ));
     let crm = tokio::spawn(crm_task::run(config.clone(), state.clone()));
     let usage = tokio::spawn(usage_task::run(config.clone(), state.store.clone()));
+    let ca = tokio::spawn(super::ca_task::run(state.clone()));
     let watcher = tokio::spawn(lrm_task::wake_on_manager_status(
         state.store.clone(),
         wake.clone(),
@@ -70,7 +71,7 @@ pub async fn run(
         },
         shutdown,
     ));
-    let _guard = AbortOnDrop(vec![lease_task, crm, watcher, usage]);
+    let _guard = AbortOnDrop(vec![lease_task, crm, watcher, usage, ca]);
     if lrm.await.is_err() {
         return Ok(());
     }

@@ -4,6 +4,7 @@
 //! See README.md for configuration keys, files and ports.
 
 pub mod agent_lease;
+pub mod ca_task;
 pub mod config;
 pub mod credentials;
 pub mod crm_task;

@@ -2,8 +2,8 @@
 //!
 //! | file | mode | what |
 //! |---|---|---|
-//! | `ca.crt` | 0644 | the cluster CA certificate (what the CLI trusts) |
-//! | `ca.key` | 0600 | the CA's private key (signs joining nodes) |
+//! | `ca.crt` | 0644 | the trusted CA certificates, the current CA first (during a CA rotation, `api::ca`, also the next one); what the CLI trusts |
+//! | `ca.key` | 0600 | the current CA's private key (signs joining nodes) |
 //! | `node.crt` | 0644 | this node's certificate |
 //! | `node.key` | 0600 | its private key (never leaves the node) |
 

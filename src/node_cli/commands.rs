@@ -177,6 +177,13 @@ pub enum ClusterCommand {
         #[command(subcommand)]
         command: super::JoinTokenCommand,
     },
+    /// The cluster CA: rotate it on a running cluster (rotate, status,
+    /// finish).
+    Ca {
+        /// Sub-command.
+        #[command(subcommand)]
+        command: super::CaCommand,
+    },
     /// Tell the cluster that a member now listens at another address.
     SetAddress {
         /// The member's node name.

@@ -3,6 +3,7 @@
 //! command by `cli/mod.rs`; [`run`] returns the exit code.
 
 pub mod backup;
+mod ca;
 pub mod client;
 mod commands;
 mod crs;
@@ -15,6 +16,7 @@ mod tokens;
 
 use serde_json::json;
 
+pub use ca::CaCommand;
 pub use join_tokens::JoinTokenCommand;
 
 pub use commands::{
@@ -298,6 +300,7 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
             ))
         }
         ClusterCommand::JoinToken { command } => join_tokens::run(command),
+        ClusterCommand::Ca { command } => ca::run(command),
         ClusterCommand::SetAddress {
             node,
             address,

@@ -1,5 +1,6 @@
 //! Outgoing HTTP: the openraft network and request forwarding.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::error::{
@@ -14,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::wire;
+use crate::tls::NodeTls;
 use crate::types::{Node, NodeId, TypeConfig};
 
 /// Why an HTTP exchange with a peer failed.
@@ -41,31 +43,75 @@ pub enum HttpError {
 
 /// Shared HTTPS client of node-to-node traffic: presents this node's
 /// certificate and accepts only servers with a certificate of the cluster
-/// CA (see [`crate::tls`]).
+/// CA (see [`crate::tls`]). When the node's certificate is replaced, the
+/// next request opens new connections with the new one (pooled
+/// connections keep the certificate of their handshake, which a later
+/// renewal may unlist).
 #[derive(Clone)]
 pub struct PeerClient {
-    http: reqwest::Client,
+    tls: Arc<NodeTls>,
+    source: Option<std::net::IpAddr>,
+    http: Arc<RwLock<(u64, reqwest::Client)>>,
 }
 
 impl PeerClient {
-    /// Builds a client with `tls` (from [`crate::tls::NodeTls::client_config`])
-    /// that connects from `source` (see [`crate::StoreConfig::source_addr`];
-    /// `None`: the kernel picks).
-    pub fn new(
-        tls: rustls::ClientConfig,
+    /// Builds a client with `tls`'s certificate that connects from
+    /// `source` (see [`crate::StoreConfig::source_addr`]; `None`: the
+    /// kernel picks).
+    pub fn new(tls: Arc<NodeTls>, source: Option<std::net::IpAddr>) -> Result<Self, HttpError> {
+        let generation = tls.generation();
+        let http = Self::build(&tls, source)?;
+        Ok(Self {
+            tls,
+            source,
+            http: Arc::new(RwLock::new((generation, http))),
+        })
+    }
+
+    fn build(
+        tls: &Arc<NodeTls>,
         source: Option<std::net::IpAddr>,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<reqwest::Client, HttpError> {
+        let config = tls
+            .client_config()
+            .map_err(|e| HttpError::Connect(format!("TLS configuration: {e}")))?;
         // Shorter than the 5 s in which the daemon's server closes an idle
         // connection, so a request never goes out on a connection the
         // peer is closing (a renewal every 10 s in the `pve` profile
         // would otherwise race with that close).
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
+        reqwest::Client::builder()
+            .use_preconfigured_tls(config)
             .pool_idle_timeout(Duration::from_secs(4))
             .tcp_nodelay(true)
             .local_address(source)
-            .build()?;
-        Ok(Self { http })
+            .build()
+            .map_err(|e| HttpError::Connect(format!("HTTP client: {e}")))
+    }
+
+    /// The client of the current certificate (a new one, with a new pool,
+    /// after the certificate was replaced).
+    fn http(&self) -> Result<reqwest::Client, HttpError> {
+        let generation = self.tls.generation();
+        {
+            let current = match self.http.read() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if current.0 == generation {
+                return Ok(current.1.clone());
+            }
+        }
+        let fresh = Self::build(&self.tls, self.source)?;
+        let mut slot = match self.http.write() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *slot = (generation, fresh.clone());
+        tracing::info!(
+            generation,
+            "node certificate replaced: new peer connections"
+        );
+        Ok(fresh)
     }
 
     /// POSTs `body` to `https://{addr}/raft{path}` and decodes the reply.
@@ -80,7 +126,7 @@ impl PeerClient {
         let bytes = wire::encode(what, body)?;
         let url = format!("https://{addr}/raft{path}");
         let response = self
-            .http
+            .http()?
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .timeout(timeout)

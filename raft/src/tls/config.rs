@@ -73,6 +73,8 @@ pub struct TlsMaterial {
     server_verifier: Arc<WebPkiServerVerifier>,
     client_verifier: Arc<dyn ClientCertVerifier>,
     ca_fingerprint: String,
+    ca_fingerprints: Vec<String>,
+    issuer_fingerprint: String,
 }
 
 impl std::fmt::Debug for TlsMaterial {
@@ -118,7 +120,12 @@ impl TlsMaterial {
             .build()
             .map_err(|e| TlsError::invalid("CA certificate", e))?;
         let ca_fingerprint = fingerprint(&cas[0]);
-        let certified = CertifiedKey::new(vec![cert, cas[0].clone()], key);
+        // The chain sent with the node certificate ends in the CA that
+        // signed it (during a CA rotation that may be the second one).
+        let issuer = issuing_ca(&cas, &cert).unwrap_or_else(|| cas[0].clone());
+        let issuer_fingerprint = fingerprint(&issuer);
+        let ca_fingerprints = cas.iter().map(|c| fingerprint(c)).collect();
+        let certified = CertifiedKey::new(vec![cert, issuer], key);
         certified.keys_match().map_err(|e| {
             TlsError::invalid("node key", format!("does not fit the certificate: {e}"))
         })?;
@@ -130,7 +137,24 @@ impl TlsMaterial {
             server_verifier,
             client_verifier,
             ca_fingerprint,
+            ca_fingerprints,
+            issuer_fingerprint,
         })
+    }
+
+    /// Hex SHA-256 of every trusted CA certificate, current first.
+    pub fn ca_fingerprints(&self) -> &[String] {
+        &self.ca_fingerprints
+    }
+
+    /// Hex SHA-256 of the trusted CA that signed the node certificate.
+    pub fn issuer_fingerprint(&self) -> &str {
+        &self.issuer_fingerprint
+    }
+
+    /// Hex SHA-256 of the node certificate.
+    pub fn cert_fingerprint(&self) -> &str {
+        &self.identity.fingerprint
     }
 
     /// Who this node's certificate says it is.
@@ -154,9 +178,29 @@ impl TlsMaterial {
     }
 }
 
+/// The CA of `cas` that signed `cert`, if any.
+fn issuing_ca(
+    cas: &[CertificateDer<'static>],
+    cert: &CertificateDer<'static>,
+) -> Option<CertificateDer<'static>> {
+    cas.iter()
+        .find(|ca| {
+            let mut roots = RootCertStore::empty();
+            roots.add((*ca).clone()).is_ok()
+                && server_verifier(Arc::new(roots)).is_ok_and(|v| {
+                    v.verify_server_cert(cert, &[], &node_dns_name(), &[], UnixTime::now())
+                        .is_ok()
+                })
+        })
+        .cloned()
+}
+
 /// A node's TLS material, replaceable while connections come and go.
 pub struct NodeTls {
     current: RwLock<Arc<TlsMaterial>>,
+    /// Bumped by every [`NodeTls::replace`], so clients that keep
+    /// connections open know to open new ones with the new certificate.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for NodeTls {
@@ -172,6 +216,7 @@ impl NodeTls {
     pub fn new(material: TlsMaterial) -> Arc<Self> {
         Arc::new(NodeTls {
             current: RwLock::new(Arc::new(material)),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -204,7 +249,16 @@ impl NodeTls {
             Err(poisoned) => poisoned.into_inner(),
         };
         *slot = Arc::new(material);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
+    }
+
+    /// How many times the material was replaced: a client that pools
+    /// connections drops them when this changes (a connection keeps the
+    /// certificate it was opened with, which a later renewal unlists).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The server configuration: presents the node certificate, asks for
@@ -477,4 +531,36 @@ pub fn pinned_client_config(ca_fingerprint: &str) -> Result<ClientConfig, TlsErr
             ca_fingerprint.to_string(),
         ))))
         .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::pki;
+    use std::time::SystemTime;
+
+    fn fp(pem: &str) -> String {
+        fingerprint(&certs_from_pem("test", pem).unwrap()[0])
+    }
+
+    #[test]
+    fn a_bundle_trusts_every_ca_and_the_chain_ends_in_the_signing_one() {
+        let now = SystemTime::now();
+        let current = pki::new_ca("current", now).unwrap();
+        let next = pki::new_ca("next", now).unwrap();
+        let node = pki::issue_node(&next, 2, "node2", now).unwrap();
+        let bundle = format!("{}{}", current.cert_pem, next.cert_pem);
+        let m = TlsMaterial::from_pem(&bundle, &node.cert_pem, &node.key_pem).unwrap();
+        assert_eq!(m.ca_fingerprint(), fp(&current.cert_pem));
+        assert_eq!(
+            m.ca_fingerprints(),
+            [fp(&current.cert_pem), fp(&next.cert_pem)]
+        );
+        assert_eq!(m.issuer_fingerprint(), fp(&next.cert_pem));
+        assert_eq!(m.cert_fingerprint(), fp(&node.cert_pem));
+        assert_eq!(fingerprint(&m.certified.cert[1]), fp(&next.cert_pem));
+        // Without the CA that signed it, the certificate is refused.
+        let only_current = TlsMaterial::from_pem(&current.cert_pem, &node.cert_pem, &node.key_pem);
+        assert!(only_current.is_err());
+    }
 }
