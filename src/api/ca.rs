@@ -261,28 +261,6 @@ pub fn next_step(ca: &ClusterCa, dir: &NodeDirectory, me: &LocalCa) -> CaStep {
     CaStep::Idle
 }
 
-/// How many certificates a member may have listed while it renews with
-/// the next CA: the new one, the one in use, and the one before it.
-pub const ROTATION_CERTS: usize = 3;
-
-/// The certificates a member lists when it renews with the next CA:
-/// everything listed (connections opened with an earlier certificate stay
-/// open as long as they are busy, and each request is checked against
-/// the list), the one in use (a retried renewal never unlists it) and the
-/// new one, newest last, at most [`ROTATION_CERTS`].
-pub fn renewal_certs(listed: &[String], in_use: &str, new: &str) -> Vec<String> {
-    let mut out: Vec<String> = listed
-        .iter()
-        .filter(|c| *c != in_use && *c != new)
-        .cloned()
-        .collect();
-    out.push(in_use.to_string());
-    out.push(new.to_string());
-    let drop = out.len().saturating_sub(ROTATION_CERTS);
-    out.drain(..drop);
-    out
-}
-
 /// One member in `GET /cluster/ca`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaMemberView {
@@ -622,24 +600,6 @@ mod tests {
         // let it happen; a node restored from an old disk could).
         let stale = me("node2", &[&old, &next], "c2", &old);
         assert!(matches!(next_step(&ca, &d, &stale), CaStep::Stuck(_)));
-    }
-
-    #[test]
-    fn a_renewal_with_the_next_ca_keeps_the_certificates_connections_may_still_use() {
-        let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        // Renewed by hand shortly before: the join certificate may still
-        // be on open connections.
-        assert_eq!(
-            renewal_certs(&l(&["join", "manual"]), "manual", "next"),
-            l(&["join", "manual", "next"])
-        );
-        // A retry after a crash between listing and using: the one in use
-        // stays, the oldest goes.
-        assert_eq!(
-            renewal_certs(&l(&["a", "b", "unused"]), "b", "next2"),
-            l(&["unused", "b", "next2"])
-        );
-        assert_eq!(renewal_certs(&[], "a", "b"), l(&["a", "b"]));
     }
 
     #[test]

@@ -143,7 +143,12 @@ pub async fn join(
         std::time::SystemTime::now(),
     )
     .map_err(|e| ApiError::field("csr", format!("field 'csr': {e}")))?;
-    let fingerprint = pem_fingerprint(&node_cert)?;
+    let fingerprint = super::ca::pem_fingerprint(&node_cert).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "a certificate just made does not parse",
+        )
+    })?;
     // The entry lists exactly this certificate (a retried join replaces
     // the one its earlier attempt got): nothing else may speak for the
     // node. Written with CAS before the certificate is handed out.
@@ -165,24 +170,6 @@ pub async fn join(
     }))
 }
 
-/// SHA-256 of the first certificate of a PEM text.
-fn pem_fingerprint(pem: &str) -> ApiResult<String> {
-    raft::tls::config::certs_from_pem("node certificate", pem)
-        .ok()
-        .and_then(|c| c.first().map(|c| raft::tls::fingerprint(c)))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "a certificate just made does not parse",
-            )
-        })
-}
-
-/// How long a renewing node keeps presenting its old certificate after
-/// the directory lists the new one, so every member has applied that
-/// change before the new certificate reaches it (a few heartbeats).
-const RENEWAL_GRACE: Duration = Duration::from_secs(2);
-
 /// Answer of `POST /cluster/renew-cert`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RenewedCert {
@@ -200,57 +187,43 @@ pub struct RenewedCert {
 /// node's name and id stay; its peers need nothing new, as they trust
 /// the CA.
 pub async fn renew_cert(State(st): State<ApiState>) -> ApiResult<Json<RenewedCert>> {
-    let internal = |what: &str, e: &dyn std::fmt::Display| {
-        tracing::error!(error = %e, "certificate renewal: {what}");
+    if let Some(phase) = super::ca::rotation_in_progress(&st.store) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "a CA rotation to the CA {phase} is in progress: the CA task renews the \
+                 certificates with it; run `cluster ca finish` first"
+            ),
+        ));
+    }
+    let internal = |e: String| {
+        tracing::error!(error = %e, "certificate renewal");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("certificate renewal: {what}: {e}"),
+            format!("certificate renewal: {e}"),
         )
     };
     let ca = st
         .tls_files
         .load_ca()
-        .map_err(|e| internal("reading the CA", &e))?;
-    let now = std::time::SystemTime::now();
-    let node = raft::tls::pki::issue_node(&ca, st.store.id(), st.node.as_str(), now)
-        .map_err(|e| internal("signing", &e))?;
-    // Checked before anything is written: the new pair must work.
-    let material = raft::tls::TlsMaterial::from_pem(&ca.cert_pem, &node.cert_pem, &node.key_pem)
-        .map_err(|e| internal("checking the new certificate", &e))?;
-    let fingerprint = pem_fingerprint(&node.cert_pem)?;
-    // First the directory lists the new certificate (beside the current
-    // one), then, once every member has had time to apply that, the node
-    // presents it: no peer ever sees a certificate it does not know.
-    let mut dir = docs::nodes(&st.store).await?;
-    let entry = dir
-        .value
-        .nodes
-        .get_mut(st.node.as_str())
-        .filter(|e| e.id == st.store.id())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                format!("node '{}' is not in the node directory", st.node),
-            )
-        })?;
-    entry.certs = super::node_certs::with_cert(&entry.certs, &fingerprint);
-    docs::put_nodes(&st.store, &dir.value, dir.version).await?;
-    tokio::time::sleep(RENEWAL_GRACE).await;
-    st.tls_files
-        .write_node(&node.cert_pem, &node.key_pem)
-        .map_err(|e| internal("writing the files", &e))?;
-    st.store
-        .tls()
-        .replace(material)
-        .map_err(|e| internal("using the new certificate", &e))?;
-    let not_after = raft::tls::pki::not_after(&node.cert_pem)
+        .map_err(|e| internal(format!("reading the CA: {e}")))?;
+    let trust = ca.cert_pem.clone();
+    // `ca.crt` may hold more than one CA; the first is the one in charge.
+    let ca = raft::tls::pki::CaMaterial {
+        cert_pem: super::ca::first_pem_block(&ca.cert_pem),
+        key_pem: ca.key_pem,
+    };
+    let renewed = super::node_certs::renew_own_certificate(&st, &ca, &trust)
+        .await
+        .map_err(internal)?;
+    let not_after = raft::tls::pki::not_after(&renewed.cert_pem)
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
-    tracing::info!(target: "audit", %fingerprint, "node certificate renewed");
+    tracing::info!(target: "audit", fingerprint = %renewed.fingerprint, "node certificate renewed");
     Ok(Json(RenewedCert {
         node: st.node.to_string(),
-        fingerprint,
+        fingerprint: renewed.fingerprint,
         not_after,
     }))
 }

@@ -19,9 +19,14 @@ use raft::ClusterStore;
 
 use super::docs::{self, NodeDirectory};
 
-/// How many certificates a member may have listed at once: the current
-/// one and the one before it (connections opened before a renewal).
-pub const CERTS_PER_NODE: usize = 2;
+/// How many certificates a member may have listed at once: the new one,
+/// the one in use, and the one before it.
+pub const CERTS_PER_NODE: usize = 3;
+
+/// How long a renewing node keeps presenting its old certificate after
+/// the directory lists the new one, so every member has applied that
+/// change before the new certificate reaches it (a few heartbeats).
+pub const RENEWAL_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Whether `peer` may act as the member it names in `dir`. An empty
 /// directory accepts every certificate of the CA: that is a node that
@@ -66,14 +71,76 @@ pub fn raft_peer_check(store: &ClusterStore) -> raft::PeerCheck {
     })
 }
 
-/// `certs` with `new` added as the newest, keeping at most
-/// [`CERTS_PER_NODE`].
-pub fn with_cert(certs: &[String], new: &str) -> Vec<String> {
-    let mut out: Vec<String> = certs.iter().filter(|c| *c != new).cloned().collect();
+/// The certificates a member lists when it renews: the ones listed
+/// before (a connection opened with an earlier certificate is checked
+/// against the list at every request until the node moves its traffic to
+/// new connections), the one in use (a retried renewal never unlists it)
+/// and the new one, newest last, at most [`CERTS_PER_NODE`].
+pub fn renewal_certs(listed: &[String], in_use: &str, new: &str) -> Vec<String> {
+    let mut out: Vec<String> = listed
+        .iter()
+        .filter(|c| *c != in_use && *c != new)
+        .cloned()
+        .collect();
+    out.push(in_use.to_string());
     out.push(new.to_string());
     let drop = out.len().saturating_sub(CERTS_PER_NODE);
     out.drain(..drop);
     out
+}
+
+/// A renewed node certificate.
+#[derive(Debug, Clone)]
+pub struct Renewed {
+    /// The certificate (PEM).
+    pub cert_pem: String,
+    /// Its SHA-256 (hex).
+    pub fingerprint: String,
+}
+
+/// Gives this node a new key and a certificate signed by `ca`, trusting
+/// the CAs of `trust_pem` (`cluster renew-cert` with the current CA; the
+/// CA task with the next CA during a rotation). First the node directory
+/// lists the new certificate beside the one in use, then, after
+/// [`RENEWAL_GRACE`] (every member has applied that), the files are
+/// written and the node presents it: no peer ever sees a certificate it
+/// does not know. The peer client opens new connections with it.
+pub async fn renew_own_certificate(
+    st: &super::ApiState,
+    ca: &raft::tls::pki::CaMaterial,
+    trust_pem: &str,
+) -> Result<Renewed, String> {
+    let id = st.store.id();
+    let node = raft::tls::pki::issue_node(ca, id, st.node.as_str(), std::time::SystemTime::now())
+        .map_err(|e| format!("signing: {e}"))?;
+    // Checked before anything is written: the new pair must work.
+    let material = raft::tls::TlsMaterial::from_pem(trust_pem, &node.cert_pem, &node.key_pem)
+        .map_err(|e| format!("checking the new certificate: {e}"))?;
+    let fingerprint = material.cert_fingerprint().to_string();
+    let in_use = st.store.tls().current().cert_fingerprint().to_string();
+    let mut dir = docs::nodes(&st.store).await.map_err(|e| e.body.error)?;
+    let entry = dir
+        .value
+        .nodes
+        .get_mut(st.node.as_str())
+        .filter(|e| e.id == id)
+        .ok_or_else(|| format!("node '{}' is not in the node directory", st.node))?;
+    entry.certs = renewal_certs(&entry.certs, &in_use, &fingerprint);
+    docs::put_nodes(&st.store, &dir.value, dir.version)
+        .await
+        .map_err(|e| e.body.error)?;
+    tokio::time::sleep(RENEWAL_GRACE).await;
+    st.tls_files
+        .write_node(&node.cert_pem, &node.key_pem)
+        .map_err(|e| format!("writing the files: {e}"))?;
+    st.store
+        .tls()
+        .replace(material)
+        .map_err(|e| format!("using the new certificate: {e}"))?;
+    Ok(Renewed {
+        cert_pem: node.cert_pem,
+        fingerprint,
+    })
 }
 
 #[cfg(test)]
@@ -114,13 +181,28 @@ mod tests {
     }
 
     #[test]
-    fn a_renewal_keeps_the_previous_certificate_only() {
-        let certs = with_cert(&[], "a");
-        assert_eq!(certs, ["a"]);
-        let certs = with_cert(&certs, "b");
-        assert_eq!(certs, ["a", "b"]);
-        let certs = with_cert(&certs, "c");
-        assert_eq!(certs, ["b", "c"]);
-        assert_eq!(with_cert(&certs, "c"), ["b", "c"]);
+    fn a_renewal_keeps_the_one_in_use_and_the_one_before() {
+        let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(renewal_certs(&[], "a", "b"), l(&["a", "b"]));
+        assert_eq!(
+            renewal_certs(&l(&["a", "b"]), "b", "c"),
+            l(&["a", "b", "c"])
+        );
+        assert_eq!(
+            renewal_certs(&l(&["a", "b", "c"]), "c", "d"),
+            l(&["b", "c", "d"])
+        );
+        // Renewed by hand shortly before: the join certificate may still
+        // be on open connections.
+        assert_eq!(
+            renewal_certs(&l(&["join", "manual"]), "manual", "next"),
+            l(&["join", "manual", "next"])
+        );
+        // A retry after a crash between listing and using: the one in use
+        // stays, the oldest goes.
+        assert_eq!(
+            renewal_certs(&l(&["a", "b", "unused"]), "b", "next2"),
+            l(&["unused", "b", "next2"])
+        );
     }
 }

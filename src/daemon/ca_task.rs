@@ -8,7 +8,7 @@
 //! after a grace period, as `renew-cert`). A failed step is logged and
 //! tried again at the next poll; a restarted daemon starts from its files.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use raft::tls::pki::CaMaterial;
 use raft::tls::TlsMaterial;
@@ -19,10 +19,6 @@ use crate::api::ApiState;
 
 /// How often the local replica's CA document is looked at.
 pub const POLL: Duration = Duration::from_secs(1);
-
-/// How long a node keeps presenting its old certificate after the
-/// directory lists its new one (every member applies that change first).
-pub const GRACE: Duration = Duration::from_secs(2);
 
 /// Runs until aborted.
 pub async fn run(state: ApiState) {
@@ -120,42 +116,17 @@ fn node_key(state: &ApiState) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// A certificate signed by `next` for this node: listed in the directory
-/// beside the one in use, presented after [`GRACE`].
+/// A certificate signed by `next` for this node, trusting what the
+/// document says (see [`crate::api::node_certs::renew_own_certificate`]).
 async fn renew(state: &ApiState, doc: &ClusterCa, next: &StoredCa) -> Result<(), String> {
-    let id = state.store.id();
-    let node =
-        raft::tls::pki::issue_node(&next.material(), id, state.node.as_str(), SystemTime::now())
-            .map_err(|e| format!("signing with the next CA: {e}"))?;
-    let material = TlsMaterial::from_pem(
+    let renewed = crate::api::node_certs::renew_own_certificate(
+        state,
+        &next.material(),
         &bundle(&ca::wanted_trust(doc)),
-        &node.cert_pem,
-        &node.key_pem,
     )
-    .map_err(|e| format!("checking the new certificate: {e}"))?;
-    let new_fp = material.cert_fingerprint().to_string();
-    let in_use = state.store.tls().current().cert_fingerprint().to_string();
-    let mut dir = docs::nodes(&state.store).await.map_err(|e| e.body.error)?;
-    let entry = dir
-        .value
-        .nodes
-        .get_mut(state.node.as_str())
-        .filter(|e| e.id == id)
-        .ok_or_else(|| format!("node '{}' is not in the node directory", state.node))?;
-    entry.certs = ca::renewal_certs(&entry.certs, &in_use, &new_fp);
-    docs::put_nodes(&state.store, &dir.value, dir.version)
-        .await
-        .map_err(|e| e.body.error)?;
-    tokio::time::sleep(GRACE).await;
-    state
-        .tls_files
-        .write_node(&node.cert_pem, &node.key_pem)
-        .map_err(|e| e.to_string())?;
-    state
-        .store
-        .tls()
-        .replace(material)
-        .map_err(|e| e.to_string())?;
+    .await
+    .map_err(|e| format!("renewing with the next CA: {e}"))?;
+    let new_fp = renewed.fingerprint;
     tracing::info!(target: "audit", fingerprint = %new_fp, ca = %next.fingerprint(), "node certificate renewed with the next CA");
     Ok(())
 }
