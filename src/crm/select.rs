@@ -307,7 +307,13 @@ pub fn select_traced<T: SelectTrace>(
             (Some(_), CrsMode::Basic) => "the allowed node with the fewest services",
             (Some(_), _) => "the allowed node with the best TOPSIS score",
         };
-        trace.ranked(&usage.scored(&preferred, load), why);
+        let scored = usage.scored(&preferred, load);
+        let tie = scored.len() > 1 && load.is_some() && scored[0].1 == scored[1].1;
+        if tie {
+            trace.ranked(&scored, &format!("{why} (a tie, broken by node name)"));
+        } else {
+            trace.ranked(&scored, why);
+        }
     }
     preferred.first().map(|n| (*n).clone())
 }
