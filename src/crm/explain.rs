@@ -235,6 +235,7 @@ impl DecisionTrace {
     /// The decision over `members` (node -> its CRM state; a node the
     /// selection never saw is excluded by that state, since only online
     /// nodes are scheduled).
+    #[allow(clippy::too_many_arguments)]
     pub fn into_decision(
         self,
         sid: &str,
