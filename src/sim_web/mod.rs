@@ -109,10 +109,15 @@ impl SimHandle {
                 };
                 while let Ok(job) = rx.recv() {
                     // A panic in the engine drops the job's reply (the
-                    // request answers 500) and leaves the thread serving:
-                    // reset or load gives a sound session again.
+                    // request answers 500); the thread goes on serving the
+                    // scenario started over, never a half-run round.
                     let run = std::panic::AssertUnwindSafe(|| job(&mut session));
-                    let _ = std::panic::catch_unwind(run);
+                    if std::panic::catch_unwind(run).is_err() {
+                        let reset = std::panic::AssertUnwindSafe(|| session.reset());
+                        if std::panic::catch_unwind(reset).is_err() {
+                            return;
+                        }
+                    }
                 }
             });
         if let Err(e) = spawned {
@@ -185,7 +190,7 @@ impl SimError {
         SimError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             None,
-            "the simulator failed during this request (a bug); reset or load a scenario",
+            "the simulator failed during this request (a bug) and started the scenario over",
         )
     }
 
@@ -630,4 +635,33 @@ pub fn run_cli(init: SessionInit, listen: SocketAddr) -> i32 {
             _ = tokio::signal::ctrl_c() => 0,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_host_names_pass() {
+        for host in [
+            "127.0.0.1:8070",
+            "127.0.0.1",
+            "localhost:1",
+            "LOCALHOST",
+            "[::1]:8070",
+            "127.1.2.3:80",
+        ] {
+            assert!(loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "attacker.example",
+            "attacker.example:8070",
+            "10.0.0.1:8070",
+            "localhost.attacker.example:8070",
+            "[::2]:80",
+        ] {
+            assert!(!loopback_host(host), "{host}");
+        }
+    }
 }

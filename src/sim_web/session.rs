@@ -505,3 +505,51 @@ fn pretty(v: &serde_json::Value) -> String {
     text.push('\n');
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdlist_text_reads_back_as_the_same_batches() {
+        let batches = vec![
+            vec!["power node1 on".to_string(), "power node2 on".to_string()],
+            vec![],
+            vec!["service vm:101 migrate node2".to_string()],
+        ];
+        let text = cmdlist_text(&batches);
+        let back: Vec<Vec<String>> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, batches);
+        assert_eq!(cmdlist_text(&[]), "[]\n");
+    }
+
+    #[test]
+    fn a_refused_command_changes_nothing_and_a_good_one_waits_for_its_slot() {
+        let mut s = Session::builtin(None, None).unwrap();
+        s.run(Some(3), false);
+        let before = s.state(0);
+        let e = s.command("service vm:101 migrate node4", true).unwrap_err();
+        assert_eq!(e.token, "node4");
+        assert_eq!(
+            s.command("service vm:999 stopped", true).unwrap_err().token,
+            "vm:999"
+        );
+        let after = s.state(0);
+        assert_eq!(before.log, after.log);
+        assert_eq!(before.round, after.round);
+        // a service added by a pending command is known to the next one
+        assert_eq!(s.command("service vm:110 add node2", false).unwrap(), 0);
+        s.command("service vm:110 migrate node3", false).unwrap();
+        assert_eq!(
+            s.state(0).pending,
+            vec![vec![
+                "service vm:110 add node2".to_string(),
+                "service vm:110 migrate node3".to_string()
+            ]]
+        );
+        // the next slot is at round 6 (rounds 1, 6, 11, ...)
+        assert_eq!(s.command("network node1 off", true).unwrap(), 3);
+        assert!(s.state(0).pending.is_empty());
+        assert_eq!(s.world().nodes.values().filter(|n| !n.network).count(), 1);
+    }
+}

@@ -195,12 +195,12 @@
   function serviceRow(sid, nodeNames) {
     const tr = el("tr", { "data-sid": sid, id: "service-" + sid });
     const cells = {};
-    tr.appendChild(el("td", { class: "sid" }, sid));
+    tr.appendChild(el("td", { class: "col-sid" }, sid));
     for (const k of ["state", "node", "running", "requested"]) {
-      cells[k] = el("td", { class: k });
+      cells[k] = el("td", { class: "col-" + k });
       tr.appendChild(cells[k]);
     }
-    const actions = el("td", { class: "actions" });
+    const actions = el("td", { class: "col-actions" });
     const sel = el("select", { "data-sid": sid, "aria-label": "action for " + sid });
     sel.appendChild(el("option", { value: "" }, "action..."));
     const row = { tr, key: null, nodeNames, ...cells };
