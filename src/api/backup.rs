@@ -8,7 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::docs;
-use super::error::{ApiError, ApiResult};
+use super::error::{AdminReadErrors, ApiError, ApiResult};
 use super::ApiState;
 
 /// The `format` value of every backup.
@@ -19,7 +19,7 @@ pub const BACKUP_VERSION: u32 = 1;
 
 /// The configuration files, as their text (section-config format, the
 /// same as Proxmox's `/etc/pve/ha/*.cfg`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupFiles {
     /// resources.cfg.
@@ -34,7 +34,7 @@ pub struct BackupFiles {
 }
 
 /// A backup file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Backup {
     /// Always [`BACKUP_FORMAT`].
@@ -82,6 +82,15 @@ impl Backup {
 }
 
 /// `GET /backup` (linearizable reads).
+#[utoipa::path(
+    get,
+    path = "/backup",
+    tag = "config",
+    responses(
+        (status = 200, description = "The configuration files, the CRS options and the manager status", body = Backup),
+        AdminReadErrors
+    )
+)]
 pub async fn backup(State(st): State<ApiState>) -> ApiResult<Json<Backup>> {
     let resources = docs::read_text(&st.store, docs::RESOURCES_DOC).await?;
     let groups = docs::read_text(&st.store, docs::GROUPS_DOC).await?;

@@ -37,7 +37,7 @@ use raft::tls::pki::CaMaterial;
 use serde::{Deserialize, Serialize};
 
 use super::docs::{self, NodeDirectory};
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ReadErrors, WriteErrors};
 use super::ApiState;
 
 /// Document name of the CA set ([`docs::CA_DOC`]). Not part of `backup`
@@ -101,7 +101,7 @@ pub struct ClusterCa {
 }
 
 /// Where a rotation stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case", tag = "phase", content = "waiting_for")]
 pub enum CaPhase {
     /// No rotation.
@@ -262,7 +262,7 @@ pub fn next_step(ca: &ClusterCa, dir: &NodeDirectory, me: &LocalCa) -> CaStep {
 }
 
 /// One member in `GET /cluster/ca`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CaMemberView {
     /// Node name.
     pub node: String,
@@ -273,7 +273,7 @@ pub struct CaMemberView {
 }
 
 /// `GET /cluster/ca`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CaStatus {
     /// Where the rotation stands.
     #[serde(flatten)]
@@ -387,7 +387,7 @@ pub fn first_pem_block(text: &str) -> String {
 }
 
 /// Answer of `POST /cluster/ca/rotate` and `/cluster/ca/finish`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CaChange {
     /// What the cluster is at now.
     pub status: CaStatus,
@@ -397,6 +397,15 @@ pub struct CaChange {
 
 /// `POST /cluster/ca/rotate`: stores a new CA as the next one; the
 /// daemons take it from there. A rotation in progress is left as it is.
+#[utoipa::path(
+    post,
+    path = "/cluster/ca/rotate",
+    tag = "ca",
+    responses(
+        (status = 200, description = "A new CA is the next one (or a rotation was already under way)", body = CaChange),
+        WriteErrors
+    )
+)]
 pub async fn rotate(State(st): State<ApiState>) -> ApiResult<Json<CaChange>> {
     let (mut ca, version) = read_or_initial(&st).await?;
     let dir = docs::nodes(&st.store).await?.value;
@@ -431,6 +440,15 @@ pub async fn rotate(State(st): State<ApiState>) -> ApiResult<Json<CaChange>> {
 
 /// `POST /cluster/ca/finish`: makes the next CA the current one, once
 /// every member presents a certificate of it (409 naming the others).
+#[utoipa::path(
+    post,
+    path = "/cluster/ca/finish",
+    tag = "ca",
+    responses(
+        (status = 200, description = "The next CA is the current one (or no rotation was under way)", body = CaChange),
+        WriteErrors
+    )
+)]
 pub async fn finish(State(st): State<ApiState>) -> ApiResult<Json<CaChange>> {
     let (ca, version) = read_or_initial(&st).await?;
     let dir = docs::nodes(&st.store).await?.value;
@@ -452,6 +470,16 @@ pub async fn finish(State(st): State<ApiState>) -> ApiResult<Json<CaChange>> {
 
 /// `GET /cluster/ca`: the phase, and per member which CA signed its
 /// certificate and which CAs it trusts.
+#[utoipa::path(
+    get,
+    path = "/cluster/ca",
+    tag = "ca",
+    operation_id = "ca_status",
+    responses(
+        (status = 200, description = "Where a CA rotation stands, per member", body = CaStatus),
+        ReadErrors
+    )
+)]
 pub async fn status(State(st): State<ApiState>) -> ApiResult<Json<CaStatus>> {
     let (ca, _) = read_or_initial(&st).await?;
     let dir = docs::nodes(&st.store).await?.value;

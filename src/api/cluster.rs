@@ -8,7 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::docs::{self, NodeEntry};
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody, ReadErrors, WriteErrors};
 use super::extract::ApiJson;
 use super::ApiState;
 use crate::domain::NodeName;
@@ -20,7 +20,7 @@ pub const JOIN_TOKEN_HEADER: &str = "x-ha-join-token";
 
 /// Body of `POST /cluster/join` (authenticated by the join token in
 /// [`JOIN_TOKEN_HEADER`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
     /// Name of the joining node.
@@ -70,7 +70,7 @@ fn check_wire_version(req: &JoinRequest) -> ApiResult<()> {
 /// Answer to a join: the node's id and certificate, and the CA (the new
 /// member signs the certificates of later joins). No join token: those are
 /// made with `cluster join-token create`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JoinReply {
     /// Raft id allocated to the node.
     pub node_id: u64,
@@ -84,6 +84,23 @@ pub struct JoinReply {
 
 /// `POST /cluster/join`: registers the node name and allocates its id.
 /// The node becomes a Raft member when its daemon calls `/cluster/members`.
+#[utoipa::path(
+    post,
+    path = "/cluster/join",
+    tag = "cluster",
+    request_body = JoinRequest,
+    security(("join_token" = [])),
+    responses(
+        (status = 200, description = "The node is registered: its id, certificate and the CA", body = JoinReply),
+        (status = 400, description = "Bad input; `field` names it and nothing changed", body = ErrorBody),
+        (status = 401, description = "Missing, unknown, wrong or expired join token", body = ErrorBody),
+        (status = 409, description = "The name is a member already, or the node speaks another Raft wire format", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 415, description = "The body is not 'Content-Type: application/json'", body = ErrorBody),
+        (status = 500, description = "The cluster store failed or holds a corrupt document", body = ErrorBody),
+        (status = 503, description = "No cluster leader, or no answer in time", body = ErrorBody)
+    )
+)]
 pub async fn join(
     State(st): State<ApiState>,
     ApiJson(req): ApiJson<JoinRequest>,
@@ -171,7 +188,7 @@ pub async fn join(
 }
 
 /// Answer of `POST /cluster/renew-cert`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RenewedCert {
     /// The node.
     pub node: String,
@@ -186,6 +203,15 @@ pub struct RenewedCert {
 /// next handshake on (connections that are open keep their session). The
 /// node's name and id stay; its peers need nothing new, as they trust
 /// the CA.
+#[utoipa::path(
+    post,
+    path = "/cluster/renew-cert",
+    tag = "cluster",
+    responses(
+        (status = 200, description = "A new key and certificate for this node", body = RenewedCert),
+        WriteErrors
+    )
+)]
 pub async fn renew_cert(State(st): State<ApiState>) -> ApiResult<Json<RenewedCert>> {
     if let Some(phase) = super::ca::rotation_in_progress(&st.store) {
         return Err(ApiError::new(
@@ -229,7 +255,7 @@ pub async fn renew_cert(State(st): State<ApiState>) -> ApiResult<Json<RenewedCer
 }
 
 /// Body of `POST /cluster/members`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdmitRequest {
     /// Raft id from the join.
@@ -239,6 +265,16 @@ pub struct AdmitRequest {
 }
 
 /// `POST /cluster/members`: adds a registered node as learner, then voter.
+#[utoipa::path(
+    post,
+    path = "/cluster/members",
+    tag = "cluster",
+    request_body = AdmitRequest,
+    responses(
+        (status = 200, description = "The node is a voter"),
+        WriteErrors
+    )
+)]
 pub async fn admit(
     State(st): State<ApiState>,
     ApiJson(req): ApiJson<AdmitRequest>,
@@ -265,6 +301,15 @@ pub async fn admit(
 }
 
 /// `POST /cluster/leave`: removes this node from the cluster.
+#[utoipa::path(
+    post,
+    path = "/cluster/leave",
+    tag = "cluster",
+    responses(
+        (status = 200, description = "This node left the cluster; its daemon stops"),
+        WriteErrors
+    )
+)]
 pub async fn leave(State(st): State<ApiState>) -> ApiResult<StatusCode> {
     let id = st.store.id();
     let membership = st.store.membership();
@@ -309,7 +354,10 @@ pub async fn leave(State(st): State<ApiState>) -> ApiResult<StatusCode> {
     let mut last = String::from("no other member");
     for (peer, addr) in membership.addrs.iter().filter(|(p, _)| **p != id) {
         let reply = client
-            .post(format!("https://{addr}/api/v1/cluster/remove-self"))
+            .post(format!(
+                "https://{addr}/api/v1{}",
+                crate::node_cli::client::routes::CLUSTER_REMOVE_SELF.template
+            ))
             .json(&RemoveSelf { node_id: id })
             .send()
             .await;
@@ -336,7 +384,7 @@ pub async fn leave(State(st): State<ApiState>) -> ApiResult<StatusCode> {
 }
 
 /// Body of `POST /cluster/remove-self`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveSelf {
     /// Raft id of the leaving node.
@@ -347,6 +395,16 @@ pub struct RemoveSelf {
 /// member to take it out of the node directory and the Raft membership.
 /// Only the node itself, by its certificate, may ask (an operator removes
 /// another node with `delnode`, which has its own checks).
+#[utoipa::path(
+    post,
+    path = "/cluster/remove-self",
+    tag = "cluster",
+    request_body = RemoveSelf,
+    responses(
+        (status = 200, description = "The calling member was removed"),
+        WriteErrors
+    )
+)]
 pub async fn remove_self(
     State(st): State<ApiState>,
     axum::Extension(caller): axum::Extension<super::tokens::Caller>,
@@ -381,7 +439,7 @@ pub async fn remove_self(
 }
 
 /// One member in `GET /cluster/status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberView {
     /// Raft id.
     pub id: u64,
@@ -406,7 +464,7 @@ pub struct MemberView {
 }
 
 /// `GET /cluster/status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClusterStatus {
     /// This node's name.
     pub node: String,
@@ -489,6 +547,15 @@ pub fn cluster_status(st: &ApiState) -> ClusterStatus {
 }
 
 /// `GET /cluster/status`.
+#[utoipa::path(
+    get,
+    path = "/cluster/status",
+    tag = "cluster",
+    responses(
+        (status = 200, description = "Membership, leader and this node as this node sees them", body = ClusterStatus),
+        ReadErrors
+    )
+)]
 pub async fn status(State(st): State<ApiState>) -> Json<ClusterStatus> {
     Json(cluster_status(&st))
 }

@@ -10,7 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::docs;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ReadErrors, WriteErrors};
 use super::extract::ApiJson;
 use super::resources::{check_digest, UpdateBody, WriteReply};
 use super::ApiState;
@@ -29,7 +29,7 @@ pub const CRS_KEYS: [&str; 7] = [
 ];
 
 /// Answer of `GET /crs`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CrsView {
     /// Every key with the value in effect (defaults included); threshold
     /// and margin as fractions.
@@ -76,6 +76,15 @@ pub fn edit_crs(
 }
 
 /// `GET /crs` (linearizable read).
+#[utoipa::path(
+    get,
+    path = "/crs",
+    tag = "crs",
+    responses(
+        (status = 200, description = "Every scheduling option in effect and the document version", body = CrsView),
+        ReadErrors
+    )
+)]
 pub async fn get_crs(State(st): State<ApiState>) -> ApiResult<Json<CrsView>> {
     let crs = docs::crs(&st.store).await?;
     Ok(Json(CrsView {
@@ -85,6 +94,16 @@ pub async fn get_crs(State(st): State<ApiState>) -> ApiResult<Json<CrsView>> {
 }
 
 /// `PUT /crs`: changes the given keys; nothing is written if one is bad.
+#[utoipa::path(
+    put,
+    path = "/crs",
+    tag = "crs",
+    request_body = UpdateBody,
+    responses(
+        (status = 200, description = "Changed; the new document version", body = WriteReply),
+        WriteErrors
+    )
+)]
 pub async fn set_crs(
     State(st): State<ApiState>,
     ApiJson(body): ApiJson<UpdateBody>,
@@ -98,7 +117,7 @@ pub async fn set_crs(
 
 /// Answer of `GET /crs/usage`: what the scheduler works with, from this
 /// node's replica.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CrsUsageView {
     /// The configured scheduler mode.
     pub mode: String,
@@ -111,6 +130,15 @@ pub struct CrsUsageView {
 }
 
 /// `GET /crs/usage` (local replica).
+#[utoipa::path(
+    get,
+    path = "/crs/usage",
+    tag = "crs",
+    responses(
+        (status = 200, description = "The scheduler mode, the imbalance and each node's last usage report", body = CrsUsageView),
+        ReadErrors
+    )
+)]
 pub async fn get_usage(State(st): State<ApiState>) -> ApiResult<Json<CrsUsageView>> {
     let snap = crate::daemon::snapshot::read(&st.store);
     let scheduling = snap.scheduling();

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ReadErrors};
 use super::extract::{ApiPath, ApiQuery};
 use super::ApiState;
 use crate::crm::history::{Filter, HaEvent, CAP};
@@ -21,8 +21,9 @@ pub const MAX_LIMIT: usize = CAP as usize;
 pub const DEFAULT_LIMIT: usize = 500;
 
 /// The query of `GET /history`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Only events of this service.
     pub sid: Option<String>,
@@ -37,7 +38,7 @@ pub struct HistoryQuery {
 }
 
 /// The answer of `GET /history`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryReply {
     /// How many events the history keeps at most (older ones are dropped).
     pub cap: u64,
@@ -79,7 +80,18 @@ pub fn filter_of(q: &HistoryQuery) -> ApiResult<(Filter, usize)> {
     ))
 }
 
-/// `GET /history`.
+/// The CRM's event history, oldest first.
+#[utoipa::path(
+    get,
+    path = "/history",
+    tag = "history",
+    operation_id = "history_list",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "The matching events (the newest `limit`), oldest first", body = HistoryReply),
+        ReadErrors
+    )
+)]
 pub async fn list(
     State(st): State<ApiState>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
@@ -95,7 +107,7 @@ pub async fn list(
 }
 
 /// The answer of `GET /explain/{sid}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExplainReply {
     /// The service.
     pub sid: String,
@@ -159,7 +171,17 @@ pub fn explain_text(
     text
 }
 
-/// `GET /explain/{sid}`.
+/// Why a service is on its node: the CRM's last decision about it.
+#[utoipa::path(
+    get,
+    path = "/explain/{sid}",
+    tag = "history",
+    params(("sid" = String, Path, description = "The service")),
+    responses(
+        (status = 200, description = "The service's node and state, the event that explains it, and the explanation text", body = ExplainReply),
+        ReadErrors
+    )
+)]
 pub async fn explain(
     State(st): State<ApiState>,
     ApiPath(sid): ApiPath<String>,

@@ -10,14 +10,14 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::docs::{self, Versioned};
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, WriteErrors};
 use super::extract::ApiJson;
 use super::resources::check_agent;
 use super::ApiState;
 use crate::config::{parse_groups_cfg, parse_resources_cfg, parse_rules, ConfigError};
 
 /// Body of `POST /config/import`: the texts of the files to import.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportBody {
     /// resources.cfg text.
@@ -32,7 +32,7 @@ pub struct ImportBody {
 }
 
 /// Answer of an import: how many sections of each file were stored.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportReply {
     /// Resources imported.
     pub resources: usize,
@@ -71,6 +71,16 @@ fn check_empty<T>(field: &str, current: &Versioned<Vec<T>>) -> ApiResult<()> {
 /// `POST /config/import`. Everything is parsed and checked before the
 /// first write; the documents are then written groups and rules first, so
 /// resources never name a group that is not there yet.
+#[utoipa::path(
+    post,
+    path = "/config/import",
+    tag = "config",
+    request_body = ImportBody,
+    responses(
+        (status = 200, description = "How many sections of each file were stored", body = ImportReply),
+        WriteErrors
+    )
+)]
 pub async fn import(
     State(st): State<ApiState>,
     ApiJson(body): ApiJson<ImportBody>,

@@ -36,7 +36,7 @@ use raft::ClusterStore;
 use serde::{Deserialize, Serialize};
 
 use super::cluster::JOIN_TOKEN_HEADER;
-use super::error::{ApiError, ApiResult};
+use super::error::{AdminReadErrors, ApiError, ApiResult, ErrorBody, WriteErrors};
 use super::extract::{ApiJson, ApiPath};
 use super::tokens::{sha256_hex, Caller};
 use super::ApiState;
@@ -455,7 +455,7 @@ async fn write_table(store: &ClusterStore, table: &JoinTokenTable, version: u64)
 }
 
 /// Body of `POST /cluster/join-tokens`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinTokenRequest {
     /// Lifetime in seconds ([`MIN_TTL_SECS`]..=[`MAX_TTL_SECS`]; default
@@ -473,7 +473,7 @@ fn default_ttl() -> u64 {
 
 /// Answer to `POST /cluster/join-tokens`: the only time the secret is
 /// shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedJoinToken {
     /// Token id.
     pub id: String,
@@ -486,7 +486,7 @@ pub struct CreatedJoinToken {
 }
 
 /// One row of `GET /cluster/join-tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JoinTokenView {
     /// Token id.
     pub id: String,
@@ -504,6 +504,16 @@ pub struct JoinTokenView {
 
 /// `GET /cluster/join-tokens` (admin only): every stored token, oldest
 /// first; never secrets.
+#[utoipa::path(
+    get,
+    path = "/cluster/join-tokens",
+    tag = "join-tokens",
+    operation_id = "list_join_tokens",
+    responses(
+        (status = 200, description = "Every stored join token, oldest first; never secrets", body = Vec<JoinTokenView>),
+        AdminReadErrors
+    )
+)]
 pub async fn list(State(st): State<ApiState>) -> ApiResult<Json<Vec<JoinTokenView>>> {
     let (table, _) = read_table(&st.store).await?;
     let now = unix_now();
@@ -525,6 +535,17 @@ pub async fn list(State(st): State<ApiState>) -> ApiResult<Json<Vec<JoinTokenVie
 
 /// `POST /cluster/join-tokens` (admin only): makes a token, prunes the
 /// expired ones, and answers the secret once.
+#[utoipa::path(
+    post,
+    path = "/cluster/join-tokens",
+    tag = "join-tokens",
+    operation_id = "create_join_token",
+    request_body = JoinTokenRequest,
+    responses(
+        (status = 201, description = "Created; the secret is shown this once", body = CreatedJoinToken),
+        WriteErrors
+    )
+)]
 pub async fn create(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -602,14 +623,32 @@ pub fn check_join_token_id(id: &str) -> Result<(), String> {
     ))
 }
 
+/// Answer of `DELETE /cluster/join-tokens/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Revoked {
+    /// The id of the revoked token.
+    pub revoked: String,
+}
+
 /// `DELETE /cluster/join-tokens/{id}` (admin only): the token stops
 /// working on this node when the answer arrives, on the others when they
 /// apply the change (milliseconds).
+#[utoipa::path(
+    delete,
+    path = "/cluster/join-tokens/{id}",
+    tag = "join-tokens",
+    params(("id" = String, Path, description = "The token id")),
+    responses(
+        (status = 200, description = "Revoked", body = Revoked),
+        (status = 404, description = "No such join token", body = ErrorBody),
+        WriteErrors
+    )
+)]
 pub async fn revoke(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Revoked>> {
     check_join_token_id(&id).map_err(|e| ApiError::field("id", e))?;
     let (mut table, version) = read_table(&st.store).await?;
     if table.tokens.remove(&id).is_none() {
@@ -617,7 +656,7 @@ pub async fn revoke(
     }
     write_table(&st.store, &table, version).await?;
     tracing::info!(target: "audit", token = %caller.id, join_token = %id, "join token revoked");
-    Ok(Json(serde_json::json!({ "revoked": id })))
+    Ok(Json(Revoked { revoked: id }))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::docs;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, WriteErrors};
 use super::extract::ApiJson;
 use super::ApiState;
 use crate::crm::fencing::{agent_lease_name, AgentLease};
@@ -16,7 +16,7 @@ use crate::crm::node_removal::{may_remove, RemovalFacts, RemovalRefused};
 use crate::domain::NodeName;
 
 /// Body of `POST /cluster/delnode`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DelnodeRequest {
     /// Name of the member to remove.
@@ -24,7 +24,7 @@ pub struct DelnodeRequest {
 }
 
 /// Answer to a removal.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DelnodeReply {
     /// The removed node.
     pub node: String,
@@ -41,6 +41,16 @@ fn node_field(text: &str) -> ApiResult<NodeName> {
 /// anything (see [`may_remove`]) from the node directory and from Raft.
 /// Its id is never reused, so a replacement under the same name joins as
 /// a new member and catches up from a snapshot.
+#[utoipa::path(
+    post,
+    path = "/cluster/delnode",
+    tag = "cluster",
+    request_body = DelnodeRequest,
+    responses(
+        (status = 200, description = "The member was removed", body = DelnodeReply),
+        WriteErrors
+    )
+)]
 pub async fn delnode(
     State(st): State<ApiState>,
     ApiJson(req): ApiJson<DelnodeRequest>,
@@ -127,7 +137,7 @@ pub async fn delnode(
 }
 
 /// Body of `POST /cluster/set-address`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetAddressRequest {
     /// The member.
@@ -154,6 +164,16 @@ pub fn check_addr(addr: &str) -> ApiResult<()> {
 /// `POST /cluster/set-address`: a member moved to another address (its
 /// config's `listen`/`advertise` changed). Same id, same role: Raft and the
 /// node directory are told the new address.
+#[utoipa::path(
+    post,
+    path = "/cluster/set-address",
+    tag = "cluster",
+    request_body = SetAddressRequest,
+    responses(
+        (status = 200, description = "The address was changed"),
+        WriteErrors
+    )
+)]
 pub async fn set_address(
     State(st): State<ApiState>,
     ApiJson(req): ApiJson<SetAddressRequest>,

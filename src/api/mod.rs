@@ -15,6 +15,8 @@
 //!   are then capped at [`API_BODY_LIMIT`] ([`IMPORT_BODY_LIMIT`] for the
 //!   config import). Every refusal is the JSON error body naming the field
 //!   (see [`extract`]).
+//! * `GET /api/v1/openapi.json`: the OpenAPI document of all of this
+//!   (no token; see [`openapi`]), also committed as `docs/openapi.json`.
 //! * `/raft` is mounted by the daemon from the `raft` crate (a member's
 //!   node certificate that the node directory lists).
 
@@ -30,6 +32,7 @@ pub mod import;
 pub mod join_tokens;
 pub mod members;
 pub mod node_certs;
+pub mod openapi;
 pub mod resources;
 pub mod rules;
 pub mod status;
@@ -42,9 +45,11 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use raft::ClusterStore;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::daemon::credentials::Credentials;
 use crate::domain::NodeName;
@@ -152,86 +157,130 @@ async fn method_not_allowed(req: Request) -> ApiError {
     .with_status(StatusCode::METHOD_NOT_ALLOWED)
 }
 
+/// The routes that need an API token or a node certificate, relative to
+/// `/api/v1`, with their body limits. Each is registered with `routes!`,
+/// which also adds its `#[utoipa::path]` entry to the OpenAPI document: a
+/// new route goes here the same way, never with a plain `.route` (that
+/// would be served but undocumented; a unit test below refuses it).
+fn protected_routes() -> OpenApiRouter<ApiState> {
+    let import = OpenApiRouter::new()
+        .routes(routes!(import::import))
+        .layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT));
+    OpenApiRouter::new()
+        .routes(routes!(cluster::status))
+        .routes(routes!(cluster::admit))
+        .routes(routes!(cluster::leave))
+        .routes(routes!(cluster::remove_self))
+        .routes(routes!(members::delnode))
+        .routes(routes!(members::set_address))
+        .routes(routes!(cluster::renew_cert))
+        .routes(routes!(ca::status))
+        .routes(routes!(ca::rotate))
+        .routes(routes!(ca::finish))
+        .routes(routes!(resources::list, resources::create))
+        .routes(routes!(
+            resources::get,
+            resources::update,
+            resources::remove
+        ))
+        .routes(routes!(resources::migrate))
+        .routes(routes!(resources::relocate))
+        .routes(routes!(resources::crm_command))
+        .routes(routes!(resources::list_groups, resources::create_group))
+        .routes(routes!(resources::update_group, resources::remove_group))
+        .routes(routes!(backup::backup))
+        .routes(routes!(crs::get_crs, crs::set_crs))
+        .routes(routes!(crs::get_usage))
+        .routes(routes!(rules::list_rules, rules::create_rule))
+        .routes(routes!(
+            rules::get_rule,
+            rules::update_rule,
+            rules::remove_rule
+        ))
+        .routes(routes!(history::list))
+        .routes(routes!(history::explain))
+        .routes(routes!(status::status_current))
+        .routes(routes!(status::manager_status))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::remove))
+        .routes(routes!(join_tokens::list, join_tokens::create))
+        .routes(routes!(join_tokens::revoke))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+        .merge(import)
+}
+
+/// `POST /cluster/join`, which needs a join token instead.
+fn join_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(cluster::join))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+}
+
+/// Routes of `/api/v1` without any authentication: the OpenAPI document.
+fn public_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(openapi::openapi_json))
+}
+
+/// `/metrics`, outside `/api/v1`. Metrics need a token too (read-only is
+/// enough): they tell which nodes are down and which services run where.
+fn metrics_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(status::metrics))
+}
+
+/// Puts the route groups together under the document's base: the one
+/// place both [`router`] and [`openapi::document`] build from, so the
+/// served routes and the documented ones are the same.
+fn assemble(
+    protected: OpenApiRouter<ApiState>,
+    join: OpenApiRouter<ApiState>,
+    metrics: OpenApiRouter<ApiState>,
+) -> OpenApiRouter<ApiState> {
+    let v1 = protected.merge(join).merge(public_routes());
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .merge(metrics)
+}
+
+/// Every route without its authentication layers (which do not change
+/// the document): what [`openapi::document`] is made of.
+fn documented_routes() -> OpenApiRouter<ApiState> {
+    assemble(protected_routes(), join_routes(), metrics_routes())
+}
+
 /// The routes of `/api/v1` and `/metrics`. The token is checked by a
 /// route layer, before any handler reads the body; bodies are capped at
 /// [`API_BODY_LIMIT`] ([`IMPORT_BODY_LIMIT`] for the import).
 pub fn router(state: ApiState) -> Router {
-    let import = Router::new()
-        .route("/config/import", post(import::import))
-        .layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT));
-    let protected = Router::new()
-        .route("/cluster/status", get(cluster::status))
-        .route("/cluster/members", post(cluster::admit))
-        .route("/cluster/leave", post(cluster::leave))
-        .route("/cluster/remove-self", post(cluster::remove_self))
-        .route("/cluster/delnode", post(members::delnode))
-        .route("/cluster/set-address", post(members::set_address))
-        .route("/cluster/renew-cert", post(cluster::renew_cert))
-        .route("/cluster/ca", get(ca::status))
-        .route("/cluster/ca/rotate", post(ca::rotate))
-        .route("/cluster/ca/finish", post(ca::finish))
-        .route("/resources", get(resources::list).post(resources::create))
-        .route(
-            "/resources/{sid}",
-            get(resources::get)
-                .put(resources::update)
-                .delete(resources::remove),
-        )
-        .route("/resources/{sid}/migrate", post(resources::migrate))
-        .route("/resources/{sid}/relocate", post(resources::relocate))
-        .route("/crm-command", post(resources::crm_command))
-        .route(
-            "/groups",
-            get(resources::list_groups).post(resources::create_group),
-        )
-        .route(
-            "/groups/{group}",
-            axum::routing::put(resources::update_group).delete(resources::remove_group),
-        )
-        .route("/backup", get(backup::backup))
-        .route("/crs", get(crs::get_crs).put(crs::set_crs))
-        .route("/crs/usage", get(crs::get_usage))
-        .route("/rules", get(rules::list_rules).post(rules::create_rule))
-        .route(
-            "/rules/{rule}",
-            get(rules::get_rule)
-                .put(rules::update_rule)
-                .delete(rules::remove_rule),
-        )
-        .route("/history", get(history::list))
-        .route("/explain/{sid}", get(history::explain))
-        .route("/status/current", get(status::status_current))
-        .route("/status/manager_status", get(status::manager_status))
-        .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/{id}", axum::routing::delete(tokens::remove))
-        .route(
-            "/cluster/join-tokens",
-            get(join_tokens::list).post(join_tokens::create),
-        )
-        .route(
-            "/cluster/join-tokens/{id}",
-            axum::routing::delete(join_tokens::revoke),
-        )
-        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
-        .merge(import)
+    let protected = protected_routes()
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let join = Router::new()
-        .route("/cluster/join", post(cluster::join))
-        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            join_tokens::require_join_token,
-        ));
-    let v1 = protected.merge(join);
-    // Metrics need a token too (read-only is enough): they tell which
-    // nodes are down and which services run where.
-    let metrics = Router::new()
-        .route("/metrics", get(status::metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .nest("/api/v1", v1)
-        .merge(metrics)
+    let join = join_routes().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        join_tokens::require_join_token,
+    ));
+    let metrics =
+        metrics_routes().route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let (router, _) = assemble(protected, join, metrics).split_for_parts();
+    router
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A route added with a plain `.route(...)` would be served but
+    /// missing from the OpenAPI document: every route of this file goes
+    /// through `routes!`.
+    #[test]
+    fn every_route_is_registered_with_its_document_entry() {
+        let source = include_str!("mod.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+        for needle in [".route(", ".route_service(", ".nest_service("] {
+            assert!(
+                !code.contains(needle),
+                "src/api/mod.rs uses `{needle}`: register routes with `.routes(routes!(handler))` \
+                 and a `#[utoipa::path]` on the handler, so the OpenAPI document lists them"
+            );
+        }
+    }
 }

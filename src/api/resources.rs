@@ -9,7 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::docs;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody, ReadErrors, WriteErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::tokens::Caller;
 use super::ApiState;
@@ -24,7 +24,7 @@ use crate::domain::{GroupConfig, NodeName, ResourceConfig, Sid};
 use raft::DocKey;
 
 /// Body of `POST /resources`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateResource {
     /// The SID (`type:name`).
@@ -35,7 +35,7 @@ pub struct CreateResource {
 }
 
 /// Body of `PUT /resources/{sid}` and `PUT /groups/{group}`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
     /// Options to set.
@@ -50,14 +50,14 @@ pub struct UpdateBody {
 }
 
 /// Answer of a write: the new document version.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WriteReply {
     /// New version (use as `digest` for the next edit).
     pub digest: u64,
 }
 
 /// One resource as listed by the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResourceView {
     /// The configuration.
     #[serde(flatten)]
@@ -242,6 +242,16 @@ pub(crate) fn check_digest(given: Option<u64>, current: u64) -> ApiResult<u64> {
 }
 
 /// `GET /resources`.
+#[utoipa::path(
+    get,
+    path = "/resources",
+    tag = "resources",
+    operation_id = "list_resources",
+    responses(
+        (status = 200, description = "Every configured resource", body = Vec<ResourceView>),
+        ReadErrors
+    )
+)]
 pub async fn list(State(st): State<ApiState>) -> ApiResult<Json<Vec<ResourceView>>> {
     let res = docs::resources(&st.store).await?;
     let mut out: Vec<ResourceView> = res
@@ -257,6 +267,19 @@ pub async fn list(State(st): State<ApiState>) -> ApiResult<Json<Vec<ResourceView
 }
 
 /// `GET /resources/{sid}`.
+#[utoipa::path(
+    get,
+    path = "/resources/{sid}",
+    tag = "resources",
+    operation_id = "get_resource",
+    params(("sid" = String, Path, description = "The SID (`type:name`), percent-encoded as one segment")),
+    responses(
+        (status = 200, description = "The resource", body = ResourceView),
+        (status = 400, description = "Malformed SID", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+        ReadErrors
+    )
+)]
 pub async fn get(
     State(st): State<ApiState>,
     ApiPath(sid): ApiPath<String>,
@@ -275,6 +298,17 @@ pub async fn get(
 }
 
 /// `POST /resources`.
+#[utoipa::path(
+    post,
+    path = "/resources",
+    tag = "resources",
+    operation_id = "create_resource",
+    request_body = CreateResource,
+    responses(
+        (status = 200, description = "Created; the new document version", body = WriteReply),
+        WriteErrors
+    )
+)]
 pub async fn create(
     State(st): State<ApiState>,
     ApiJson(body): ApiJson<CreateResource>,
@@ -298,6 +332,19 @@ pub async fn create(
 }
 
 /// `PUT /resources/{sid}`.
+#[utoipa::path(
+    put,
+    path = "/resources/{sid}",
+    tag = "resources",
+    operation_id = "update_resource",
+    params(("sid" = String, Path, description = "The SID (`type:name`), percent-encoded as one segment")),
+    request_body = UpdateBody,
+    responses(
+        (status = 200, description = "Changed; the new document version", body = WriteReply),
+        (status = 404, description = "No such resource", body = ErrorBody),
+        WriteErrors
+    )
+)]
 pub async fn update(
     State(st): State<ApiState>,
     ApiPath(sid): ApiPath<String>,
@@ -326,8 +373,9 @@ pub async fn update(
 }
 
 /// Query of `DELETE /resources/{sid}`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RemoveQuery {
     /// Also remove the SID from every rule and delete the rules left
     /// without resources (`0`/`1`, default 1).
@@ -338,6 +386,18 @@ pub struct RemoveQuery {
 /// taken out of the rules, so no rule is left naming a resource that no
 /// longer exists; a later failure leaves the resource configured and the
 /// command can simply be repeated.
+#[utoipa::path(
+    delete,
+    path = "/resources/{sid}",
+    tag = "resources",
+    operation_id = "remove_resource",
+    params(("sid" = String, Path, description = "The SID (`type:name`), percent-encoded as one segment"), RemoveQuery),
+    responses(
+        (status = 200, description = "Removed; the new document version", body = WriteReply),
+        (status = 404, description = "No such resource", body = ErrorBody),
+        WriteErrors
+    )
+)]
 pub async fn remove(
     State(st): State<ApiState>,
     ApiPath(sid): ApiPath<String>,
@@ -368,7 +428,7 @@ pub async fn remove(
 }
 
 /// Body of `POST /resources/{sid}/migrate|relocate`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveBody {
     /// Target node.
@@ -376,7 +436,7 @@ pub struct MoveBody {
 }
 
 /// Answer of a queued move.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MoveReply {
     /// The resource.
     pub sid: String,
@@ -434,6 +494,18 @@ async fn queue_move(
 }
 
 /// `POST /resources/{sid}/migrate`.
+#[utoipa::path(
+    post,
+    path = "/resources/{sid}/migrate",
+    tag = "resources",
+    params(("sid" = String, Path, description = "The SID (`type:name`), percent-encoded as one segment")),
+    request_body = MoveBody,
+    responses(
+        (status = 200, description = "The migration is queued for the CRM", body = MoveReply),
+        (status = 404, description = "No such resource", body = ErrorBody),
+        WriteErrors
+    )
+)]
 pub async fn migrate(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -444,6 +516,18 @@ pub async fn migrate(
 }
 
 /// `POST /resources/{sid}/relocate`.
+#[utoipa::path(
+    post,
+    path = "/resources/{sid}/relocate",
+    tag = "resources",
+    params(("sid" = String, Path, description = "The SID (`type:name`), percent-encoded as one segment")),
+    request_body = MoveBody,
+    responses(
+        (status = 200, description = "The relocation is queued for the CRM", body = MoveReply),
+        (status = 404, description = "No such resource", body = ErrorBody),
+        WriteErrors
+    )
+)]
 pub async fn relocate(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -454,7 +538,7 @@ pub async fn relocate(
 }
 
 /// Body of `POST /crm-command`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum CrmCommandBody {
     /// Stop a service with a timeout (0 = hard stop).
@@ -486,6 +570,16 @@ pub enum CrmCommandBody {
 }
 
 /// `POST /crm-command`.
+#[utoipa::path(
+    post,
+    path = "/crm-command",
+    tag = "resources",
+    request_body = CrmCommandBody,
+    responses(
+        (status = 202, description = "The command is queued for the CRM"),
+        WriteErrors
+    )
+)]
 pub async fn crm_command(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -536,7 +630,7 @@ pub async fn crm_command(
 // ----- groups --------------------------------------------------------------
 
 /// Body of `POST /groups`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     /// Group id.
@@ -578,11 +672,30 @@ fn check_groups_not_migrated(groups: &[GroupConfig]) -> ApiResult<()> {
 }
 
 /// `GET /groups`.
+#[utoipa::path(
+    get,
+    path = "/groups",
+    tag = "groups",
+    responses(
+        (status = 200, description = "Every legacy group", body = Vec<GroupConfig>),
+        ReadErrors
+    )
+)]
 pub async fn list_groups(State(st): State<ApiState>) -> ApiResult<Json<Vec<GroupConfig>>> {
     Ok(Json(docs::groups(&st.store).await?.value))
 }
 
 /// `POST /groups`.
+#[utoipa::path(
+    post,
+    path = "/groups",
+    tag = "groups",
+    request_body = CreateGroup,
+    responses(
+        (status = 200, description = "Created; the new document version", body = WriteReply),
+        WriteErrors
+    )
+)]
 pub async fn create_group(
     State(st): State<ApiState>,
     ApiJson(body): ApiJson<CreateGroup>,
@@ -617,6 +730,18 @@ pub async fn create_group(
 }
 
 /// `PUT /groups/{group}`.
+#[utoipa::path(
+    put,
+    path = "/groups/{group}",
+    tag = "groups",
+    params(("group" = String, Path, description = "The group id")),
+    request_body = UpdateBody,
+    responses(
+        (status = 200, description = "Changed; the new document version", body = WriteReply),
+        (status = 404, description = "No such group", body = ErrorBody),
+        WriteErrors
+    )
+)]
 pub async fn update_group(
     State(st): State<ApiState>,
     ApiPath(id): ApiPath<String>,
@@ -650,6 +775,17 @@ pub async fn update_group(
 }
 
 /// `DELETE /groups/{group}`.
+#[utoipa::path(
+    delete,
+    path = "/groups/{group}",
+    tag = "groups",
+    params(("group" = String, Path, description = "The group id")),
+    responses(
+        (status = 200, description = "Removed; the new document version", body = WriteReply),
+        (status = 404, description = "No such group", body = ErrorBody),
+        WriteErrors
+    )
+)]
 pub async fn remove_group(
     State(st): State<ApiState>,
     ApiPath(id): ApiPath<String>,

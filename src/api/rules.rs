@@ -13,7 +13,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::docs;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody, ReadErrors, WriteErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::resources::{check_digest, UpdateBody, WriteReply};
 use super::ApiState;
@@ -28,8 +28,9 @@ use crate::domain::{
 };
 
 /// Query of `GET /rules`: optional filters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RulesQuery {
     /// Only rules of this type.
     #[serde(rename = "type")]
@@ -39,7 +40,7 @@ pub struct RulesQuery {
 }
 
 /// Body of `POST /rules`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRule {
     /// Rule type: `node-affinity` or `resource-affinity`.
@@ -55,7 +56,7 @@ pub struct CreateRule {
 }
 
 /// One rule as listed by the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuleView {
     /// The rule; its `type` key says which kind.
     #[serde(flatten)]
@@ -143,6 +144,17 @@ fn views(rules: &[Rule], members: &[NodeName], digest: u64) -> Vec<RuleView> {
 }
 
 /// `GET /rules` (linearizable read), in file order.
+#[utoipa::path(
+    get,
+    path = "/rules",
+    tag = "rules",
+    params(RulesQuery),
+    responses(
+        (status = 200, description = "The rules in file order, each with the errors that make the CRM drop it", body = Vec<RuleView>),
+        (status = 400, description = "A bad filter", body = ErrorBody),
+        ReadErrors
+    )
+)]
 pub async fn list_rules(
     State(st): State<ApiState>,
     ApiQuery(query): ApiQuery<RulesQuery>,
@@ -171,6 +183,18 @@ pub async fn list_rules(
 }
 
 /// `GET /rules/{rule}`.
+#[utoipa::path(
+    get,
+    path = "/rules/{rule}",
+    tag = "rules",
+    params(("rule" = String, Path, description = "The rule id")),
+    responses(
+        (status = 200, description = "The rule", body = RuleView),
+        (status = 400, description = "Malformed rule id", body = ErrorBody),
+        (status = 404, description = "No such rule", body = ErrorBody),
+        ReadErrors
+    )
+)]
 pub async fn get_rule(
     State(st): State<ApiState>,
     ApiPath(id): ApiPath<String>,
@@ -223,6 +247,16 @@ fn new_rule(kind: &str, id: &str, options: &BTreeMap<String, String>) -> ApiResu
 }
 
 /// `POST /rules`: creates a rule at the end of rules.cfg.
+#[utoipa::path(
+    post,
+    path = "/rules",
+    tag = "rules",
+    request_body = CreateRule,
+    responses(
+        (status = 200, description = "Created; the new document version", body = WriteReply),
+        WriteErrors
+    )
+)]
 pub async fn create_rule(
     State(st): State<ApiState>,
     ApiJson(body): ApiJson<CreateRule>,
@@ -280,6 +314,18 @@ fn delete_rule_options(rule: &mut Rule, delete: &[String]) -> ApiResult<()> {
 }
 
 /// `PUT /rules/{rule}`.
+#[utoipa::path(
+    put,
+    path = "/rules/{rule}",
+    tag = "rules",
+    params(("rule" = String, Path, description = "The rule id")),
+    request_body = UpdateBody,
+    responses(
+        (status = 200, description = "Changed; the new document version", body = WriteReply),
+        (status = 404, description = "No such rule", body = ErrorBody),
+        WriteErrors
+    )
+)]
 pub async fn update_rule(
     State(st): State<ApiState>,
     ApiPath(id): ApiPath<String>,
@@ -306,6 +352,17 @@ pub async fn update_rule(
 
 /// `DELETE /rules/{rule}`. Allowed whether or not groups are migrated, so
 /// a rule can always be taken away.
+#[utoipa::path(
+    delete,
+    path = "/rules/{rule}",
+    tag = "rules",
+    params(("rule" = String, Path, description = "The rule id")),
+    responses(
+        (status = 200, description = "Removed; the new document version", body = WriteReply),
+        (status = 404, description = "No such rule", body = ErrorBody),
+        WriteErrors
+    )
+)]
 pub async fn remove_rule(
     State(st): State<ApiState>,
     ApiPath(id): ApiPath<String>,

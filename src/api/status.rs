@@ -12,7 +12,7 @@ use raft::DocKey;
 use serde::{Deserialize, Serialize};
 
 use super::docs;
-use super::error::ApiResult;
+use super::error::{ApiResult, ReadErrors};
 use super::ApiState;
 use crate::config::parse_resources_cfg;
 use crate::crm::status_view::{self, LeaseView, StatusInput};
@@ -24,7 +24,7 @@ use lease::LeaseRecord;
 pub use crate::crm::status_view::StatusEntry;
 
 /// A consistent snapshot of what the status endpoints show.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusSnapshot {
     /// The manager status.
     pub manager_status: ManagerStatus,
@@ -164,16 +164,43 @@ pub fn current(st: &ApiState) -> Vec<StatusEntry> {
 }
 
 /// `GET /status/current`.
+#[utoipa::path(
+    get,
+    path = "/status/current",
+    tag = "status",
+    responses(
+        (status = 200, description = "The status lines `ha-manager status` shows", body = Vec<StatusEntry>),
+        ReadErrors
+    )
+)]
 pub async fn status_current(State(st): State<ApiState>) -> Json<Vec<StatusEntry>> {
     Json(current(&st))
 }
 
 /// `GET /status/manager_status`.
+#[utoipa::path(
+    get,
+    path = "/status/manager_status",
+    tag = "status",
+    responses(
+        (status = 200, description = "The manager status and every LRM status from this node's replica", body = StatusSnapshot),
+        ReadErrors
+    )
+)]
 pub async fn manager_status(State(st): State<ApiState>) -> ApiResult<Json<StatusSnapshot>> {
     Ok(Json(snapshot(&st)))
 }
 
 /// `GET /metrics` (Prometheus text exposition format).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String),
+        ReadErrors
+    )
+)]
 pub async fn metrics(State(st): State<ApiState>) -> impl IntoResponse {
     let s = st.store.status();
     let snap = snapshot(&st);

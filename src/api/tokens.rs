@@ -17,7 +17,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{AdminReadErrors, ApiError, ApiResult, ErrorBody, WriteErrors};
 use super::ApiState;
 use crate::daemon::credentials::{random_secret, secrets_equal};
 
@@ -25,7 +25,7 @@ use crate::daemon::credentials::{random_secret, secrets_equal};
 pub const TOKENS_DOC: &str = "tokens";
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Every route.
@@ -184,7 +184,7 @@ pub fn authorize(caller: &Caller, method: &Method, path: &str) -> Result<(), Api
 }
 
 /// Body of `POST /tokens`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// Token id.
@@ -197,7 +197,7 @@ pub struct NewToken {
 }
 
 /// Answer to `POST /tokens`: the only time the secret is shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     /// Token id.
     pub id: String,
@@ -208,7 +208,7 @@ pub struct CreatedToken {
 }
 
 /// One row of `GET /tokens`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenView {
     /// Token id.
     pub id: String,
@@ -246,6 +246,16 @@ async fn write_table(st: &ApiState, table: &TokenTable, version: u64) -> ApiResu
 }
 
 /// `GET /tokens`: ids, roles and comments; never secrets.
+#[utoipa::path(
+    get,
+    path = "/tokens",
+    tag = "tokens",
+    operation_id = "list_tokens",
+    responses(
+        (status = 200, description = "Every API token: ids, roles, comments; never secrets", body = Vec<TokenView>),
+        AdminReadErrors
+    )
+)]
 pub async fn list(State(st): State<ApiState>) -> ApiResult<Json<Vec<TokenView>>> {
     let (table, _) = read_table(&st).await?;
     let rows = table
@@ -262,6 +272,17 @@ pub async fn list(State(st): State<ApiState>) -> ApiResult<Json<Vec<TokenView>>>
 }
 
 /// `POST /tokens`: makes a token and answers its secret, once.
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    tag = "tokens",
+    operation_id = "create_token",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "Created; the secret is shown this once", body = CreatedToken),
+        WriteErrors
+    )
+)]
 pub async fn create(
     State(st): State<ApiState>,
     Json(req): Json<NewToken>,
@@ -309,12 +330,31 @@ pub async fn create(
     ))
 }
 
+/// Answer of `DELETE /tokens/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Removed {
+    /// The id of the removed token.
+    pub removed: String,
+}
+
 /// `DELETE /tokens/{id}`: the token stops working at once on this node,
 /// and on every other node when it applies the change (milliseconds).
+#[utoipa::path(
+    delete,
+    path = "/tokens/{id}",
+    tag = "tokens",
+    operation_id = "remove_token",
+    params(("id" = String, Path, description = "The token id")),
+    responses(
+        (status = 200, description = "Removed", body = Removed),
+        (status = 404, description = "No such token", body = ErrorBody),
+        WriteErrors
+    )
+)]
 pub async fn remove(
     State(st): State<ApiState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Removed>> {
     let (mut table, version) = read_table(&st).await?;
     if table.tokens.remove(&id).is_none() {
         return Err(ApiError::not_found(format!(
@@ -323,7 +363,7 @@ pub async fn remove(
         )));
     }
     write_table(&st, &table, version).await?;
-    Ok(Json(serde_json::json!({ "removed": id })))
+    Ok(Json(Removed { removed: id }))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::domain::NodeName;
 /// Why a node was chosen for a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub enum DecisionReason {
     /// A new service got its first node.
     Placement,
@@ -49,6 +50,7 @@ impl DecisionReason {
 
 /// One node as the decision saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct Candidate {
     /// The node.
     pub node: String,
@@ -72,6 +74,7 @@ pub struct Candidate {
 
 /// The record of one node choice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct Decision {
     /// The service.
     pub sid: String,

@@ -38,6 +38,7 @@ pub const CHUNK_PREFIX: &str = "history/";
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub enum EventKind {
     /// A node's CRM became master (it manages from now on).
     Master,
@@ -95,6 +96,7 @@ impl EventKind {
 
 /// One entry of the history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct HaEvent {
     /// Position in the history, from 1, gap-free; 0 until the shell
     /// stored it.

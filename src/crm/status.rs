@@ -10,6 +10,7 @@ use crate::domain::{NodeName, Sid};
 
 /// The HA state of a node as tracked by the CRM (spec section 3.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
     /// Member and online.
@@ -45,6 +46,7 @@ impl fmt::Display for NodeState {
 
 /// The CRM state of one service (spec section 3.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceState {
     /// Transient: about to become `started`.
@@ -136,6 +138,7 @@ fn ser_flag<S: serde::Serializer>(b: &bool, s: S) -> Result<S::Ok, S::Error> {
 
 /// One service record of the manager status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct ServiceRecord {
     /// The CRM state.
     pub state: ServiceState,
@@ -157,6 +160,7 @@ pub struct ServiceRecord {
         serialize_with = "ser_flag",
         skip_serializing_if = "is_false"
     )]
+    #[cfg_attr(feature = "node", schema(value_type = u8, minimum = 0, maximum = 1))]
     pub running: bool,
     /// Nodes where starting failed (start-failure policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,6 +192,7 @@ impl ServiceRecord {
 
 /// A per-node request stored by the master (`node_request`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct NodeRequest {
     /// Manual maintenance requested.
     #[serde(
@@ -196,11 +201,13 @@ pub struct NodeRequest {
         serialize_with = "ser_flag",
         skip_serializing_if = "is_false"
     )]
+    #[cfg_attr(feature = "node", schema(value_type = u8, minimum = 0, maximum = 1))]
     pub maintenance: bool,
 }
 
 /// How services are treated while HA is disarmed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DisarmMode {
     /// Services are frozen in place.
@@ -221,6 +228,7 @@ impl DisarmMode {
 
 /// Progress of a disarm request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DisarmState {
     /// Waiting for services and LRMs.
@@ -241,6 +249,7 @@ impl DisarmState {
 
 /// The cluster-wide disarm record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct Disarm {
     /// Freeze or ignore.
     pub mode: DisarmMode,
@@ -250,6 +259,7 @@ pub struct Disarm {
 
 /// The manager status, written by the master every round.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct ManagerStatus {
     /// The node whose CRM wrote this status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -321,6 +331,7 @@ pub mod exit_code {
 
 /// One LRM result, keyed by uid in the LRM status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct LrmResult {
     /// The service.
     pub sid: Sid,

@@ -25,6 +25,7 @@ pub const FRESH_SECS: u64 = 30;
 /// Every piece of the text is also a typed field (documented in
 /// `src/node_cli/README.md`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct StatusEntry {
     /// Entry id (`quorum`, `master`, `node:<node>`, `lrm:<node>`,
     /// `service:<sid>`).

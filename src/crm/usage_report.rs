@@ -29,6 +29,7 @@ pub const CAPACITY_CHANGE: f64 = 0.02;
 
 /// One service's usage as measured on the node that runs it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct ServiceUsageReport {
     /// CPU in cores, averaged since the node's previous report.
     pub cpu: f64,
@@ -46,6 +47,7 @@ pub struct ServiceUsageReport {
 
 /// What one node publishes (store document `node-usage/<node>`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct NodeUsageReport {
     /// CPU count of the node (the CPUs this daemon may run on).
     pub maxcpu: f64,

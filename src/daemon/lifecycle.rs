@@ -105,7 +105,10 @@ pub fn join(config: &NodeConfig, address: &str, token: &str) -> anyhow::Result<C
         .use_preconfigured_tls(tls)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let url = format!("https://{address}/api/v1/cluster/join");
+    let url = format!(
+        "https://{address}/api/v1{}",
+        crate::node_cli::client::routes::CLUSTER_JOIN.template
+    );
     let response = client
         .post(&url)
         .header(JOIN_TOKEN_HEADER, &secret)
@@ -183,7 +186,10 @@ fn plain_refusal(address: &str) -> Option<String> {
         .build()
         .ok()?;
     let reply = client
-        .get(format!("http://{address}/api/v1/cluster/status"))
+        .get(format!(
+            "http://{address}/api/v1{}",
+            crate::node_cli::client::routes::CLUSTER_STATUS.template
+        ))
         .send()
         .ok()?;
     reply.json::<ErrorBody>().ok().map(|b| b.error)
@@ -252,7 +258,10 @@ pub async fn finish_pending(
             .use_preconfigured_tls(store.tls().client_config()?)
             .timeout(Duration::from_secs(60))
             .build()?;
-        let url = format!("https://{via}/api/v1/cluster/members");
+        let url = format!(
+            "https://{via}/api/v1{}",
+            crate::node_cli::client::routes::CLUSTER_MEMBERS.template
+        );
         loop {
             if store.membership().voters.contains(&creds.node_id) {
                 break;

@@ -6,6 +6,7 @@ use super::NodeName;
 
 /// One member of a group's node list: `node[:priority]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct GroupNode {
     /// The member node.
     pub node: NodeName,
@@ -16,6 +17,7 @@ pub struct GroupNode {
 
 /// A legacy group: a named node list with priorities and flags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct GroupConfig {
     /// The group id (a config id).
     pub id: String,

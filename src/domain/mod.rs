@@ -10,6 +10,8 @@ pub mod node;
 pub mod requested_state;
 pub mod resource;
 pub mod rule;
+#[cfg(feature = "node")]
+mod schema;
 pub mod sid;
 
 pub use datacenter::{CrsMode, CrsOptions, DatacenterOptions, RebalanceMethod, ShutdownPolicy};

@@ -24,6 +24,7 @@ pub const STOP_TIMEOUT_MAX: u64 = 86_400;
 
 /// The configuration of one HA resource, with defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct ResourceConfig {
     /// The resource identifier.
     pub sid: Sid,

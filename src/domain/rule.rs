@@ -10,6 +10,7 @@ use super::{NodeName, Sid};
 
 /// A node-affinity rule: binds resources to nodes with priorities.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct NodeAffinityRule {
     /// The rule id (a config id; ids starting with `_` are internal).
     pub id: String,
@@ -44,6 +45,7 @@ impl NodeAffinityRule {
 
 /// Whether a resource-affinity rule keeps its resources together or apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Affinity {
     /// All resources on the same node.
@@ -71,6 +73,7 @@ impl fmt::Display for Affinity {
 /// A resource-affinity rule. Both kinds are always enforced: there is no
 /// non-strict variant (spec 1.5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct ResourceAffinityRule {
     /// The rule id (a config id; ids starting with `_` are internal).
     pub id: String,
@@ -87,6 +90,7 @@ pub struct ResourceAffinityRule {
 
 /// One section of rules.cfg, in file order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Rule {
     /// `node-affinity: <id>`.

@@ -10,6 +10,7 @@ use crate::crm::LrmResult;
 
 /// The LRM daemon state (spec section 4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LrmState {
     /// Before the first transition.
@@ -45,6 +46,7 @@ impl fmt::Display for LrmState {
 
 /// The LRM mode published to the CRM (spec section 4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LrmMode {
     /// Normal operation.
@@ -80,6 +82,7 @@ impl fmt::Display for LrmMode {
 
 /// What an LRM publishes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "node", derive(utoipa::ToSchema))]
 pub struct LrmStatus {
     /// The LRM state (absent in an empty document).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::json;
 
-use super::client::ApiClient;
+use super::client::{routes, ApiClient};
 use crate::api::backup::Backup;
 use crate::api::import::ImportReply;
 
@@ -13,7 +13,7 @@ use crate::api::import::ImportReply;
 /// configuration), through a temp file so a failed write leaves no half
 /// backup under the name.
 pub fn backup(client: &ApiClient, file: &Path) -> anyhow::Result<()> {
-    let backup: Backup = client.get("/backup")?;
+    let backup: Backup = client.get(routes::BACKUP.at(&[])?)?;
     let text = serde_json::to_string_pretty(&backup)?;
     let tmp = file.with_extension("partial");
     {
@@ -78,7 +78,7 @@ pub fn restore(client: &ApiClient, file: &Path) -> anyhow::Result<()> {
         anyhow::bail!("{}: the backup holds no configuration", file.display());
     }
     let reply: ImportReply = client.post(
-        "/config/import",
+        routes::CONFIG_IMPORT.at(&[])?,
         &json!({
             "resources": some(&f.resources),
             "groups": some(&f.groups),
@@ -89,7 +89,7 @@ pub fn restore(client: &ApiClient, file: &Path) -> anyhow::Result<()> {
     let defaults = crate::api::crs::crs_values(&crate::domain::CrsOptions::default());
     if !backup.crs.is_empty() && backup.crs != defaults {
         let _: crate::api::resources::WriteReply =
-            client.put("/crs", &json!({ "options": backup.crs }))?;
+            client.put(routes::CRS_SET.at(&[])?, &json!({ "options": backup.crs }))?;
     }
     super::say(&format!(
         "restored {} resources, {} groups, {} rules from {} (written by {} on node {}); the CRM \

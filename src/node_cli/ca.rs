@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use serde_json::json;
 
+use super::client::routes;
 use super::{client, say, say_json, ConfigArg, OutputFormat};
 use crate::api::ca::{CaChange, CaPhase, CaStatus};
 
@@ -37,7 +38,7 @@ pub enum CaCommand {
 pub fn run(command: CaCommand) -> anyhow::Result<()> {
     match command {
         CaCommand::Rotate { config } => {
-            let change: CaChange = client(&config)?.post("/cluster/ca/rotate", &json!({}))?;
+            let change: CaChange = client(&config)?.post(routes::CA_ROTATE.at(&[])?, &json!({}))?;
             let next = change.status.next.clone().unwrap_or_default();
             if change.already {
                 say(&format!(
@@ -56,14 +57,14 @@ pub fn run(command: CaCommand) -> anyhow::Result<()> {
             config,
             output_format,
         } => {
-            let status: CaStatus = client(&config)?.get("/cluster/ca")?;
+            let status: CaStatus = client(&config)?.get(routes::CA_STATUS.at(&[])?)?;
             match output_format {
                 OutputFormat::Json => say_json(&status),
                 OutputFormat::Text => say(&text(&status)),
             }
         }
         CaCommand::Finish { config } => {
-            let change: CaChange = client(&config)?.post("/cluster/ca/finish", &json!({}))?;
+            let change: CaChange = client(&config)?.post(routes::CA_FINISH.at(&[])?, &json!({}))?;
             if change.already {
                 say("no CA rotation in progress: nothing to finish\n")?;
             } else {

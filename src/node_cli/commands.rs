@@ -381,6 +381,10 @@ pub enum CrmCommand {
 /// The node verbs (flattened into the top-level command).
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
+    /// Print the OpenAPI document of the API (JSON), as `GET
+    /// /api/v1/openapi.json` serves it; `docs/openapi.json` is its output.
+    #[command(hide = true)]
+    Openapi,
     /// Run the node daemon.
     Daemon {
         /// The node configuration file (TOML).

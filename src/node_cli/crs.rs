@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use super::client::routes;
 use super::commands::{CrsCommand, OutputFormat};
 use super::{client, print_digest, say, say_json, split_list};
 use crate::api::crs::{CrsView, CRS_KEYS};
@@ -17,7 +18,7 @@ pub(super) fn crs(command: CrsCommand) -> anyhow::Result<()> {
             config,
             output_format,
         } => {
-            let view: CrsView = client(&config)?.get("/crs")?;
+            let view: CrsView = client(&config)?.get(routes::CRS.at(&[])?)?;
             match output_format {
                 OutputFormat::Json => say_json(&view),
                 OutputFormat::Text => say(&crs_text(&view)),
@@ -37,7 +38,7 @@ pub(super) fn crs(command: CrsCommand) -> anyhow::Result<()> {
                 );
             }
             let reply: WriteReply = client(&config)?.put(
-                "/crs",
+                routes::CRS_SET.at(&[])?,
                 &json!({"options": options, "delete": delete, "digest": digest}),
             )?;
             print_digest(&reply)

@@ -5,7 +5,7 @@
 use anyhow::bail;
 use chrono::{Local, TimeZone};
 
-use super::client::{segment, ApiClient};
+use super::client::{routes, ApiClient};
 use super::commands::OutputFormat;
 use super::{say, say_json};
 use crate::api::history::{ExplainReply, HistoryReply};
@@ -95,26 +95,21 @@ pub fn history(
     limit: Option<usize>,
     format: OutputFormat,
 ) -> anyhow::Result<()> {
-    let mut query = Vec::new();
+    let mut target = routes::HISTORY.at(&[])?;
     if let Some(sid) = sid {
-        query.push(format!("sid={}", segment(sid)?));
+        target = target.query("sid", sid);
     }
     if let Some(node) = node {
-        query.push(format!("node={}", segment(node)?));
+        target = target.query("node", node);
     }
     if let Some(since) = since {
         let now_ms = u64::try_from(Local::now().timestamp_millis()).unwrap_or(0);
-        query.push(format!("since={}", parse_since(since, now_ms)?));
+        target = target.query("since", &parse_since(since, now_ms)?.to_string());
     }
     if let Some(limit) = limit {
-        query.push(format!("limit={limit}"));
+        target = target.query("limit", &limit.to_string());
     }
-    let path = if query.is_empty() {
-        "/history".to_string()
-    } else {
-        format!("/history?{}", query.join("&"))
-    };
-    let reply: HistoryReply = client.get(&path)?;
+    let reply: HistoryReply = client.get(target)?;
     match format {
         OutputFormat::Json => say_json(&reply),
         OutputFormat::Text => {
@@ -136,7 +131,7 @@ pub fn history(
 
 /// `ha-manager explain SID`.
 pub fn explain(client: &ApiClient, sid: &str, format: OutputFormat) -> anyhow::Result<()> {
-    let reply: ExplainReply = client.get(&format!("/explain/{}", segment(sid)?))?;
+    let reply: ExplainReply = client.get(routes::EXPLAIN.at(&[sid])?)?;
     match format {
         OutputFormat::Json => say_json(&reply),
         OutputFormat::Text => {

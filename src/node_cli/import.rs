@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+use super::client::routes;
 use super::commands::ConfigArg;
 use super::{client, say};
 use crate::agents::{AgentSettings, AGENT_KINDS};
@@ -39,7 +40,7 @@ pub(super) fn import(
     }
     let text = |doc: Option<(String, String)>| doc.map(|(_, text)| text);
     let reply: crate::api::import::ImportReply = client(config)?.post(
-        "/config/import",
+        routes::CONFIG_IMPORT.at(&[])?,
         &json!({"resources": text(resources), "groups": text(groups), "rules": text(rules)}),
     )?;
     say(&format!(

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use serde_json::json;
 
+use super::client::routes;
 use super::status::local_ctime;
 use super::{client, load, say, say_json, ConfigArg, OutputFormat};
 use crate::api::join_tokens::{check_join_token_id, parse_ttl, CreatedJoinToken, JoinTokenView};
@@ -50,7 +51,7 @@ pub fn run(command: JoinTokenCommand) -> anyhow::Result<()> {
             let ttl_secs = parse_ttl(&ttl).map_err(anyhow::Error::msg)?;
             let advertise = load(&config)?.advertise;
             let made: CreatedJoinToken = client(&config)?.post(
-                "/cluster/join-tokens",
+                routes::JOIN_TOKEN_CREATE.at(&[])?,
                 &json!({ "ttl_secs": ttl_secs, "description": description }),
             )?;
             say(&format!(
@@ -67,7 +68,7 @@ pub fn run(command: JoinTokenCommand) -> anyhow::Result<()> {
             config,
             output_format,
         } => {
-            let rows: Vec<JoinTokenView> = client(&config)?.get("/cluster/join-tokens")?;
+            let rows: Vec<JoinTokenView> = client(&config)?.get(routes::JOIN_TOKENS.at(&[])?)?;
             match output_format {
                 OutputFormat::Json => say_json(&rows),
                 OutputFormat::Text => say(&table(&rows)),
@@ -76,7 +77,7 @@ pub fn run(command: JoinTokenCommand) -> anyhow::Result<()> {
         JoinTokenCommand::Revoke { id, config } => {
             check_join_token_id(&id).map_err(anyhow::Error::msg)?;
             let _: serde_json::Value =
-                client(&config)?.delete(&format!("/cluster/join-tokens/{id}"))?;
+                client(&config)?.delete(routes::JOIN_TOKEN_REVOKE.at(&[&id])?)?;
             say(&format!("join token '{id}' revoked\n"))
         }
     }

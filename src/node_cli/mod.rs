@@ -29,7 +29,7 @@ use crate::api::cluster::ClusterStatus;
 use crate::api::resources::{ResourceView, WriteReply};
 use crate::daemon::config::NodeConfig;
 use crate::domain::GroupConfig;
-use client::ApiClient;
+use client::{routes, ApiClient};
 
 pub(crate) fn split_list(s: &Option<String>) -> Vec<String> {
     s.as_deref()
@@ -87,6 +87,9 @@ fn say_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
 
 fn execute(command: NodeCommand) -> anyhow::Result<()> {
     match command {
+        NodeCommand::Openapi => Ok(crate::cli::stdout::write(
+            &crate::api::openapi::document_json()?,
+        )?),
         NodeCommand::Daemon { config } => {
             let config = NodeConfig::load(&config)?;
             init_tracing();
@@ -100,8 +103,10 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             config,
         } => {
             let options = options.to_map().map_err(anyhow::Error::msg)?;
-            let reply: WriteReply =
-                client(&config)?.post("/resources", &json!({"sid": sid, "options": options}))?;
+            let reply: WriteReply = client(&config)?.post(
+                routes::RESOURCE_CREATE.at(&[])?,
+                &json!({"sid": sid, "options": options}),
+            )?;
             print_digest(&reply)
         }
         NodeCommand::Set {
@@ -113,18 +118,15 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
         } => {
             let options = options.to_map().map_err(anyhow::Error::msg)?;
             let reply: WriteReply = client(&config)?.put(
-                &format!("/resources/{}", client::segment(&sid)?),
+                routes::RESOURCE_UPDATE.at(&[&sid])?,
                 &json!({"options": options, "delete": split_list(&delete), "digest": digest}),
             )?;
             print_digest(&reply)
         }
         NodeCommand::Remove { sid, purge, config } => {
             // The daemon validates the value; encoding keeps it one value.
-            let reply: WriteReply = client(&config)?.delete(&format!(
-                "/resources/{}?purge={}",
-                client::segment(&sid)?,
-                rules::query_value(&purge)
-            ))?;
+            let reply: WriteReply = client(&config)?
+                .delete(routes::RESOURCE_REMOVE.at(&[&sid])?.query("purge", &purge))?;
             print_digest(&reply)
         }
         NodeCommand::Import {
@@ -144,7 +146,7 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             config,
             output_format,
         } => {
-            let list: Vec<ResourceView> = client(&config)?.get("/resources")?;
+            let list: Vec<ResourceView> = client(&config)?.get(routes::RESOURCES.at(&[])?)?;
             match output_format {
                 OutputFormat::Json => say_json(&list),
                 OutputFormat::Text => say(&output::resources_text(&list)),
@@ -175,9 +177,11 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             config,
             output_format,
         } => history::explain(&client(&config)?, &sid, output_format),
-        NodeCommand::Migrate { sid, node, config } => move_service(&config, "migrate", &sid, &node),
+        NodeCommand::Migrate { sid, node, config } => {
+            move_service(&config, routes::RESOURCE_MIGRATE, &sid, &node)
+        }
         NodeCommand::Relocate { sid, node, config } => {
-            move_service(&config, "relocate", &sid, &node)
+            move_service(&config, routes::RESOURCE_RELOCATE, &sid, &node)
         }
         NodeCommand::Groupadd {
             group,
@@ -185,7 +189,7 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             config,
         } => {
             let reply: WriteReply = client(&config)?.post(
-                "/groups",
+                routes::GROUP_CREATE.at(&[])?,
                 &json!({"group": group, "options": options.to_map()}),
             )?;
             print_digest(&reply)
@@ -196,12 +200,11 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             config,
             output_format,
         } => {
-            let groups: Vec<GroupConfig> = client(&config)?.get("/groups")?;
+            let groups: Vec<GroupConfig> = client(&config)?.get(routes::GROUPS.at(&[])?)?;
             print_section_config(&groups, output_format, crate::config::write_groups_cfg)
         }
         NodeCommand::Groupremove { group, config } => {
-            let reply: WriteReply =
-                client(&config)?.delete(&format!("/groups/{}", client::segment(&group)?))?;
+            let reply: WriteReply = client(&config)?.delete(routes::GROUP_REMOVE.at(&[&group])?)?;
             print_digest(&reply)
         }
         NodeCommand::Groupset {
@@ -212,44 +215,51 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             config,
         } => {
             let reply: WriteReply = client(&config)?.put(
-                &format!("/groups/{}", client::segment(&group)?),
+                routes::GROUP_UPDATE.at(&[&group])?,
                 &json!({"options": options.to_map(), "delete": split_list(&delete), "digest": digest}),
             )?;
             print_digest(&reply)
         }
         NodeCommand::CrmCommand { command, config } => match command {
-            CrmCommand::Migrate { sid, node } => move_service(&config, "migrate", &sid, &node),
-            CrmCommand::Relocate { sid, node } => move_service(&config, "relocate", &sid, &node),
+            CrmCommand::Migrate { sid, node } => {
+                move_service(&config, routes::RESOURCE_MIGRATE, &sid, &node)
+            }
+            CrmCommand::Relocate { sid, node } => {
+                move_service(&config, routes::RESOURCE_RELOCATE, &sid, &node)
+            }
             CrmCommand::Stop { sid, timeout } => {
                 let timeout: u64 = timeout.parse().map_err(|_| {
                     anyhow::anyhow!("field 'timeout': '{timeout}' is not an integer >= 0")
                 })?;
                 client(&config)?.post_empty(
-                    "/crm-command",
+                    routes::CRM_COMMAND.at(&[])?,
                     &json!({"command": "stop", "sid": sid, "timeout": timeout}),
                 )
             }
             CrmCommand::NodeMaintenance { action, node } => {
                 let command = format!("node-maintenance-{action}");
-                client(&config)?
-                    .post_empty("/crm-command", &json!({"command": command, "node": node}))
+                client(&config)?.post_empty(
+                    routes::CRM_COMMAND.at(&[])?,
+                    &json!({"command": command, "node": node}),
+                )
             }
             CrmCommand::DisarmHa { mode } => client(&config)?.post_empty(
-                "/crm-command",
+                routes::CRM_COMMAND.at(&[])?,
                 &json!({"command": "disarm-ha", "mode": mode}),
             ),
-            CrmCommand::ArmHa => {
-                client(&config)?.post_empty("/crm-command", &json!({"command": "arm-ha"}))
-            }
+            CrmCommand::ArmHa => client(&config)?
+                .post_empty(routes::CRM_COMMAND.at(&[])?, &json!({"command": "arm-ha"})),
         },
     }
 }
 
-fn move_service(config: &ConfigArg, task: &str, sid: &str, node: &str) -> anyhow::Result<()> {
-    let _: serde_json::Value = client(config)?.post(
-        &format!("/resources/{}/{task}", client::segment(sid)?),
-        &json!({"node": node}),
-    )?;
+fn move_service(
+    config: &ConfigArg,
+    route: client::Route,
+    sid: &str,
+    node: &str,
+) -> anyhow::Result<()> {
+    let _: serde_json::Value = client(config)?.post(route.at(&[sid])?, &json!({"node": node}))?;
     Ok(())
 }
 
@@ -284,19 +294,19 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
             config,
             output_format,
         } => {
-            let status: ClusterStatus = client(&config)?.get("/cluster/status")?;
+            let status: ClusterStatus = client(&config)?.get(routes::CLUSTER_STATUS.at(&[])?)?;
             match output_format {
                 OutputFormat::Json => say_json(&status),
                 OutputFormat::Text => say(&output::cluster_text(&status)),
             }
         }
         ClusterCommand::Leave { config } => {
-            client(&config)?.post_empty("/cluster/leave", &json!({}))?;
+            client(&config)?.post_empty(routes::CLUSTER_LEAVE.at(&[])?, &json!({}))?;
             say("left the cluster\n")
         }
         ClusterCommand::Delnode { node, config } => {
-            let reply: crate::api::members::DelnodeReply =
-                client(&config)?.post("/cluster/delnode", &json!({ "node": node }))?;
+            let reply: crate::api::members::DelnodeReply = client(&config)?
+                .post(routes::CLUSTER_DELNODE.at(&[])?, &json!({ "node": node }))?;
             say(&format!(
                 "node '{}' (id {}) removed from the cluster; a replacement under the same \
                  name joins with an empty data directory\n",
@@ -335,14 +345,14 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
             config,
         } => {
             client(&config)?.post_empty(
-                "/cluster/set-address",
+                routes::CLUSTER_SET_ADDRESS.at(&[])?,
                 &json!({ "node": node, "addr": address }),
             )?;
             say(&format!("node '{node}' is now reached at {address}\n"))
         }
         ClusterCommand::RenewCert { config } => {
             let reply: crate::api::cluster::RenewedCert =
-                client(&config)?.post("/cluster/renew-cert", &json!({}))?;
+                client(&config)?.post(routes::CLUSTER_RENEW_CERT.at(&[])?, &json!({}))?;
             say(&format!(
                 "node '{}' has a new certificate (sha256 {}), valid until {} (unix seconds); \
                  in use for new connections\n",

@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use super::client::routes;
 use super::commands::{OutputFormat, RulesCommand, RulesQuery};
 use super::{client, output, print_digest, say, say_json, split_list};
 use crate::api::resources::WriteReply;
@@ -34,7 +35,7 @@ pub(super) fn rules(command: RulesCommand) -> anyhow::Result<()> {
             config,
         } => {
             let reply: WriteReply = client(&config)?.post(
-                "/rules",
+                routes::RULE_CREATE.at(&[])?,
                 &json!({"type": kind, "rule": rule, "options": options.to_map()}),
             )?;
             print_digest(&reply)
@@ -51,7 +52,7 @@ pub(super) fn rules(command: RulesCommand) -> anyhow::Result<()> {
             let client = client(&config)?;
             // The type is part of Proxmox's `rules set <type> <id>`: a rule
             // of the other type is refused here, before anything is sent.
-            let current: RuleView = client.get(&format!("/rules/{}", client::segment(&rule)?))?;
+            let current: RuleView = client.get(routes::RULE.at(&[&rule])?)?;
             if current.kind() != kind {
                 anyhow::bail!(
                     "field 'type': rule '{rule}' is a {} rule, not {kind}",
@@ -59,14 +60,13 @@ pub(super) fn rules(command: RulesCommand) -> anyhow::Result<()> {
                 );
             }
             let reply: WriteReply = client.put(
-                &format!("/rules/{}", client::segment(&rule)?),
+                routes::RULE_UPDATE.at(&[&rule])?,
                 &json!({"options": options.to_map(), "delete": split_list(&delete), "digest": digest}),
             )?;
             print_digest(&reply)
         }
         RulesCommand::Remove { rule, config } => {
-            let reply: WriteReply =
-                client(&config)?.delete(&format!("/rules/{}", client::segment(&rule)?))?;
+            let reply: WriteReply = client(&config)?.delete(routes::RULE_REMOVE.at(&[&rule])?)?;
             print_digest(&reply)
         }
     }
@@ -85,29 +85,12 @@ fn check_kind(kind: &str) -> anyhow::Result<()> {
 
 /// `GET /rules` with the query's filters.
 fn fetch_rules(query: &RulesQuery) -> anyhow::Result<Vec<RuleView>> {
-    let mut filters = Vec::new();
+    let mut target = routes::RULES.at(&[])?;
     if let Some(kind) = &query.kind {
-        filters.push(format!("type={}", query_value(kind)));
+        target = target.query("type", kind);
     }
     if let Some(resource) = &query.resource {
-        filters.push(format!("resource={}", query_value(resource)));
+        target = target.query("resource", resource);
     }
-    let path = if filters.is_empty() {
-        "/rules".to_string()
-    } else {
-        format!("/rules?{}", filters.join("&"))
-    };
-    client(&query.config)?.get(&path)
-}
-
-/// Percent-encodes a query value (only what could break the query).
-pub(super) fn query_value(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b':' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    client(&query.config)?.get(target)
 }

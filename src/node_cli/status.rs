@@ -5,7 +5,7 @@
 use chrono::{Local, TimeZone};
 use serde_json::json;
 
-use super::client::ApiClient;
+use super::client::{routes, ApiClient};
 use super::commands::OutputFormat;
 use super::{say, say_json};
 use crate::api::crs::CrsUsageView;
@@ -82,11 +82,11 @@ fn scheduling_lines(crs: &crate::api::crs::CrsView, usage: &CrsUsageView) -> Str
 /// Runs `status`: `--verbose` adds the scheduler lines, then "full
 /// cluster state:" and the manager status document, as Proxmox does.
 pub fn status(client: &ApiClient, verbose: bool, format: OutputFormat) -> anyhow::Result<()> {
-    let entries: Vec<StatusEntry> = client.get("/status/current")?;
+    let entries: Vec<StatusEntry> = client.get(routes::STATUS_CURRENT.at(&[])?)?;
     let full: Option<(StatusSnapshot, CrsUsageView)> = if verbose {
         Some((
-            client.get("/status/manager_status")?,
-            client.get("/crs/usage")?,
+            client.get(routes::STATUS_MANAGER.at(&[])?)?,
+            client.get(routes::CRS_USAGE.at(&[])?)?,
         ))
     } else {
         None
@@ -101,7 +101,7 @@ pub fn status(client: &ApiClient, verbose: bool, format: OutputFormat) -> anyhow
         OutputFormat::Text => {
             let mut text = status_lines(&entries, &local_ctime);
             if let Some((_, usage)) = &full {
-                let crs: crate::api::crs::CrsView = client.get("/crs")?;
+                let crs: crate::api::crs::CrsView = client.get(routes::CRS.at(&[])?)?;
                 text.push_str(&scheduling_lines(&crs, usage));
             }
             if let Some((f, _)) = full {

@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use super::client::routes;
 use super::{client, say, say_json, OutputFormat, TokenCommand};
 use crate::api::tokens::{check_token_id, CreatedToken, TokenView};
 
@@ -16,7 +17,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
         } => {
             check_token_id(&id).map_err(|e| anyhow::anyhow!(e))?;
             let made: CreatedToken = client(&config)?.post(
-                "/tokens",
+                routes::TOKEN_CREATE.at(&[])?,
                 &json!({ "id": id, "role": role, "comment": comment }),
             )?;
             say(&format!(
@@ -32,7 +33,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             config,
             output_format,
         } => {
-            let rows: Vec<TokenView> = client(&config)?.get("/tokens")?;
+            let rows: Vec<TokenView> = client(&config)?.get(routes::TOKENS.at(&[])?)?;
             match output_format {
                 OutputFormat::Json => say_json(&rows),
                 OutputFormat::Text => say(&table(&rows)),
@@ -40,7 +41,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Remove { id, config } => {
             check_token_id(&id).map_err(|e| anyhow::anyhow!(e))?;
-            let _: serde_json::Value = client(&config)?.delete(&format!("/tokens/{id}"))?;
+            let _: serde_json::Value = client(&config)?.delete(routes::TOKEN_REMOVE.at(&[&id])?)?;
             say(&format!("token '{id}' removed\n"))
         }
     }
