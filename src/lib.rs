@@ -20,3 +20,5 @@ pub mod lrm;
 #[cfg(feature = "node")]
 pub mod node_cli;
 pub mod sim;
+#[cfg(feature = "node")]
+pub mod web;

@@ -15,6 +15,9 @@
 //!   are then capped at [`API_BODY_LIMIT`] ([`IMPORT_BODY_LIMIT`] for the
 //!   config import). Every refusal is the JSON error body naming the field
 //!   (see [`extract`]).
+//! * `/` and `/ui/...`: the web dashboard's embedded files (`crate::web`),
+//!   without a token (they hold no data; the page calls this API with the
+//!   operator's token).
 //! * `/raft` is mounted by the daemon from the `raft` crate (a member's
 //!   node certificate that the node directory lists).
 
@@ -200,6 +203,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/status/current", get(status::status_current))
         .route("/status/manager_status", get(status::manager_status))
         .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/whoami", get(tokens::whoami))
         .route("/tokens/{id}", axum::routing::delete(tokens::remove))
         .route(
             "/cluster/join-tokens",
@@ -228,6 +232,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .merge(metrics)
+        .merge(crate::web::router())
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

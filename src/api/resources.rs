@@ -465,6 +465,15 @@ pub enum CrmCommandBody {
         /// The node.
         node: String,
     },
+    /// Disarm HA cluster-wide (spec 3.18): `freeze` keeps the services as
+    /// they are, `ignore` stops tracking them; then the watchdogs are
+    /// released.
+    DisarmHa {
+        /// `freeze` or `ignore`.
+        mode: String,
+    },
+    /// Arm HA again after a disarm.
+    ArmHa {},
 }
 
 /// `POST /crm-command`.
@@ -494,6 +503,19 @@ pub async fn crm_command(
             let node = check_node(&st, &node, "node").await?;
             format!("disable-node-maintenance {node}")
         }
+        CrmCommandBody::DisarmHa { mode } => {
+            if mode != "freeze" && mode != "ignore" {
+                return Err(ApiError::field(
+                    "mode",
+                    format!(
+                        "field 'mode': '{}' is not a disarm mode (freeze or ignore)",
+                        crate::domain::error::shown(&mode)
+                    ),
+                ));
+            }
+            format!("disarm-ha {mode}")
+        }
+        CrmCommandBody::ArmHa {} => "arm-ha".to_string(),
     };
     st.store.append_crm_command(line).await?;
     Ok(StatusCode::ACCEPTED)

@@ -245,6 +245,25 @@ async fn write_table(st: &ApiState, table: &TokenTable, version: u64) -> ApiResu
     Ok(())
 }
 
+/// Answer of `GET /whoami`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// Token id, or `node:<name>` for a member's node certificate.
+    pub id: String,
+    /// `admin` or `read-only`.
+    pub role: Role,
+}
+
+/// `GET /whoami`: who the caller's credentials say it is, so a client
+/// (the dashboard) shows only the actions its role may take. Any token
+/// may ask; the middleware has already identified the caller.
+pub async fn whoami(axum::Extension(caller): axum::Extension<Caller>) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        id: caller.id,
+        role: caller.role,
+    })
+}
+
 /// `GET /tokens`: ids, roles and comments; never secrets.
 pub async fn list(State(st): State<ApiState>) -> ApiResult<Json<Vec<TokenView>>> {
     let (table, _) = read_table(&st).await?;
