@@ -226,20 +226,64 @@ fn the_dashboard_shows_the_cluster_acts_with_admin_tokens_and_only_reads_with_re
     b.wait_for(&format!("{victim_name} shown fenced"), MOVE, |b| {
         b.attr(&card, "data-state").filter(|s| s == "fenced")
     });
-    b.js(
-        "document.getElementById('timeline-panel').scrollIntoView();",
-        vec![],
+    // The timeline tells the story from the history: the node unknown,
+    // fenced, its lease taken; the service fenced, recovered, started.
+    let node_lane = format!("#timeline .lane[data-lane='node {victim_name}']");
+    let service_lane = format!("#timeline .lane[data-lane='{SID}']");
+    let marks = [
+        format!("{node_lane} .mark[data-mark='unknown']"),
+        format!("{node_lane} .mark[data-mark='fence']"),
+        format!("{node_lane} .mark[data-mark='fenced']"),
+        format!("{service_lane} .mark[data-mark='fence']"),
+        format!("{service_lane} .mark[data-kind='recovery']"),
+        format!("{service_lane} .mark[data-mark='started']"),
+    ];
+    b.wait_for("the failover on the timeline", MOVE, |b| {
+        marks.iter().all(|m| b.count(m) >= 1).then_some(())
+    });
+    // In time order along the lane.
+    let left = |css: &str| {
+        b.js(
+            "return document.querySelector(arguments[0]).getBoundingClientRect().left;",
+            vec![json!(css)],
+        )
+        .as_f64()
+        .expect("a position")
+    };
+    assert!(left(&marks[0]) <= left(&marks[2]), "unknown before fenced");
+    assert!(
+        left(&marks[4]) <= left(&marks[5]),
+        "recovery before started"
     );
+    let recovery_text = b.text(&marks[4]).unwrap_or_default();
+    assert!(
+        recovery_text.contains(&c.nodes[to].name),
+        "the recovery names the new node: {recovery_text}"
+    );
+    // The history lists the commands the page sent, with its token.
+    b.wait_for("the page's commands in the history", PAGE, |b| {
+        b.text("#history")
+            .filter(|t| t.contains("dash-admin") && t.contains("relocate"))
+    });
+    b.js("window.scrollTo(0, 0);", vec![]);
     b.screenshot("failover-recovered.png");
     assert_eq!(watch.max_copies(), 1, "{:?}", watch.observations());
 
-    // Why: the page asks the API; without a history it says so.
+    // Why: the CRM's recovery decision, from the API.
     b.js("window.scrollTo(0, 0);", vec![]);
     b.click(&format!("{} button[data-action='why']", row(SID)));
     let why = b.wait_for("the explanation", PAGE, |b| {
         b.text("#why-text").filter(|t| !t.is_empty())
     });
-    assert!(!why.is_empty());
+    assert!(
+        why.contains(&format!("-> {}", c.nodes[to].name)) && why.contains("recovery"),
+        "{why}"
+    );
+    assert!(
+        b.count(&format!("#dialog tr[data-node='{victim_name}']")) == 1,
+        "the fenced node is listed among the candidates"
+    );
+    b.screenshot("why.png");
     b.click("#dialog-cancel");
 
     // Read-only: the same page without any action, and the API refuses

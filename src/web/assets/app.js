@@ -824,7 +824,9 @@
       case 'recovery':
         return e.sid ? [e.sid, 'recovery', `recovery -> ${e.to || '?'}`] : null;
       case 'service_state':
-        return e.sid ? [e.sid, cls(e.to), e.to + (e.node && e.to === 'started' ? ` on ${e.node}` : '')] : null;
+        // The recovery event itself says more (where to).
+        if (!e.sid || e.to === 'recovery') return null;
+        return [e.sid, cls(e.to), e.to + (e.node && e.to === 'started' ? ` on ${e.node}` : '')];
       case 'start_failure':
       case 'error':
         return [e.sid || `node ${e.node}`, 'error', e.kind.replace('_', ' ')];
