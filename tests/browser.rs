@@ -2,7 +2,8 @@
 //! cluster: log in with an admin token, add a service, migrate and
 //! relocate it with the page's buttons (and check the process really
 //! moved), kill its node and watch the failover on the page, then log in
-//! read-only: no action buttons, and the API refuses its writes.
+//! read-only: no action buttons, and the API refuses its writes. And with
+//! 2,000 services a poll touches only the rows that changed.
 //!
 //! Screenshots of the failover go to `docs/screenshots/` with
 //! `HA_UPDATE_SCREENSHOTS=1` (the README shows them), to a temp dir
@@ -327,4 +328,65 @@ fn the_dashboard_shows_the_cluster_acts_with_admin_tokens_and_only_reads_with_re
     );
     drop(b);
     let _ = c.daemon_exited(victim);
+}
+
+#[test]
+fn with_two_thousand_services_a_poll_touches_only_the_rows_that_changed() {
+    let b = Browser::start();
+    let c = start(3);
+    let admin = make_token(&c, "dash-admin", "admin");
+    let leader = wait_until(Duration::from_secs(20), "a leader", || c.leader()).expect("leader");
+    // 2,000 stopped services in one import (nothing runs).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("resources.cfg");
+    let cfg: String = (0..2000)
+        .map(|i| format!("exec: s{i:04}\n\tstate stopped\n\tcmd sleep 1\n\n"))
+        .collect();
+    std::fs::write(&file, cfg).expect("resources.cfg");
+    let out = c
+        .cli(0, &["import", "--resources", file.to_str().expect("path")])
+        .expect("cli");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    b.goto(&c.url(leader, "/"));
+    login(&b, &admin);
+    b.wait_for(
+        "2,000 stopped services on the page",
+        Duration::from_secs(90),
+        |b| (b.count("tr[data-sid][data-state='stopped']") == 2000).then_some(()),
+    );
+    // Watch the table through a few polls: nothing changed, nothing is
+    // touched (no re-render).
+    b.js(
+        "window.touched = [];
+         new MutationObserver((list) => {
+           for (const m of list) {
+             const row = (m.target.nodeType === 1 ? m.target : m.target.parentElement).closest('tr');
+             window.touched.push(row ? row.dataset.sid : '(table)');
+           }
+         }).observe(document.getElementById('service-rows'),
+           { subtree: true, childList: true, characterData: true, attributes: true });",
+        vec![],
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let touched = b.js("return window.touched;", vec![]);
+    assert_eq!(touched, json!([]), "a poll without changes touched rows");
+    // One service changes: only its row is touched.
+    let http = c.https_client(leader).expect("client");
+    let put = http
+        .put(c.url(leader, "/api/v1/resources/exec%3As0042"))
+        .bearer_auth(&admin)
+        .json(&json!({"options": {"state": "disabled"}}))
+        .send()
+        .expect("PUT");
+    assert_eq!(put.status(), 200);
+    b.wait_for("the change on the page", PAGE, |b| {
+        (b.text("tr[data-sid='exec:s0042'] .requested-cell")
+            .as_deref()
+            == Some("disabled"))
+        .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let touched = b.js("return [...new Set(window.touched)];", vec![]);
+    assert_eq!(touched, json!(["exec:s0042"]), "only the changed row");
+    assert_eq!(b.count("tr[data-sid]"), 2000);
 }

@@ -18,6 +18,7 @@
   const HISTORY_PAGE = 1000;
   const HISTORY_KEEP = 5000;
   const HISTORY_LINES = 1000;
+  const FLASH_MAX = 50;
 
   const state = {
     token: null,
@@ -396,6 +397,7 @@
     const f = filterText();
     let added = false;
     let shown = 0;
+    const changed = [];
     for (const e of entries) {
       seen.add(e.sid);
       const key = `${e.state}|${e.crm_state}|${e.node}|${e.request_state}|${e.mark || ''}`;
@@ -427,12 +429,7 @@
         stop.dataset.action = running ? 'stop' : 'start';
         setText(stop, running ? 'Stop' : 'Start');
       }
-      if (!first) {
-        r.classList.remove('changed');
-        // Restart the highlight (reading offsetWidth applies the removal).
-        void r.offsetWidth;
-        r.classList.add('changed');
-      }
+      if (!first) changed.push(r);
     }
     for (const [sid, s] of state.services) {
       if (!seen.has(sid)) {
@@ -445,6 +442,13 @@
       const frag = document.createDocumentFragment();
       for (const sid of sids) frag.append(state.services.get(sid).row);
       tbody.append(frag);
+    }
+    // Highlight a few changed rows (an animation per row; no forced
+    // layout, which would cost a table layout per row).
+    if (changed.length <= FLASH_MAX && typeof Element.prototype.animate === 'function') {
+      for (const r of changed) {
+        r.animate([{ backgroundColor: '#fff4c2' }, { backgroundColor: 'transparent' }], { duration: 1200 });
+      }
     }
     setText($('service-count'), `(${entries.length})`);
     setText($('filter-count'), f ? `${shown} shown` : '');
