@@ -370,15 +370,27 @@ fn with_two_thousand_services_a_poll_touches_only_the_rows_that_changed() {
     std::thread::sleep(Duration::from_secs(4));
     let touched = b.js("return window.touched;", vec![]);
     assert_eq!(touched, json!([]), "a poll without changes touched rows");
-    // One service changes: only its row is touched.
-    let http = c.https_client(leader).expect("client");
-    let put = http
-        .put(c.url(leader, "/api/v1/resources/exec%3As0042"))
-        .bearer_auth(&admin)
-        .json(&json!({"options": {"state": "disabled"}}))
-        .send()
-        .expect("PUT");
-    assert_eq!(put.status(), 200);
+    // One service is edited with the page: only its row is touched.
+    b.click("tr[data-sid='exec:s0042'] button[data-action='edit']");
+    let text = b.wait_for("the edit dialog", PAGE, |b| {
+        b.displayed("#edit-options")
+            .then(|| {
+                b.js(
+                    "return document.getElementById('edit-options').value;",
+                    vec![],
+                )
+            })
+            .and_then(|v| v.as_str().map(str::to_string))
+    });
+    assert!(
+        text.contains("state=stopped") && text.contains("cmd=sleep 1"),
+        "{text}"
+    );
+    b.type_text(
+        "#edit-options",
+        &text.replace("state=stopped", "state=disabled"),
+    );
+    b.click("#dialog-ok");
     b.wait_for("the change on the page", PAGE, |b| {
         (b.text("tr[data-sid='exec:s0042'] .requested-cell")
             .as_deref()
@@ -389,4 +401,40 @@ fn with_two_thousand_services_a_poll_touches_only_the_rows_that_changed() {
     let touched = b.js("return [...new Set(window.touched)];", vec![]);
     assert_eq!(touched, json!(["exec:s0042"]), "only the changed row");
     assert_eq!(b.count("tr[data-sid]"), 2000);
+    let http = c.https_client(leader).expect("client");
+    let stored: Value = http
+        .get(c.url(leader, "/api/v1/resources/exec%3As0042"))
+        .bearer_auth(&admin)
+        .send()
+        .and_then(|r| r.json())
+        .expect("GET");
+    assert_eq!(stored["state"], "disabled", "{stored}");
+    assert_eq!(stored["params"]["cmd"], "sleep 1", "the edit kept the rest");
+
+    // Rules: add one with the form, see the CRM's verdict, remove it.
+    b.select("#rule-type", "resource-affinity");
+    b.type_text("#rule-id", "apart");
+    b.type_text("#rule-resources", "exec:s0001,exec:s0002");
+    b.select("#rule-affinity", "negative");
+    b.click("#rule-form button[data-action='add-rule']");
+    b.wait_for("the new rule in use", PAGE, |b| {
+        b.text("tr[data-rule='apart']")
+            .filter(|t| t.contains("negative") && t.contains("in use"))
+    });
+    b.click("tr[data-rule='apart'] button[data-action='remove-rule']");
+    b.wait_for("the rule gone", PAGE, |b| {
+        (b.count("tr[data-rule='apart']") == 0).then_some(())
+    });
+
+    // Maintenance of a node, on and off.
+    let node = c.nodes[(leader + 1) % 3].name.clone();
+    let card = format!(".node[data-node='{node}']");
+    b.click(&format!("{card} button[data-action='maintenance-enable']"));
+    b.wait_for(&format!("{node} in maintenance"), MOVE, |b| {
+        b.attr(&card, "data-state").filter(|s| s == "maintenance")
+    });
+    b.click(&format!("{card} button[data-action='maintenance-disable']"));
+    b.wait_for(&format!("{node} online again"), MOVE, |b| {
+        b.attr(&card, "data-state").filter(|s| s == "online")
+    });
 }
