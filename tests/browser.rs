@@ -155,6 +155,17 @@ fn the_dashboard_shows_the_cluster_acts_with_admin_tokens_and_only_reads_with_re
     // Admin: log in on the leader's page (it answers throughout: the
     // node killed below is a follower).
     b.goto(&c.url(leader, "/"));
+    // A wrong token is refused with the API's message.
+    b.wait_for("the login form", PAGE, |b| {
+        b.displayed("#login-form").then_some(())
+    });
+    b.type_text("#token", "dash-admin.not-the-secret");
+    b.click("#login-button");
+    b.wait_for("the refusal", PAGE, |b| {
+        b.text("#login-error")
+            .filter(|t| t.contains("wrong API token"))
+    });
+    assert!(!b.displayed("#app"));
     login(&b, &admin);
     b.wait_for("three nodes on the page", PAGE, |b| {
         (b.count(".node[data-node]") == 3).then_some(())
