@@ -21,4 +21,6 @@ pub mod lrm;
 pub mod node_cli;
 pub mod sim;
 #[cfg(feature = "node")]
+pub mod sim_web;
+#[cfg(feature = "node")]
 pub mod web;

@@ -12,7 +12,7 @@
 //! `cluster delnode`/`leave` drop the entry and with it every certificate
 //! of the node.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use raft::tls::PeerIdentity;
 use raft::ClusterStore;
@@ -60,14 +60,37 @@ pub fn local_directory(store: &ClusterStore) -> Result<NodeDirectory, String> {
 }
 
 /// The check the Raft endpoints run on every request's certificate.
+///
+/// Every append and heartbeat passes here, so the parsed directory is
+/// kept and parsed again only when the document's version (the log index
+/// that wrote it, unique per write) changed.
 pub fn raft_peer_check(store: &ClusterStore) -> raft::PeerCheck {
     // A weak handle: the check lives inside the store it reads.
     let store = store.downgrade();
+    let key = raft::DocKey::Config(docs::NODES_DOC.to_string());
+    type Cached = Option<(u64, Arc<Result<NodeDirectory, String>>)>;
+    let cache: Mutex<Cached> = Mutex::new(None);
     Arc::new(move |peer: &PeerIdentity| {
         let store = store
             .upgrade()
             .ok_or_else(|| "the node is shutting down".to_string())?;
-        check_peer(&local_directory(&store)?, peer)
+        let version = store.read_local(|s| s.doc_version(&key)).value;
+        // A poisoned lock only means another check panicked; the cached
+        // value is still a whole one.
+        let mut slot = cache.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = match slot.as_ref() {
+            Some((v, dir)) if *v == version => Arc::clone(dir),
+            _ => {
+                let dir = Arc::new(local_directory(&store));
+                *slot = Some((version, Arc::clone(&dir)));
+                dir
+            }
+        };
+        drop(slot);
+        match dir.as_ref() {
+            Ok(dir) => check_peer(dir, peer),
+            Err(e) => Err(e.clone()),
+        }
     })
 }
 

@@ -52,6 +52,30 @@ pub enum SimCommand {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Serve the simulator in the browser: a local web page over the same
+    /// engine as `sim run`, with nodes to switch off and on, services, the
+    /// log, stepping, commands and loading and saving scenario directories.
+    ///
+    /// A local tool: it listens on 127.0.0.1 unless --listen says
+    /// otherwise, and whoever can reach it can read and write scenario
+    /// directories as the user running it.
+    #[cfg(feature = "node")]
+    Serve {
+        /// The scenario directory to start with (Proxmox simulator
+        /// layout); without one, a built-in scenario of three nodes.
+        dir: Option<PathBuf>,
+        /// Address and port to listen on (port 0: any free port; the URL
+        /// is printed).
+        #[arg(long, default_value = "127.0.0.1:8070")]
+        listen: std::net::SocketAddr,
+        /// Timing profile: `pve`, `default` or `fast` (default: the
+        /// scenario's `profile` file, else `pve`).
+        #[arg(long, value_parser = ["pve", "default", "fast"])]
+        profile: Option<String>,
+        /// Seed of the run (default: the scenario's `seed` file, else 0).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -59,6 +83,16 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         #[cfg(feature = "node")]
         Command::Node(command) => crate::node_cli::run(*command),
+        #[cfg(feature = "node")]
+        Command::Sim {
+            command:
+                SimCommand::Serve {
+                    dir,
+                    listen,
+                    profile,
+                    seed,
+                },
+        } => crate::sim_web::run_cli(crate::sim_web::SessionInit { dir, profile, seed }, listen),
         Command::Sim {
             command:
                 SimCommand::Run {

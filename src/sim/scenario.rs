@@ -190,17 +190,52 @@ pub fn parse_sim_sid(text: &str) -> Option<Sid> {
     Some(sid)
 }
 
+/// The files a scenario directory may hold; anything else in it is
+/// ignored.
+pub const SCENARIO_FILES: [&str; 11] = [
+    "cmdlist",
+    "hardware_status",
+    "service_config",
+    "manager_status",
+    "datacenter.cfg",
+    "static_service_stats",
+    "dynamic_service_stats",
+    "groups",
+    "rules_config",
+    "profile",
+    "seed",
+];
+
 impl Scenario {
     /// Loads and validates a scenario directory.
     pub fn load(dir: &Path) -> Result<Scenario, ScenarioError> {
-        let mut sc = Scenario::default();
+        Scenario::from_files(&Scenario::read_files(dir)?)
+    }
+
+    /// Reads the scenario files present in `dir` (see [`SCENARIO_FILES`]):
+    /// file name -> text.
+    pub fn read_files(dir: &Path) -> Result<BTreeMap<String, String>, ScenarioError> {
         if !dir.exists() {
             return Err(err("", 0, "", "scenario directory does not exist"));
         }
         if !dir.is_dir() {
             return Err(err("", 0, "", "not a directory"));
         }
-        let Some(cmd_text) = read_opt(dir, "cmdlist")? else {
+        let mut files = BTreeMap::new();
+        for name in SCENARIO_FILES {
+            if let Some(text) = read_opt(dir, name)? {
+                files.insert(name.to_string(), text);
+            }
+        }
+        Ok(files)
+    }
+
+    /// Parses and validates a scenario from its files' texts (file name ->
+    /// text, as [`Scenario::read_files`] returns them).
+    pub fn from_files(files: &BTreeMap<String, String>) -> Result<Scenario, ScenarioError> {
+        let mut sc = Scenario::default();
+        let file = |name: &str| files.get(name).cloned();
+        let Some(cmd_text) = file("cmdlist") else {
             return Err(err(
                 "cmdlist",
                 0,
@@ -236,7 +271,7 @@ impl Scenario {
             sc.cmdlist.push(list);
         }
 
-        match read_opt(dir, "hardware_status")? {
+        match file("hardware_status") {
             None => {
                 for n in ["node1", "node2", "node3"] {
                     let node: NodeName = n.parse().unwrap_or_else(|_| unreachable!());
@@ -299,7 +334,7 @@ impl Scenario {
             }
         }
 
-        match read_opt(dir, "service_config")? {
+        match file("service_config") {
             None => sc.services = default_services(),
             Some(text) => {
                 let v = parse_json("service_config", &text)?;
@@ -365,7 +400,7 @@ impl Scenario {
             }
         }
 
-        if let Some(text) = read_opt(dir, "manager_status")? {
+        if let Some(text) = file("manager_status") {
             let v = parse_json("manager_status", &text)?;
             sc.manager_status = serde_json::from_value(v).map_err(|e| {
                 err(
@@ -377,20 +412,20 @@ impl Scenario {
             })?;
         }
 
-        if let Some(text) = read_opt(dir, "datacenter.cfg")? {
+        if let Some(text) = file("datacenter.cfg") {
             let options = crate::config::parse_datacenter_json(&text, "datacenter.cfg")
                 .map_err(|e| err("datacenter.cfg", e.line, "", e.kind.to_string()))?;
             sc.shutdown_policy = options.shutdown_policy;
             sc.stats.crs = options.crs;
         }
-        if let Some(text) = read_opt(dir, "static_service_stats")? {
+        if let Some(text) = file("static_service_stats") {
             sc.stats.static_stats = Some(super::stats::parse_service_stats(
                 "static_service_stats",
                 &text,
                 ["maxcpu", "maxmem"],
             )?);
         }
-        if let Some(text) = read_opt(dir, "dynamic_service_stats")? {
+        if let Some(text) = file("dynamic_service_stats") {
             sc.stats.dynamic_stats = Some(super::stats::parse_service_stats(
                 "dynamic_service_stats",
                 &text,
@@ -398,16 +433,16 @@ impl Scenario {
             )?);
         }
 
-        sc.load_rules(dir)?;
+        sc.load_rules(files)?;
 
-        if let Some(text) = read_opt(dir, "profile")? {
+        if let Some(text) = file("profile") {
             let p = text.trim().to_string();
             if !matches!(p.as_str(), "pve" | "default" | "fast") {
                 return Err(err("profile", 1, &p, "expected 'pve', 'default' or 'fast'"));
             }
             sc.profile = Some(p);
         }
-        if let Some(text) = read_opt(dir, "seed")? {
+        if let Some(text) = file("seed") {
             let t = text.trim();
             sc.seed = Some(
                 t.parse()
@@ -422,230 +457,296 @@ impl Scenario {
     /// Checks what depends on the timing profile: a `net delay` above the
     /// profile's bound (a renewal must fit in half an attempt).
     pub fn validate_for(&self, timing: &super::SimTiming) -> Result<(), ScenarioError> {
-        let bound = super::net::NetParams::max_delay_bound(timing);
         for cmd in self.cmdlist.iter().flatten() {
-            let w: Vec<&str> = cmd.split_whitespace().collect();
-            if let ["net", "delay", ms] = w.as_slice() {
-                if ms.parse::<u64>().is_ok_and(|v| v > bound) {
-                    return Err(err(
-                        "cmdlist",
-                        line_of(&self.cmdlist_text, &format!("\"{cmd}\"")),
-                        ms,
-                        format!(
-                            "message delay above the '{}' profile's bound of {bound} ms (renew_attempt_timeout / 8)",
-                            timing.name
-                        ),
-                    ));
-                }
-            }
+            check_command_timing(cmd, timing).map_err(|e| {
+                err(
+                    "cmdlist",
+                    line_of(&self.cmdlist_text, &format!("\"{cmd}\"")),
+                    &e.token,
+                    e.message,
+                )
+            })?;
         }
         Ok(())
     }
 
     fn validate_commands(&self, text: &str) -> Result<(), ScenarioError> {
-        let mut sids: BTreeSet<Sid> = self.services.keys().cloned().collect();
+        let mut check =
+            CommandCheck::new(self.hardware.keys().cloned(), self.services.keys().cloned());
         for cmd in self.cmdlist.iter().flatten() {
-            let line = line_of(text, &format!("\"{cmd}\""));
-            let bad = |token: &str, msg: &str| Err(err("cmdlist", line, token, msg));
-            let w: Vec<&str> = cmd.split_whitespace().collect();
-            let node_ok = |n: &str| {
-                n.parse::<NodeName>()
-                    .ok()
-                    .is_some_and(|n| self.hardware.contains_key(&n))
-            };
-            match w.as_slice() {
-                ["delay", n] => {
-                    if n.parse::<u64>().is_err() {
-                        return bad(n, "delay needs a number of seconds");
+            check.check(cmd).map_err(|e| {
+                err(
+                    "cmdlist",
+                    line_of(text, &format!("\"{cmd}\"")),
+                    &e.token,
+                    e.message,
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A cmdlist command that cannot run: the word at fault and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} ('{token}')")]
+pub struct CommandError {
+    /// The offending word (the whole command when no single word is).
+    pub token: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Checks a `net delay` against the profile's bound (a renewal must fit
+/// in half an attempt); every other command passes.
+pub fn check_command_timing(cmd: &str, timing: &super::SimTiming) -> Result<(), CommandError> {
+    let bound = super::net::NetParams::max_delay_bound(timing);
+    let w: Vec<&str> = cmd.split_whitespace().collect();
+    if let ["net", "delay", ms] = w.as_slice() {
+        if ms.parse::<u64>().is_ok_and(|v| v > bound) {
+            return Err(CommandError {
+                token: (*ms).to_string(),
+                message: format!(
+                    "message delay above the '{}' profile's bound of {bound} ms (renew_attempt_timeout / 8)",
+                    timing.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The parser of cmdlist commands: checks one command at a time against
+/// the cluster's nodes and the services that exist at that point (a
+/// `service <sid> add` or `delete` changes them for the commands after
+/// it). `sim run` checks a whole cmdlist with it before the first round;
+/// `sim serve` checks each command typed in.
+#[derive(Debug, Clone)]
+pub struct CommandCheck {
+    nodes: BTreeSet<NodeName>,
+    sids: BTreeSet<Sid>,
+}
+
+impl CommandCheck {
+    /// A check for a cluster of `nodes` with the services `sids`.
+    pub fn new(
+        nodes: impl IntoIterator<Item = NodeName>,
+        sids: impl IntoIterator<Item = Sid>,
+    ) -> CommandCheck {
+        CommandCheck {
+            nodes: nodes.into_iter().collect(),
+            sids: sids.into_iter().collect(),
+        }
+    }
+
+    /// Checks one command; a valid `service add`/`delete` updates the
+    /// services the next commands are checked against.
+    pub fn check(&mut self, cmd: &str) -> Result<(), CommandError> {
+        let bad = |token: &str, msg: &str| {
+            Err(CommandError {
+                token: token.to_string(),
+                message: msg.to_string(),
+            })
+        };
+        let w: Vec<&str> = cmd.split_whitespace().collect();
+        let nodes = &self.nodes;
+        let node_ok = |n: &str| {
+            n.parse::<NodeName>()
+                .ok()
+                .is_some_and(|n| nodes.contains(&n))
+        };
+        let sids = &mut self.sids;
+        match w.as_slice() {
+            ["delay", n] => {
+                if n.parse::<u64>().is_err() {
+                    return bad(n, "delay needs a number of seconds");
+                }
+            }
+            ["skip-round", what, rest @ ..] => {
+                if *what != "crm" && *what != "lrm" {
+                    return bad(what, "expected crm or lrm");
+                }
+                if let Some(n) = rest.first() {
+                    if n.parse::<u32>().is_err() || rest.len() > 1 {
+                        return bad(n, "expected a round count");
                     }
                 }
-                ["skip-round", what, rest @ ..] => {
-                    if *what != "crm" && *what != "lrm" {
-                        return bad(what, "expected crm or lrm");
+            }
+            [kind @ ("power" | "network"), node, action] => {
+                if !node_ok(node) {
+                    return bad(node, "unknown node");
+                }
+                if *action != "on" && *action != "off" {
+                    return bad(action, &format!("unknown {kind} action"));
+                }
+            }
+            ["cfs", node, what, action] => {
+                if !node_ok(node) {
+                    return bad(node, "unknown node");
+                }
+                if *what != "rw" && *what != "update" {
+                    return bad(what, "expected rw or update");
+                }
+                if *action != "work" && *action != "fail" {
+                    return bad(action, "expected work or fail");
+                }
+            }
+            ["pause", "leader"] | ["resume", "all"] => {}
+            ["reboot" | "shutdown" | "restart-lrm" | "pause" | "resume", node] => {
+                if !node_ok(node) {
+                    return bad(node, "unknown node");
+                }
+            }
+            ["daemon", node, action] => {
+                if !node_ok(node) {
+                    return bad(node, "unknown node");
+                }
+                if *action != "stop" && *action != "start" {
+                    return bad(action, "expected stop or start");
+                }
+            }
+            ["mux", node, action] => {
+                if !node_ok(node) {
+                    return bad(node, "unknown node");
+                }
+                if !matches!(*action, "restart" | "hang" | "resume") {
+                    return bad(action, "expected restart, hang or resume");
+                }
+            }
+            ["link", "all", action] => {
+                if *action != "on" {
+                    return bad(action, "only 'link all on' heals every link");
+                }
+            }
+            ["link", a, rest @ ..] => {
+                let (b, action) = match rest {
+                    ["to", b, action] | [b, action] => (*b, *action),
+                    _ => return bad(cmd, "expected link <node> [to] <node> on|off"),
+                };
+                for n in [*a, b] {
+                    if !node_ok(n) {
+                        return bad(n, "unknown node");
                     }
-                    if let Some(n) = rest.first() {
-                        if n.parse::<u32>().is_err() || rest.len() > 1 {
-                            return bad(n, "expected a round count");
+                }
+                if *a == b {
+                    return bad(b, "a link needs two different nodes");
+                }
+                if action != "on" && action != "off" {
+                    return bad(action, "expected on or off");
+                }
+            }
+            ["net", what, value] => match *what {
+                "delay" => {
+                    if value.parse::<u64>().is_err() {
+                        return bad(value, "delay needs a number of milliseconds");
+                    }
+                }
+                "loss" => match value.parse::<u32>() {
+                    Ok(v) if v <= super::net::MAX_LOSS_PER_MILLE => {}
+                    _ => {
+                        return bad(
+                            value,
+                            &format!(
+                                "loss needs a per-mille value from 0 to {}",
+                                super::net::MAX_LOSS_PER_MILLE
+                            ),
+                        )
+                    }
+                },
+                other => return bad(other, "expected delay or loss"),
+            },
+            ["crm", node, rest @ ..] => {
+                if !node_ok(node) {
+                    return bad(node, "unknown node");
+                }
+                match rest {
+                    ["stop"]
+                    | ["start"]
+                    | ["enable-node-maintenance"]
+                    | ["disable-node-maintenance"]
+                    | ["arm-ha"] => {}
+                    ["disarm-ha", "freeze" | "ignore"] => {}
+                    [other, ..] => return bad(other, "unknown crm action"),
+                    [] => return bad(cmd, "missing crm action"),
+                }
+            }
+            ["pve-manager-version", node, "set", ver] => {
+                if !node_ok(node) {
+                    return bad(node, "unknown node");
+                }
+                if let Err(e) = check_version("cmdlist", 0, ver) {
+                    return bad(ver, &e.message);
+                }
+            }
+            ["service", sid_txt, action, params @ ..] => {
+                let Some(sid) = parse_sim_sid(sid_txt) else {
+                    return bad(sid_txt, "invalid SID");
+                };
+                if *action == "add" {
+                    if sids.contains(&sid) {
+                        return bad(sid_txt, "service already exists");
+                    }
+                    match params.first() {
+                        Some(n) if node_ok(n) => {}
+                        Some(n) => return bad(n, "unknown node"),
+                        None => return bad(cmd, "missing node"),
+                    }
+                    if let Some(st) = params.get(1) {
+                        if st.parse::<RequestedState>().is_err() {
+                            return bad(st, "invalid state");
                         }
                     }
+                    sids.insert(sid);
+                    return Ok(());
                 }
-                [kind @ ("power" | "network"), node, action] => {
-                    if !node_ok(node) {
-                        return bad(node, "unknown node");
-                    }
-                    if *action != "on" && *action != "off" {
-                        return bad(action, &format!("unknown {kind} action"));
-                    }
+                if !sids.contains(&sid) {
+                    return bad(sid_txt, "unknown service");
                 }
-                ["cfs", node, what, action] => {
-                    if !node_ok(node) {
-                        return bad(node, "unknown node");
+                match (*action, params) {
+                    ("started" | "stopped" | "disabled" | "ignored" | "enabled", []) => {}
+                    ("delete", []) => {
+                        sids.remove(&sid);
                     }
-                    if *what != "rw" && *what != "update" {
-                        return bad(what, "expected rw or update");
-                    }
-                    if *action != "work" && *action != "fail" {
-                        return bad(action, "expected work or fail");
-                    }
-                }
-                ["pause", "leader"] | ["resume", "all"] => {}
-                ["reboot" | "shutdown" | "restart-lrm" | "pause" | "resume", node] => {
-                    if !node_ok(node) {
-                        return bad(node, "unknown node");
-                    }
-                }
-                ["daemon", node, action] => {
-                    if !node_ok(node) {
-                        return bad(node, "unknown node");
-                    }
-                    if *action != "stop" && *action != "start" {
-                        return bad(action, "expected stop or start");
-                    }
-                }
-                ["mux", node, action] => {
-                    if !node_ok(node) {
-                        return bad(node, "unknown node");
-                    }
-                    if !matches!(*action, "restart" | "hang" | "resume") {
-                        return bad(action, "expected restart, hang or resume");
-                    }
-                }
-                ["link", "all", action] => {
-                    if *action != "on" {
-                        return bad(action, "only 'link all on' heals every link");
-                    }
-                }
-                ["link", a, rest @ ..] => {
-                    let (b, action) = match rest {
-                        ["to", b, action] | [b, action] => (*b, *action),
-                        _ => return bad(cmd, "expected link <node> [to] <node> on|off"),
-                    };
-                    for n in [*a, b] {
+                    ("migrate" | "relocate" | "manual-migrate", [n]) => {
                         if !node_ok(n) {
                             return bad(n, "unknown node");
                         }
                     }
-                    if *a == b {
-                        return bad(b, "a link needs two different nodes");
+                    ("stop", [t]) => {
+                        if t.parse::<u64>().is_err() {
+                            return bad(t, "timeout must be a non-negative integer");
+                        }
                     }
-                    if action != "on" && action != "off" {
-                        return bad(action, "expected on or off");
+                    ("lock", [] | [_]) | ("unlock", [] | [_]) => {}
+                    (action @ ("set-static-stats" | "set-dynamic-stats"), params) => {
+                        if let Err((token, msg)) = super::stats::check_stats_params(action, params)
+                        {
+                            return bad(&token, &msg);
+                        }
                     }
+                    (other, _) => return bad(other, "unknown service action or wrong parameters"),
                 }
-                ["net", what, value] => match *what {
-                    "delay" => {
-                        if value.parse::<u64>().is_err() {
-                            return bad(value, "delay needs a number of milliseconds");
-                        }
-                    }
-                    "loss" => match value.parse::<u32>() {
-                        Ok(v) if v <= super::net::MAX_LOSS_PER_MILLE => {}
-                        _ => {
-                            return bad(
-                                value,
-                                &format!(
-                                    "loss needs a per-mille value from 0 to {}",
-                                    super::net::MAX_LOSS_PER_MILLE
-                                ),
-                            )
-                        }
-                    },
-                    other => return bad(other, "expected delay or loss"),
-                },
-                ["crm", node, rest @ ..] => {
-                    if !node_ok(node) {
-                        return bad(node, "unknown node");
-                    }
-                    match rest {
-                        ["stop"]
-                        | ["start"]
-                        | ["enable-node-maintenance"]
-                        | ["disable-node-maintenance"]
-                        | ["arm-ha"] => {}
-                        ["disarm-ha", "freeze" | "ignore"] => {}
-                        [other, ..] => return bad(other, "unknown crm action"),
-                        [] => return bad(cmd, "missing crm action"),
-                    }
-                }
-                ["pve-manager-version", node, "set", ver] => {
-                    if !node_ok(node) {
-                        return bad(node, "unknown node");
-                    }
-                    check_version("cmdlist", line, ver)?;
-                }
-                ["service", sid_txt, action, params @ ..] => {
-                    let Some(sid) = parse_sim_sid(sid_txt) else {
-                        return bad(sid_txt, "invalid SID");
-                    };
-                    if *action == "add" {
-                        if sids.contains(&sid) {
-                            return bad(sid_txt, "service already exists");
-                        }
-                        match params.first() {
-                            Some(n) if node_ok(n) => {}
-                            Some(n) => return bad(n, "unknown node"),
-                            None => return bad(cmd, "missing node"),
-                        }
-                        if let Some(st) = params.get(1) {
-                            if st.parse::<RequestedState>().is_err() {
-                                return bad(st, "invalid state");
-                            }
-                        }
-                        sids.insert(sid);
-                        continue;
-                    }
-                    if !sids.contains(&sid) {
-                        return bad(sid_txt, "unknown service");
-                    }
-                    match (*action, params) {
-                        ("started" | "stopped" | "disabled" | "ignored" | "enabled", []) => {}
-                        ("delete", []) => {
-                            sids.remove(&sid);
-                        }
-                        ("migrate" | "relocate" | "manual-migrate", [n]) => {
-                            if !node_ok(n) {
-                                return bad(n, "unknown node");
-                            }
-                        }
-                        ("stop", [t]) => {
-                            if t.parse::<u64>().is_err() {
-                                return bad(t, "timeout must be a non-negative integer");
-                            }
-                        }
-                        ("lock", [] | [_]) | ("unlock", [] | [_]) => {}
-                        (action @ ("set-static-stats" | "set-dynamic-stats"), params) => {
-                            if let Err((token, msg)) =
-                                super::stats::check_stats_params(action, params)
-                            {
-                                return bad(&token, &msg);
-                            }
-                        }
-                        (other, _) => {
-                            return bad(other, "unknown service action or wrong parameters")
-                        }
-                    }
-                }
-                [first, ..] => return bad(first, "unknown command"),
-                [] => return bad(cmd, "empty command"),
             }
+            [first, ..] => return bad(first, "unknown command"),
+            [] => return bad(cmd, "empty command"),
         }
         Ok(())
     }
 }
 
 impl Scenario {
-    fn load_rules(&mut self, dir: &Path) -> Result<(), ScenarioError> {
+    fn load_rules(&mut self, files: &BTreeMap<String, String>) -> Result<(), ScenarioError> {
         let conv = |e: crate::config::ConfigError| ScenarioError {
             file: e.file.clone(),
             line: e.line,
             token: String::new(),
             message: e.kind.to_string(),
         };
-        if let Some(text) = read_opt(dir, "groups")? {
-            self.groups = crate::config::parse_groups_cfg(&text, "groups").map_err(conv)?;
+        if let Some(text) = files.get("groups") {
+            self.groups = crate::config::parse_groups_cfg(text, "groups").map_err(conv)?;
         }
-        if let Some(text) = read_opt(dir, "rules_config")? {
-            let rules = crate::config::parse_rules(&text, "rules_config").map_err(conv)?;
+        if let Some(text) = files.get("rules_config") {
+            let rules = crate::config::parse_rules(text, "rules_config").map_err(conv)?;
             (self.rules, self.resource_rules) = crate::domain::split_rules(rules);
         }
         Ok(())
