@@ -3,8 +3,9 @@
 //! The README's test command (`cargo test --workspace --all-targets`) must
 //! pass on a fresh Debian machine that has only the Rust toolchain. Some
 //! tests drive real host programs — Debian's OCF agents, `ip` and
-//! `iptables` for the network faults — so instead of skipping (a skipped
-//! fault test proves nothing) they call [`ensure`], which installs the
+//! `iptables` for the network faults, Chromium and ChromeDriver for the
+//! dashboard — so instead of skipping (a skipped fault test proves
+//! nothing) they call [`ensure`], which installs the
 //! missing Debian packages when it runs as root with `apt-get`, and
 //! otherwise fails with the exact command to run.
 //!
@@ -43,6 +44,19 @@ pub const IPROUTE2: HostPackage = HostPackage {
 pub const IPTABLES: HostPackage = HostPackage {
     package: "iptables",
     provides: "iptables",
+};
+
+/// Debian's headless-capable Chromium, for the dashboard's browser tests.
+pub const CHROMIUM: HostPackage = HostPackage {
+    package: "chromium",
+    provides: "/usr/bin/chromium",
+};
+
+/// Debian's ChromeDriver (the WebDriver server the browser tests drive
+/// Chromium through); same version as [`CHROMIUM`].
+pub const CHROMIUM_DRIVER: HostPackage = HostPackage {
+    package: "chromium-driver",
+    provides: "/usr/bin/chromedriver",
 };
 
 /// Why the host could not be made ready.

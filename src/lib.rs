@@ -22,3 +22,5 @@ pub mod node_cli;
 pub mod sim;
 #[cfg(feature = "node")]
 pub mod sim_web;
+#[cfg(feature = "node")]
+pub mod web;

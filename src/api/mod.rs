@@ -17,6 +17,9 @@
 //!   (see [`extract`]).
 //! * `GET /api/v1/openapi.json`: the OpenAPI document of all of this
 //!   (no token; see [`openapi`]), also committed as `docs/openapi.json`.
+//! * `/` and `/ui/...`: the web dashboard's embedded files (`crate::web`),
+//!   without a token (they hold no data; the page calls this API with the
+//!   operator's token).
 //! * `/raft` is mounted by the daemon from the `raft` crate (a member's
 //!   node certificate that the node directory lists).
 
@@ -202,6 +205,7 @@ fn protected_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(status::status_current))
         .routes(routes!(status::manager_status))
         .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::whoami))
         .routes(routes!(tokens::remove))
         .routes(routes!(join_tokens::list, join_tokens::create))
         .routes(routes!(join_tokens::revoke))
@@ -261,6 +265,7 @@ pub fn router(state: ApiState) -> Router {
         metrics_routes().route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let (router, _) = assemble(protected, join, metrics).split_for_parts();
     router
+        .merge(crate::web::router())
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -17,7 +17,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::error::{AdminReadErrors, ApiError, ApiResult, ErrorBody, WriteErrors};
+use super::error::{AdminReadErrors, ApiError, ApiResult, ErrorBody, ReadErrors, WriteErrors};
 use super::ApiState;
 use crate::daemon::credentials::{random_secret, secrets_equal};
 
@@ -243,6 +243,34 @@ async fn write_table(st: &ApiState, table: &TokenTable, version: u64) -> ApiResu
     })?;
     super::docs::put_raw_text(&st.store, TOKENS_DOC, text, version).await?;
     Ok(())
+}
+
+/// Answer of `GET /whoami`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    /// Token id, or `node:<name>` for a member's node certificate.
+    pub id: String,
+    /// `admin` or `read-only`.
+    pub role: Role,
+}
+
+/// `GET /whoami`: who the caller's credentials say it is, so a client
+/// (the dashboard) shows only the actions its role may take. Any token
+/// may ask; the middleware has already identified the caller.
+#[utoipa::path(
+    get,
+    path = "/whoami",
+    tag = "tokens",
+    responses(
+        (status = 200, description = "The caller's token id and role", body = WhoAmI),
+        ReadErrors
+    )
+)]
+pub async fn whoami(axum::Extension(caller): axum::Extension<Caller>) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        id: caller.id,
+        role: caller.role,
+    })
 }
 
 /// `GET /tokens`: ids, roles and comments; never secrets.

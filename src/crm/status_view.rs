@@ -94,6 +94,11 @@ pub struct StatusEntry {
     /// (`node unknown`, `no quorum here`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mark: Option<String>,
+    /// Master entries while HA is disarmed or being disarmed:
+    /// `<disarming|disarmed> (<freeze|ignore>)`, so a client knows to
+    /// offer arming again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disarm: Option<String>,
 }
 
 /// A node's agent lease as the answering node sees it.
@@ -223,6 +228,9 @@ fn master_entry(input: &StatusInput<'_>, master: &str) -> StatusEntry {
     e.state = Some(state.into());
     e.timestamp = Some(ms.timestamp);
     e.master = Some(state == "active");
+    e.disarm = ms
+        .disarm
+        .map(|d| format!("{} ({})", d.state.as_str(), d.mode.as_str()));
     e
 }
 
