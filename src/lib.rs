@@ -19,4 +19,5 @@ pub mod local_cluster;
 pub mod lrm;
 #[cfg(feature = "node")]
 pub mod node_cli;
+pub mod notify;
 pub mod sim;

@@ -29,6 +29,7 @@ pub mod import;
 pub mod join_tokens;
 pub mod members;
 pub mod node_certs;
+pub mod notify;
 pub mod resources;
 pub mod rules;
 pub mod status;
@@ -199,6 +200,12 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/status/current", get(status::status_current))
         .route("/status/manager_status", get(status::manager_status))
+        .route("/notify/targets", get(notify::list).post(notify::add))
+        .route(
+            "/notify/targets/{name}",
+            axum::routing::delete(notify::remove),
+        )
+        .route("/notify/test", post(notify::test))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", axum::routing::delete(tokens::remove))
         .route(

@@ -9,6 +9,7 @@ mod commands;
 mod crs;
 mod import;
 mod join_tokens;
+mod notify;
 pub mod output;
 mod rules;
 pub mod status;
@@ -18,6 +19,7 @@ use serde_json::json;
 
 pub use ca::CaCommand;
 pub use join_tokens::JoinTokenCommand;
+pub use notify::NotifyCommand;
 
 pub use commands::{
     ClusterCommand, ConfigArg, CrmCommand, CrsCommand, GroupOptions, NodeCommand, OutputFormat,
@@ -93,6 +95,7 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
         }
         NodeCommand::Cluster { command } => cluster(command),
         NodeCommand::Token { command } => tokens::run(command),
+        NodeCommand::Notify { command } => notify::run(command),
         NodeCommand::Add {
             sid,
             options,
