@@ -495,3 +495,53 @@ fn group_migration_rewrites_the_config() {
         .count();
     assert_eq!(attempts, 1, "one failed attempt before the version update");
 }
+
+/// `explain` shows the CRM's actual choice (issue 13): in every scenario,
+/// each recorded decision names the node its candidate table ranks first,
+/// the service's next state change lands there, and a recovery's decision
+/// names the node the CRM's own log line recovered it to.
+#[test]
+fn every_recorded_decision_matches_the_crm_choice() {
+    use ha_manager::crm::history::check_decisions;
+    use ha_manager::crm::{DecisionReason, EventKind};
+    let mut failures = Vec::new();
+    let mut decisions = 0usize;
+    let mut recoveries = 0usize;
+    for (name, _, result) in loaded_runs(&mut failures) {
+        for problem in check_decisions(&result.history) {
+            failures.push(format!("{name}: {problem}"));
+        }
+        for e in &result.history {
+            let Some(d) = &e.decision else { continue };
+            decisions += 1;
+            if d.reason == DecisionReason::Recovery && e.kind == EventKind::Recovery {
+                recoveries += 1;
+                let (Some(from), Some(chosen)) = (&e.from, &d.chosen) else {
+                    failures.push(format!("{name}: recovery event without nodes: {e:?}"));
+                    continue;
+                };
+                let line = if from == chosen {
+                    format!(
+                        "recover service '{}' to previous failed and fenced node '{from}' again",
+                        d.sid
+                    )
+                } else {
+                    format!(
+                        "recover service '{}' from fenced node '{from}' to node '{chosen}'",
+                        d.sid
+                    )
+                };
+                if !result.log.iter().any(|l| l.ends_with(&line)) {
+                    failures.push(format!(
+                        "{name}: decision chose {chosen} for {}, the CRM log has no '{line}'",
+                        d.sid
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The check must have had something to check.
+    assert!(decisions > 50, "only {decisions} decisions recorded");
+    assert!(recoveries > 10, "only {recoveries} recoveries recorded");
+}

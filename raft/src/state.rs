@@ -48,6 +48,24 @@ impl ClusterState {
         self.docs.iter()
     }
 
+    /// The config documents whose name starts with `prefix`, in name
+    /// order, found by a range lookup (no scan of the others).
+    pub fn config_docs_with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl DoubleEndedIterator<Item = (&'a str, &'a Document)> + 'a {
+        let start = DocKey::Config(prefix.to_string());
+        // The end bound: the prefix with its last character incremented
+        // would do, but any key past every `prefix...` name is simpler.
+        let end = DocKey::Config(format!("{prefix}\u{10FFFF}"));
+        self.docs
+            .range(start..end)
+            .filter_map(move |(k, d)| match k {
+                DocKey::Config(name) if name.starts_with(prefix) => Some((name.as_str(), d)),
+                _ => None,
+            })
+    }
+
     /// The manager status document.
     pub fn manager_status(&self) -> Option<&Document> {
         self.docs.get(&DocKey::ManagerStatus)

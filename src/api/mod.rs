@@ -25,6 +25,7 @@ pub mod crs;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod history;
 pub mod import;
 pub mod join_tokens;
 pub mod members;
@@ -198,6 +199,8 @@ pub fn router(state: ApiState) -> Router {
                 .put(rules::update_rule)
                 .delete(rules::remove_rule),
         )
+        .route("/history", get(history::list))
+        .route("/explain/{sid}", get(history::explain))
         .route("/status/current", get(status::status_current))
         .route("/status/manager_status", get(status::manager_status))
         .route("/notify/targets", get(notify::list).post(notify::add))

@@ -4,17 +4,20 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::docs;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::tokens::Caller;
 use super::ApiState;
 use crate::agents::{agent_for, AgentError, AGENT_KINDS};
 use crate::config::{
     parse_group_option, validate_resource_option, validate_resource_sid, GroupOption,
 };
+use crate::crm::history::command_with_actor;
 use crate::crm::{ManagerStatus, ServiceState};
 use crate::domain::resource::STOP_TIMEOUT_MAX;
 use crate::domain::{GroupConfig, NodeName, ResourceConfig, Sid};
@@ -410,6 +413,7 @@ async fn check_managed(st: &ApiState, sid: &str) -> ApiResult<Sid> {
 
 async fn queue_move(
     st: &ApiState,
+    caller: &Caller,
     task: &str,
     sid: &str,
     node: &str,
@@ -418,7 +422,10 @@ async fn queue_move(
     check_not_errored(st, &sid, None)?;
     let node = check_node(st, node, "node").await?;
     st.store
-        .append_crm_command(format!("{task} {sid} {node}"))
+        .append_crm_command(command_with_actor(
+            &format!("{task} {sid} {node}"),
+            &caller.id,
+        ))
         .await?;
     Ok(Json(MoveReply {
         sid: sid.to_string(),
@@ -429,19 +436,21 @@ async fn queue_move(
 /// `POST /resources/{sid}/migrate`.
 pub async fn migrate(
     State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(sid): ApiPath<String>,
     ApiJson(body): ApiJson<MoveBody>,
 ) -> ApiResult<Json<MoveReply>> {
-    queue_move(&st, "migrate", &sid, &body.node).await
+    queue_move(&st, &caller, "migrate", &sid, &body.node).await
 }
 
 /// `POST /resources/{sid}/relocate`.
 pub async fn relocate(
     State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(sid): ApiPath<String>,
     ApiJson(body): ApiJson<MoveBody>,
 ) -> ApiResult<Json<MoveReply>> {
-    queue_move(&st, "relocate", &sid, &body.node).await
+    queue_move(&st, &caller, "relocate", &sid, &body.node).await
 }
 
 /// Body of `POST /crm-command`.
@@ -465,11 +474,21 @@ pub enum CrmCommandBody {
         /// The node.
         node: String,
     },
+    /// Disarm HA (spec 3.4): `freeze` keeps services as they are and
+    /// stops acting on them; `ignore` stops tracking them. The watchdogs
+    /// are released once every LRM is idle.
+    DisarmHa {
+        /// `freeze` or `ignore`.
+        mode: String,
+    },
+    /// Arm HA again after a disarm.
+    ArmHa,
 }
 
 /// `POST /crm-command`.
 pub async fn crm_command(
     State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<CrmCommandBody>,
 ) -> ApiResult<StatusCode> {
     let line = match body {
@@ -494,8 +513,23 @@ pub async fn crm_command(
             let node = check_node(&st, &node, "node").await?;
             format!("disable-node-maintenance {node}")
         }
+        CrmCommandBody::DisarmHa { mode } => {
+            if mode != "freeze" && mode != "ignore" {
+                return Err(ApiError::field(
+                    "mode",
+                    format!(
+                        "field 'mode': '{}' is not 'freeze' or 'ignore'",
+                        crate::domain::error::shown(&mode)
+                    ),
+                ));
+            }
+            format!("disarm-ha {mode}")
+        }
+        CrmCommandBody::ArmHa => "arm-ha".to_string(),
     };
-    st.store.append_crm_command(line).await?;
+    st.store
+        .append_crm_command(command_with_actor(&line, &caller.id))
+        .await?;
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -3,6 +3,7 @@
 
 use crate::domain::NodeName;
 
+use super::history::{EventKind, HaEvent};
 use super::manager::{Manager, ManagerInput};
 use super::output::{CrmAction, CrmStep, Level, Steps};
 use super::status::{DisarmState, ManagerStatus, NodeState, ServiceState};
@@ -237,6 +238,7 @@ impl CrmDaemon {
         let mut out = Steps::default();
         let mut result = CrmOutput::default();
         let stored = input.stored_status;
+        let was = self.state;
         match self.state {
             CrmDaemonState::WaitForQuorum | CrmDaemonState::Startup => {
                 if self.can_get_active(input, &mut out) {
@@ -283,6 +285,16 @@ impl CrmDaemon {
             }
         }
 
+        if self.state == CrmDaemonState::Master && was != CrmDaemonState::Master {
+            out.event(
+                HaEvent::new(
+                    input.manager.now_ms,
+                    EventKind::Master,
+                    format!("node '{}' became the CRM master", self.node),
+                )
+                .node(&self.node),
+            );
+        }
         match self.state {
             CrmDaemonState::WaitForQuorum | CrmDaemonState::Slave | CrmDaemonState::Startup => {
                 result.exit = self.shutdown_request;

@@ -409,9 +409,10 @@ mod tests {
     fn messages(steps: &[CrmStep]) -> Vec<String> {
         steps
             .iter()
-            .map(|s| match s {
-                CrmStep::Log(e) => e.message.clone(),
-                CrmStep::Do(a) => format!("{a:?}"),
+            .filter_map(|s| match s {
+                CrmStep::Log(e) => Some(e.message.clone()),
+                CrmStep::Do(a) => Some(format!("{a:?}")),
+                CrmStep::Event(_) => None,
             })
             .collect()
     }

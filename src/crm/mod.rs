@@ -9,8 +9,10 @@
 
 pub mod affinity;
 pub mod daemon;
+pub mod explain;
 pub mod fencing;
 pub mod group_migration;
+pub mod history;
 pub mod liveness;
 pub mod manager;
 pub mod node_removal;
@@ -24,8 +26,10 @@ pub mod usage_report;
 
 pub use affinity::{node_affinity_from_config, placement_rules_from_config, PlacementRules};
 pub use daemon::{CrmDaemon, CrmDaemonState, CrmInput, CrmOutput};
+pub use explain::{Candidate, Decision, DecisionReason};
 pub use fencing::{agent_lease_name, crm_holder, AgentLease, FenceEvidence};
 pub use group_migration::GroupMigrationInput;
+pub use history::{EventKind, HaEvent};
 pub use liveness::Liveness;
 pub use manager::{ConfiguredResource, Manager, ManagerInput};
 pub use output::{CrmAction, CrmStep, Level, LogEvent, Steps};

@@ -1,6 +1,7 @@
 //! What a CRM round produces besides the new manager status: ordered steps
 //! (log events interleaved with actions the shell must carry out).
 
+use super::history::HaEvent;
 use crate::domain::{NodeName, RequestedState, Sid};
 
 /// Severity of a log event (spec section 8.4 levels).
@@ -94,12 +95,14 @@ pub enum CrmAction {
 }
 
 /// One ordered output step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CrmStep {
     /// Log this event.
     Log(LogEvent),
     /// Carry out this action.
     Do(CrmAction),
+    /// Record this event in the history (with the round's writes).
+    Event(Box<HaEvent>),
 }
 
 /// Collects ordered steps.
@@ -118,6 +121,11 @@ impl Steps {
     /// Logs at info level.
     pub fn info(&mut self, message: impl Into<String>) {
         self.log(Level::Info, message);
+    }
+
+    /// Records an event for the history.
+    pub fn event(&mut self, event: HaEvent) {
+        self.0.push(CrmStep::Event(Box::new(event)));
     }
 
     /// Adds an action.

@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::{NodeName, Sid};
 
+use super::explain::{NoTrace, SelectTrace};
 use super::status::{ServiceRecord, ServiceState};
 pub use super::usage::{Load, Usage};
+use crate::domain::CrsMode;
 
 /// The compiled resource affinity: SID -> positive and negative partners.
 pub use crate::config::CompiledResourceAffinity as ResourceAffinity;
@@ -128,6 +130,31 @@ pub fn select_service_node(
     sd: &ServiceRecord,
     preference: Preference,
 ) -> Option<NodeName> {
+    select_traced(
+        usage,
+        load,
+        affinity,
+        partners,
+        failback,
+        sd,
+        preference,
+        &mut NoTrace,
+    )
+}
+
+/// [`select_service_node`], reporting each rule's effect to `trace` (the
+/// one selection: "explain" shows what this function did).
+#[allow(clippy::too_many_arguments)]
+pub fn select_traced<T: SelectTrace>(
+    usage: &Usage,
+    load: Option<&Load>,
+    affinity: Option<&NodeAffinity>,
+    partners: &PartnerNodes,
+    failback: bool,
+    sd: &ServiceRecord,
+    preference: Preference,
+    trace: &mut T,
+) -> Option<NodeName> {
     let current = &sd.node;
     // Fast path, same answer as the full rules below: without a rule every
     // online node is allowed and preferred, so preference `none` keeps an
@@ -141,6 +168,7 @@ pub fn select_service_node(
             .as_ref()
             .is_none_or(|m| m == current || !usage.contains_key(m))
     {
+        trace.keep(current, "no rule applies and its node is online: it stays");
         return Some(current.clone());
     }
     let (allowed, mut preferred): (Vec<&NodeName>, Vec<&NodeName>) = match affinity {
@@ -152,6 +180,7 @@ pub fn select_service_node(
             let mut allowed = Vec::new();
             let mut best: Option<i64> = None;
             for (node, prio) in &rule.nodes {
+                trace.priority(node, *prio);
                 if !usage.contains_key(node) {
                     continue;
                 }
@@ -164,10 +193,29 @@ pub fn select_service_node(
                 .filter(|(n, p)| usage.contains_key(n) && Some(**p) == best)
                 .map(|(n, _)| n)
                 .collect();
+            if T::RECORDS {
+                for node in usage.keys() {
+                    match rule.nodes.get(node) {
+                        None if rule.strict => {
+                            trace.exclude(node, "not in its strict node-affinity rule")
+                        }
+                        None => trace.exclude(node, "not in its node-affinity rule"),
+                        Some(p) if Some(*p) != best => trace.exclude(
+                            node,
+                            &format!(
+                                "node-affinity priority {p} is below the best online ({})",
+                                best.unwrap_or(*p)
+                            ),
+                        ),
+                        Some(_) => {}
+                    }
+                }
+            }
             (allowed, preferred)
         }
     };
     if preferred.is_empty() {
+        trace.none("no node its rules allow is online");
         return None;
     }
     if preference == Preference::None
@@ -175,11 +223,25 @@ pub fn select_service_node(
         && allowed.contains(&current)
         && partners.allows(current)
     {
+        trace.keep(
+            current,
+            "failback is off and its node is still allowed: it stays",
+        );
         return Some(current.clone());
     }
     if preference == Preference::TryNext {
         if let Some(failed) = &sd.failed_nodes {
+            if T::RECORDS {
+                for n in preferred.iter().filter(|n| failed.contains(n)) {
+                    trace.exclude(n, "it failed to start there already");
+                }
+            }
             preferred.retain(|n| !failed.contains(n));
+        }
+    }
+    if T::RECORDS {
+        for n in preferred.iter().filter(|n| partners.separate.contains(*n)) {
+            trace.exclude(n, "a negative resource-affinity partner uses it");
         }
     }
     preferred.retain(|n| !partners.separate.contains(*n));
@@ -191,25 +253,66 @@ pub fn select_service_node(
         }
     }
     if let Some((node, _)) = best {
+        if T::RECORDS {
+            for n in preferred.iter().filter(|n| **n != node) {
+                trace.exclude(
+                    n,
+                    &format!("its positive resource-affinity partners are on {node}"),
+                );
+            }
+        }
         preferred.retain(|n| *n == node);
     }
     if preferred.is_empty() {
+        trace.none("every allowed node is excluded by a failed start or a resource-affinity rule");
         return None;
     }
     if let Some(fallback) = &sd.maintenance_node {
         if preferred.contains(&fallback) {
+            trace.keep(
+                fallback,
+                "it returns to its node, which came back from maintenance",
+            );
             return Some(fallback.clone());
         }
     }
     if preference == Preference::None && preferred.contains(&current) {
+        trace.keep(current, "its node is among the preferred ones: it stays");
         return Some(current.clone());
     }
     usage.order(&mut preferred, load);
     if preference == Preference::TryNext {
         if let Some(pos) = preferred.iter().position(|n| *n == current) {
             if pos + 1 < preferred.len() {
+                if T::RECORDS {
+                    // The order tried: the nodes after the one that failed,
+                    // then the rest again.
+                    let rotated: Vec<&NodeName> = preferred[pos + 1..]
+                        .iter()
+                        .chain(&preferred[..=pos])
+                        .copied()
+                        .collect();
+                    trace.ranked(
+                        &usage.scored(&rotated, load),
+                        "the next node after the one where the start failed",
+                    );
+                }
                 return Some(preferred[pos + 1].clone());
             }
+        }
+    }
+    if T::RECORDS {
+        let why = match (load, usage.mode()) {
+            (None, _) => "its statistics are missing: the first allowed node by name",
+            (Some(_), CrsMode::Basic) => "the allowed node with the fewest services",
+            (Some(_), _) => "the allowed node with the best TOPSIS score",
+        };
+        let scored = usage.scored(&preferred, load);
+        let tie = scored.len() > 1 && load.is_some() && scored[0].1 == scored[1].1;
+        if tie {
+            trace.ranked(&scored, &format!("{why} (a tie, broken by node name)"));
+        } else {
+            trace.ranked(&scored, why);
         }
     }
     preferred.first().map(|n| (*n).clone())

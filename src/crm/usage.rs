@@ -275,6 +275,32 @@ impl Usage {
         }
     }
 
+    /// The scores [`Usage::order`] ranks `candidates` by, for showing a
+    /// decision (`explain`): the service count for `basic`, the TOPSIS
+    /// closeness for `static`/`dynamic` (computed over `candidates`, as
+    /// the order was), none when the load is unknown.
+    pub fn scored<'n>(
+        &self,
+        candidates: &[&'n NodeName],
+        load: Option<&Load>,
+    ) -> Vec<(&'n NodeName, Option<f64>)> {
+        let Some(load) = load else {
+            return candidates.iter().map(|n| (*n, None)).collect();
+        };
+        if self.mode == CrsMode::Basic {
+            return candidates
+                .iter()
+                .map(|n| (*n, self.nodes.get(*n).map(|u| u.count as f64)))
+                .collect();
+        }
+        let scores = topsis(&self.criteria_if_added(candidates, load));
+        candidates
+            .iter()
+            .zip(scores)
+            .map(|(n, s)| (*n, Some(s)))
+            .collect()
+    }
+
     /// The four criteria of the cluster after adding `load` to each
     /// candidate in turn. O(nodes + candidates): only the candidate's own
     /// load changes, so sums of squares and the two highest loads are

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use raft::{ClusterStore, Command, DocKey, LeaseCommand, LeaseRecord, Outcome, StoreError};
 
 use super::config::NodeConfig;
+use super::history;
 use super::snapshot::{self, placement_key, Snapshot};
 use super::STATUS_REFRESH;
 use crate::api::docs;
@@ -301,12 +302,19 @@ async fn round(
             scheduling: &scheduling,
         },
     });
+    let mut events = Vec::new();
     for step in output.steps {
         match step {
             CrmStep::Log(ev) => log_event(source, &ev),
+            CrmStep::Event(ev) => events.push(*ev),
             CrmStep::Do(action) => apply(config, state, &snap, incarnation, action).await?,
         }
     }
+    // The round's events go with its manager status, in one entry: they
+    // exist exactly when the round committed.
+    let history = store
+        .read_local(|s| history::append_commands(s, events))
+        .value;
     let fence_nodes = |ms: &ManagerStatus| -> Vec<NodeName> {
         ms.node_status
             .iter()
@@ -315,6 +323,7 @@ async fn round(
             .collect()
     };
     let Some(mut ms) = output.manager_status else {
+        write_history(store, history).await?;
         return Ok(fence_nodes(&snap.manager_status));
     };
     ms.master_node = Some(config.node.clone());
@@ -324,21 +333,36 @@ async fn round(
             .last_write
             .as_ref()
             .is_some_and(|(_, at)| at.elapsed() < STATUS_REFRESH);
-    if !unchanged {
+    if unchanged {
+        write_history(store, history).await?;
+    } else {
         let text = serde_json::to_string(&ms).map_err(|e| StoreError::Raft(e.to_string()))?;
         // Only here (never forwarded), and only over the status this
         // round started from.
-        let response = store
-            .write_here(Command::PutDoc {
-                key: DocKey::ManagerStatus,
-                expected_version: Some(snap.manager_status_version),
-                value: text,
-            })
-            .await?;
+        let status = Command::PutDoc {
+            key: DocKey::ManagerStatus,
+            expected_version: Some(snap.manager_status_version),
+            value: text,
+        };
+        let command = if history.is_empty() {
+            status
+        } else {
+            Command::Batch(std::iter::once(status).chain(history).collect())
+        };
+        let response = store.write_here(command).await?;
         committed(response.outcome, "manager status")?;
         run.last_write = Some((ms.clone(), std::time::Instant::now()));
     }
     Ok(fence_nodes(&ms))
+}
+
+/// Writes a round's history alone (its manager status needed no write).
+async fn write_history(store: &ClusterStore, history: Vec<Command>) -> Result<(), StoreError> {
+    if history.is_empty() {
+        return Ok(());
+    }
+    let response = store.write_here(Command::Batch(history)).await?;
+    committed(response.outcome, "history").map(|_| ())
 }
 
 /// An outcome that did not take effect is an error.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod credentials;
 pub mod crm_task;
 pub mod ha_loop;
+pub mod history;
 pub mod host_stats;
 pub mod http_server;
 pub mod lifecycle;

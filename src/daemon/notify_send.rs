@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::notify::config::{Sink, Target};
-use crate::notify::event::{event_id, hook_env, kind_of, HaEvent};
+use crate::notify::event::{event_id, hook_env, kind_of, Notice};
 use crate::notify::plan::{http_outcome, Attempt};
 
 /// Header carrying the event seq.
@@ -90,7 +90,7 @@ pub fn webhook_client(
 
 /// Sends `ev` to target `name` once from node `sender`; the caller
 /// decides what comes next.
-pub async fn deliver(name: &str, target: &Target, ev: &HaEvent, sender: &str) -> Attempt {
+pub async fn deliver(name: &str, target: &Target, ev: &Notice, sender: &str) -> Attempt {
     let timeout = Duration::from_secs(target.timeout_secs);
     match &target.sink {
         Sink::Webhook {
@@ -122,7 +122,7 @@ struct WebhookRequest<'a> {
     sender: &'a str,
 }
 
-async fn webhook(w: &WebhookRequest<'_>, ev: &HaEvent) -> Attempt {
+async fn webhook(w: &WebhookRequest<'_>, ev: &Notice) -> Attempt {
     let body = match serde_json::to_vec(ev) {
         Ok(b) => b,
         Err(e) => return Attempt::Rejected(format!("the event cannot be encoded: {e}")),
@@ -158,7 +158,7 @@ fn shown_output(bytes: &[u8]) -> String {
     text
 }
 
-async fn exec(name: &str, path: &str, timeout: Duration, ev: &HaEvent, sender: &str) -> Attempt {
+async fn exec(name: &str, path: &str, timeout: Duration, ev: &Notice, sender: &str) -> Attempt {
     let json = match serde_json::to_string(ev) {
         Ok(j) => j,
         Err(e) => return Attempt::Rejected(format!("the event cannot be encoded: {e}")),

@@ -23,7 +23,8 @@ use tokio::task::JoinSet;
 
 use super::crm_task::unix_ms;
 use crate::notify::config::{cursor_doc, parse_doc, Cursor, Target, NOTIFY_DOC};
-use crate::notify::event::HaEvent;
+use crate::crm::history::HaEvent;
+use crate::notify::event::Notice;
 use crate::notify::plan::{Attempt, Step, TargetProgress, BACKOFF};
 
 /// How often the leader looks for new events.
@@ -40,47 +41,16 @@ pub static LOST: AtomicU64 = AtomicU64::new(0);
 
 /// Reads up to `limit` history events after `after` from the local
 /// replica, oldest first.
-pub fn events_after(store: &ClusterStore, after: u64, limit: usize) -> Vec<HaEvent> {
-    #[derive(serde::Deserialize)]
-    struct Chunk {
-        events: Vec<HaEvent>,
-    }
-    let chunk_of = |name: &str| {
-        name.strip_prefix("history/")
-            .and_then(|c| c.parse::<u64>().ok())
-    };
-    store
-        .read_local(|s| {
-            let mut chunks: Vec<(u64, &str)> = s
-                .docs()
-                .filter_map(|(k, d)| match k {
-                    DocKey::Config(name) => chunk_of(name).map(|c| (c, d.value.as_str())),
-                    _ => None,
-                })
-                .filter(|(c, _)| *c >= after.saturating_add(1) / 100)
-                .collect();
-            chunks.sort_by_key(|(c, _)| *c);
-            let mut out = Vec::new();
-            for (_, text) in chunks {
-                let Ok(chunk) = serde_json::from_str::<Chunk>(text) else {
-                    continue;
-                };
-                for ev in chunk.events {
-                    if ev.seq > after && out.len() < limit {
-                        out.push(ev);
-                    }
-                }
-            }
-            out
-        })
-        .value
+fn events_after(store: &ClusterStore, after: u64, limit: usize) -> Vec<HaEvent> {
+    super::history::events_after(store, after, limit)
 }
 
-/// The seq of the newest history event in the local replica (0: none).
+/// The seq of the newest history event in the local replica (0: none):
+/// a new target gets the events after it.
 pub fn last_seq(store: &ClusterStore) -> u64 {
-    events_after(store, 0, usize::MAX)
-        .last()
-        .map_or(0, |e| e.seq)
+    super::history::read(store, &crate::crm::history::Filter::default(), 0)
+        .next_seq
+        .saturating_sub(1)
 }
 
 /// One target on this leader.
@@ -317,7 +287,8 @@ async fn round(
         }
         let me = me.to_string();
         sends.spawn(async move {
-            let attempt = super::notify_send::deliver(&name, &target, &ev, &me).await;
+            let notice = Notice::of(&ev);
+            let attempt = super::notify_send::deliver(&name, &target, &notice, &me).await;
             (name, ev.seq, attempt)
         });
     }

@@ -366,6 +366,16 @@ pub enum CrmCommand {
         /// The node.
         node: String,
     },
+    /// Disarm HA: `freeze` keeps the services as they are and stops
+    /// acting on them, `ignore` stops tracking them; the watchdogs are
+    /// released once every LRM is idle (for cluster maintenance).
+    DisarmHa {
+        /// freeze or ignore.
+        #[arg(value_parser = ["freeze", "ignore"])]
+        mode: String,
+    },
+    /// Arm HA again after `disarm-ha`.
+    ArmHa,
 }
 
 /// The node verbs (flattened into the top-level command).
@@ -473,6 +483,40 @@ pub enum NodeCommand {
         /// Append the full manager status.
         #[arg(long)]
         verbose: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output format.
+        #[arg(long = "output-format", value_enum, default_value_t)]
+        output_format: OutputFormat,
+    },
+    /// The CRM's event history (node and service state changes, fencing,
+    /// recoveries, moves, commands with the token that issued them),
+    /// oldest first.
+    History {
+        /// Only events of this service.
+        sid: Option<String>,
+        /// Only events about this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// Only events since: Unix seconds, an age (10m, 2h, 1d) or a
+        /// local time (YYYY-MM-DD HH:MM[:SS]).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many events (the newest; default 500).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output format.
+        #[arg(long = "output-format", value_enum, default_value_t)]
+        output_format: OutputFormat,
+    },
+    /// Why a service is on its node: the CRM's last decision about it
+    /// (candidates, what each rule and node state excluded, the scores,
+    /// the winner), or the command that moved it.
+    Explain {
+        /// The service.
+        sid: String,
         #[command(flatten)]
         config: ConfigArg,
         /// Output format.

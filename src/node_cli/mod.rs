@@ -7,6 +7,7 @@ mod ca;
 pub mod client;
 mod commands;
 mod crs;
+mod history;
 mod import;
 mod join_tokens;
 mod notify;
@@ -157,6 +158,26 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
             config,
             output_format,
         } => status::status(&client(&config)?, verbose, output_format),
+        NodeCommand::History {
+            sid,
+            node,
+            since,
+            limit,
+            config,
+            output_format,
+        } => history::history(
+            &client(&config)?,
+            sid.as_deref(),
+            node.as_deref(),
+            since.as_deref(),
+            limit,
+            output_format,
+        ),
+        NodeCommand::Explain {
+            sid,
+            config,
+            output_format,
+        } => history::explain(&client(&config)?, &sid, output_format),
         NodeCommand::Migrate { sid, node, config } => move_service(&config, "migrate", &sid, &node),
         NodeCommand::Relocate { sid, node, config } => {
             move_service(&config, "relocate", &sid, &node)
@@ -215,6 +236,13 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
                 let command = format!("node-maintenance-{action}");
                 client(&config)?
                     .post_empty("/crm-command", &json!({"command": command, "node": node}))
+            }
+            CrmCommand::DisarmHa { mode } => client(&config)?.post_empty(
+                "/crm-command",
+                &json!({"command": "disarm-ha", "mode": mode}),
+            ),
+            CrmCommand::ArmHa => {
+                client(&config)?.post_empty("/crm-command", &json!({"command": "arm-ha"}))
             }
         },
     }

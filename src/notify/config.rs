@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::event::HaEvent;
+use crate::crm::history::HaEvent;
 
 /// Name of the replicated document holding the targets.
 pub const NOTIFY_DOC: &str = "notifications";
@@ -74,7 +74,7 @@ impl EventClass {
 
     /// Whether `ev` belongs to this class.
     pub fn matches(self, ev: &HaEvent) -> bool {
-        let kind = super::event::kind_of(ev);
+        let kind = ev.kind.as_str();
         let to = ev.to.as_deref();
         match self {
             EventClass::Fence => kind == "fenced" || (kind == "node_state" && to == Some("fence")),
@@ -470,18 +470,10 @@ mod tests {
     use super::*;
 
     fn ev(kind: &str, to: Option<&str>) -> HaEvent {
-        HaEvent {
-            seq: 1,
-            time_ms: 0,
-            kind: kind.into(),
-            node: Some("node2".into()),
-            sid: None,
-            from: None,
-            to: to.map(Into::into),
-            actor: None,
-            message: None,
-            decision: None,
-        }
+        serde_json::from_value(serde_json::json!({
+            "seq": 1, "time_ms": 0, "kind": kind, "node": "node2", "to": to, "message": ""
+        }))
+        .unwrap()
     }
 
     #[test]

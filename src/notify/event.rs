@@ -1,17 +1,17 @@
-//! What a notification carries: the history event, and how an executable
+//! What a notification carries: a history event in its JSON form (or the
+//! test event, whose kind no history event has), and how an executable
 //! hook sees it (environment variables, as Pacemaker's alert agents get
 //! theirs).
-//!
-//! `HaEvent` is a local mirror of `crate::crm::history::HaEvent` (same
-//! JSON) until the history lands; only the JSON shape matters to a
-//! receiver.
 
 use serde::{Deserialize, Serialize};
 
-/// One event of the cluster's history (JSON as `GET /api/v1/history`
-/// shows it; fields absent when empty).
+use crate::crm::history::HaEvent;
+
+/// The event as sent: the JSON of `GET /api/v1/history` (fields absent
+/// when empty), with the kind as text so `notify test` can send kind
+/// `test` through the same path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HaEvent {
+pub struct Notice {
     /// Position in the history: increases by one per event.
     pub seq: u64,
     /// Wall-clock time of the CRM round that recorded it, unix ms.
@@ -41,13 +41,34 @@ pub struct HaEvent {
     pub decision: Option<serde_json::Value>,
 }
 
+impl Notice {
+    /// The notice of a history event.
+    pub fn of(ev: &HaEvent) -> Self {
+        Notice {
+            seq: ev.seq,
+            time_ms: ev.time_ms,
+            kind: ev.kind.as_str().to_string(),
+            node: ev.node.clone(),
+            sid: ev.sid.clone(),
+            from: ev.from.clone(),
+            to: ev.to.clone(),
+            actor: ev.actor.clone(),
+            message: Some(ev.message.clone()).filter(|m| !m.is_empty()),
+            decision: ev
+                .decision
+                .as_ref()
+                .and_then(|d| serde_json::to_value(d).ok()),
+        }
+    }
+}
+
 /// Kind of the event `notify test` sends; no history event has it.
 pub const TEST_KIND: &str = "test";
 
 /// The event `ha-manager notify test` sends through the real delivery
 /// path: seq 0 (never a history seq), kind [`TEST_KIND`].
-pub fn test_event(now_ms: u64, node: &str, actor: &str) -> HaEvent {
-    HaEvent {
+pub fn test_event(now_ms: u64, node: &str, actor: &str) -> Notice {
+    Notice {
         seq: 0,
         time_ms: now_ms,
         kind: TEST_KIND.to_string(),
@@ -64,14 +85,14 @@ pub fn test_event(now_ms: u64, node: &str, actor: &str) -> HaEvent {
 }
 
 /// The kind of `ev` as a string (`node_state`, `fenced`, ...).
-pub fn kind_of(ev: &HaEvent) -> &str {
+pub fn kind_of(ev: &Notice) -> &str {
     ev.kind.as_str()
 }
 
 /// The value of `X-HA-Event-Id`: the event's seq, by which a receiver
 /// drops a duplicate (delivery is at least once); test events are
 /// `test-<time_ms>` so they never collide with a history seq.
-pub fn event_id(ev: &HaEvent) -> String {
+pub fn event_id(ev: &Notice) -> String {
     if kind_of(ev) == TEST_KIND {
         format!("test-{}", ev.time_ms)
     } else {
@@ -90,7 +111,7 @@ fn env_value(s: &str) -> String {
 /// `HA_EVENT_TIME_MS`, `HA_EVENT_TARGET`, `HA_EVENT_JSON` always;
 /// `HA_EVENT_NODE`, `HA_EVENT_SID`, `HA_EVENT_FROM`, `HA_EVENT_TO`,
 /// `HA_EVENT_ACTOR`, `HA_EVENT_MESSAGE` when the event has them.
-pub fn hook_env(ev: &HaEvent, target: &str, json: &str) -> Vec<(String, String)> {
+pub fn hook_env(ev: &Notice, target: &str, json: &str) -> Vec<(String, String)> {
     let mut env = vec![
         ("HA_EVENT_KIND".to_string(), env_value(kind_of(ev))),
         ("HA_EVENT_SEQ".to_string(), ev.seq.to_string()),
@@ -121,7 +142,7 @@ mod tests {
 
     #[test]
     fn hook_env_has_the_fields_the_event_has() {
-        let ev = HaEvent {
+        let ev = Notice {
             seq: 42,
             time_ms: 1_764_160_000_123,
             kind: "node_state".into(),
@@ -152,5 +173,17 @@ mod tests {
         let json = serde_json::to_value(&ev).unwrap();
         assert_eq!(json["kind"], "test");
         assert!(json.get("sid").is_none());
+    }
+
+    #[test]
+    fn a_notice_has_the_history_event_json() {
+        let ev = HaEvent::new(1_000, crate::crm::history::EventKind::Fenced, "lease taken over")
+            .node("node2");
+        let notice = Notice::of(&ev);
+        assert_eq!(
+            serde_json::to_value(&notice).unwrap(),
+            serde_json::to_value(&ev).unwrap()
+        );
+        assert_eq!(kind_of(&notice), "fenced");
     }
 }

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 
 use super::config::Target;
-use super::event::HaEvent;
+use crate::crm::history::HaEvent;
 
 /// Retry timing: the first retry after `first_ms`, doubling, never more
 /// than `cap_ms` apart.
@@ -277,18 +277,11 @@ mod tests {
     }
 
     fn ev(seq: u64, kind: &str, to: Option<&str>) -> HaEvent {
-        HaEvent {
-            seq,
-            time_ms: seq * 10,
-            kind: kind.into(),
-            node: Some("node2".into()),
-            sid: None,
-            from: None,
-            to: to.map(Into::into),
-            actor: None,
-            message: None,
-            decision: None,
-        }
+        serde_json::from_value(serde_json::json!({
+            "seq": seq, "time_ms": seq * 10, "kind": kind, "node": "node2", "to": to,
+            "message": ""
+        }))
+        .unwrap()
     }
 
     fn fence(seq: u64) -> HaEvent {

@@ -225,15 +225,23 @@ impl World {
         source: &str,
         steps: Vec<CrmStep>,
     ) -> bool {
+        let mut events = Vec::new();
         for step in steps {
             match step {
                 CrmStep::Log(ev) => self.log_event(time, source, &ev),
+                CrmStep::Event(ev) => events.push(*ev),
                 CrmStep::Do(action) => {
                     if !self.apply_crm_action(node, time, source, action) {
                         return false;
                     }
                 }
             }
+        }
+        // The history is written with the round's manager status, so an
+        // event exists exactly when its round committed (as in the
+        // daemon).
+        if !events.is_empty() && self.can_commit(node) {
+            self.history.append(events);
         }
         true
     }

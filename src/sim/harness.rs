@@ -75,6 +75,8 @@ pub struct SimResult {
     pub final_state: FinalState,
     /// Set when the run aborted.
     pub error: Option<String>,
+    /// The CRM's event history as the store would keep it.
+    pub history: Vec<crate::crm::HaEvent>,
 }
 
 /// Runs a scenario to its end with seed 0 (sorted node order, no message
@@ -92,6 +94,7 @@ pub fn run_seeded(sc: &Scenario, timing: SimTiming, seed: u64) -> SimResult {
         log: std::mem::take(&mut world.log),
         final_state,
         error,
+        history: world.history.events().cloned().collect(),
     }
 }
 

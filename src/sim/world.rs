@@ -51,6 +51,9 @@ pub struct World {
     pub(crate) epochs: u64,
     /// Stored manager status.
     pub manager_status: ManagerStatus,
+    /// The CRM's event history (`crm::history`), kept as the store keeps
+    /// it.
+    pub history: crate::crm::history::MemoryHistory,
     /// Stored LRM status documents.
     pub lrm_status: BTreeMap<NodeName, LrmStatus>,
     /// Pending CRM command lines.
@@ -126,6 +129,7 @@ impl World {
             incarnations: 0,
             epochs: 0,
             manager_status: sc.manager_status.clone(),
+            history: Default::default(),
             lrm_status: BTreeMap::new(),
             crm_commands: Vec::new(),
             services: sc

@@ -3,6 +3,7 @@
 //! commands written since the last.
 
 use super::*;
+use crate::crm::history::split_command_actor;
 
 impl Manager {
     pub(super) fn apply_crm_commands(&mut self, input: &ManagerInput<'_>, out: &mut Steps) {
@@ -11,8 +12,18 @@ impl Manager {
         }
         out.act(CrmAction::ConsumeCrmCommands);
         for line in input.crm_commands {
-            let cmd = line.trim_end();
+            let (cmd, actor) = split_command_actor(line.trim_end());
+            let cmd = cmd.trim_end();
             let words: Vec<&str> = cmd.split_whitespace().collect();
+            let mut event =
+                HaEvent::new(self.now_ms, EventKind::Command, format!("command: {cmd}"))
+                    .actor(actor);
+            if let Some(sid) = words.get(1).and_then(|w| w.parse::<Sid>().ok()) {
+                event = event.sid(sid);
+            } else if let Some(node) = words.get(1).and_then(|w| w.parse::<NodeName>().ok()) {
+                event = event.node(node);
+            }
+            out.event(event);
             match words.as_slice() {
                 [task @ ("migrate" | "relocate"), sid, node] => {
                     let (Ok(sid), Ok(node)) = (sid.parse::<Sid>(), node.parse::<NodeName>()) else {
@@ -125,6 +136,14 @@ impl Manager {
                         mode,
                         state: DisarmState::Disarming,
                     });
+                    out.event(
+                        HaEvent::new(
+                            self.now_ms,
+                            EventKind::Disarm,
+                            format!("HA disarming ({})", mode.as_str()),
+                        )
+                        .actor(actor),
+                    );
                 }
                 ["arm-ha"] => {
                     let Some(disarm) = self.ms.disarm else {
@@ -154,6 +173,9 @@ impl Manager {
                         }
                     }
                     out.info("re-arming HA stack");
+                    out.event(
+                        HaEvent::new(self.now_ms, EventKind::Arm, "HA re-armed").actor(actor),
+                    );
                     self.ms.disarm = None;
                 }
                 _ => out.log(Level::Err, format!("unable to parse crm command: {cmd}")),

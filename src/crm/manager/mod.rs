@@ -12,11 +12,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::domain::{CrsMode, NodeName, RequestedState, ResourceConfig, Sid};
 use crate::lrm::{LrmMode, LrmStatus};
 
+use super::explain::{Decision, DecisionReason, DecisionTrace};
 use super::fencing::{AgentLease, FenceEvidence};
 use super::group_migration::{GroupMigration, GroupMigrationInput};
+use super::history::{EventKind, HaEvent};
 use super::output::{CrmAction, Level, Steps};
 use super::select::{
-    select_service_node, NodeAffinity, PartnerNodes, Preference, ResourceAffinity,
+    select_service_node, select_traced, NodeAffinity, PartnerNodes, Preference, ResourceAffinity,
 };
 use super::status::{
     exit_code, Disarm, DisarmMode, DisarmState, LrmResult, ManagerStatus, NodeState, ServiceRecord,
@@ -96,6 +98,9 @@ pub struct Manager {
     reported_unguarded: BTreeSet<NodeName>,
     /// New services reported as having no allowed online node.
     reported_unplaceable: BTreeSet<Sid>,
+    /// Services whose failed recovery is in the history (once until
+    /// they are recovered).
+    reported_unrecoverable: BTreeSet<Sid>,
     /// Runs only on the Raft leader: manages while its own node is in
     /// `fence`.
     leader_only: bool,
@@ -106,6 +111,8 @@ pub struct Manager {
     mode: CrsMode,
     /// Consecutive rounds the imbalance stayed above the threshold.
     rebalance_hold: u32,
+    /// This round's time (the history's event time).
+    now_ms: u64,
 }
 
 /// A node whose LRM reports that its watchdog cannot protect it counts as
@@ -146,10 +153,12 @@ impl Manager {
             group_migration: GroupMigration::default(),
             reported_unguarded: BTreeSet::new(),
             reported_unplaceable: BTreeSet::new(),
+            reported_unrecoverable: BTreeSet::new(),
             leader_only: false,
             configured_mode: None,
             mode: CrsMode::Basic,
             rebalance_hold: 0,
+            now_ms: 0,
         }
     }
 
@@ -189,9 +198,13 @@ impl Manager {
             return;
         }
         self.ms.node_status.insert(node.clone(), state);
-        out.info(format!(
-            "node '{node}': state changed from '{old}' => '{state}'"
-        ));
+        let message = format!("node '{node}': state changed from '{old}' => '{state}'");
+        out.event(
+            HaEvent::new(self.now_ms, EventKind::NodeState, message.clone())
+                .node(node)
+                .change(old, state),
+        );
+        out.info(message);
     }
 
     fn node_is_online(&self, node: &NodeName) -> bool {
@@ -400,9 +413,69 @@ impl Manager {
         } else {
             format!("  ({})", params.join(", "))
         };
-        out.info(format!(
-            "service '{sid}': state changed from '{old}' to '{new}'{text}"
-        ));
+        let message = format!("service '{sid}': state changed from '{old}' to '{new}'{text}");
+        let kind = if new == ServiceState::Error {
+            EventKind::Error
+        } else {
+            EventKind::ServiceState
+        };
+        let node = &self.ms.service_status[sid].node;
+        out.event(
+            HaEvent::new(self.now_ms, kind, message.clone())
+                .sid(sid)
+                .node(node)
+                .change(old, new),
+        );
+        out.info(message);
+    }
+
+    /// [`select_service_node`] for a choice worth recording: returns the
+    /// node and the [`Decision`] the selection itself traced, over every
+    /// member and its node state.
+    #[allow(clippy::too_many_arguments)]
+    fn select_recorded(
+        &self,
+        input: &ManagerInput<'_>,
+        sid: &Sid,
+        load: Option<&Load>,
+        partners: &PartnerNodes,
+        failback: bool,
+        sd: &ServiceRecord,
+        preference: Preference,
+        reason: DecisionReason,
+    ) -> (Option<NodeName>, Decision) {
+        let mut trace = DecisionTrace::default();
+        let selected = select_traced(
+            &self.usage,
+            load,
+            input.node_affinity.get(sid),
+            partners,
+            failback,
+            sd,
+            preference,
+            &mut trace,
+        );
+        let members: BTreeMap<NodeName, String> = input
+            .membership
+            .keys()
+            .chain(self.ms.node_status.keys())
+            .map(|n| (n.clone(), self.node_state(n).to_string()))
+            .collect();
+        let decision = trace.into_decision(
+            sid.as_str(),
+            reason,
+            self.usage.mode().as_str(),
+            Some(&sd.node),
+            selected.as_ref(),
+            &members,
+            |n| self.usage.contains_key(n),
+        );
+        debug_assert_eq!(
+            decision.winner(),
+            selected.as_ref().map(ToString::to_string),
+            "the decision's table names the node the selection chose"
+        );
+        (selected, decision)
     }
 
     /// Where the resource-affinity partners of `sid` are, on online nodes.
@@ -425,6 +498,7 @@ impl Manager {
     /// Runs one manager round. Returns true if the status must be written
     /// (false when this node sees itself offline).
     pub fn manage(&mut self, input: &ManagerInput<'_>, out: &mut Steps) -> bool {
+        self.now_ms = input.now_ms;
         self.moved.clear();
         let mut results: HashMap<&str, &LrmResult> = HashMap::new();
         let mut modes: BTreeMap<NodeName, LrmMode> = BTreeMap::new();
@@ -514,19 +588,30 @@ impl Manager {
                 partners.separate.extend(fresh.separate);
             }
             let load = self.load_for_selection(input, sid, false, out);
-            let selected = select_service_node(
-                &self.usage,
+            let (selected, mut decision) = self.select_recorded(
+                input,
+                sid,
                 load.as_ref(),
-                input.node_affinity.get(sid),
                 &partners,
                 config.failback,
                 &probe,
                 Preference::BestScore,
+                DecisionReason::Placement,
             );
+            // A new service was on no node: the probe's node is only the
+            // selection's starting point.
+            decision.current = None;
             match selected {
                 Some(node) => {
                     self.reported_unplaceable.remove(sid);
-                    out.info(format!("placing new service '{sid}' on node '{node}'"));
+                    let message = format!("placing new service '{sid}' on node '{node}'");
+                    out.event(
+                        HaEvent::new(self.now_ms, EventKind::Placement, message.clone())
+                            .sid(sid)
+                            .to(&node)
+                            .decision(decision),
+                    );
+                    out.info(message);
                     self.add_usage(&node, load.as_ref());
                     placed.insert(
                         sid.clone(),
@@ -539,10 +624,15 @@ impl Manager {
                 }
                 None => {
                     if self.reported_unplaceable.insert(sid.clone()) {
-                        out.log(
-                            Level::Warning,
-                            format!("no allowed node is online for new service '{sid}': it waits for one"),
+                        let message = format!(
+                            "no allowed node is online for new service '{sid}': it waits for one"
                         );
+                        out.event(
+                            HaEvent::new(self.now_ms, EventKind::Error, message.clone())
+                                .sid(sid)
+                                .decision(decision),
+                        );
+                        out.log(Level::Warning, message);
                     }
                 }
             }

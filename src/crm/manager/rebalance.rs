@@ -28,20 +28,31 @@ impl Manager {
             let partners = self.partners(input, sid);
             let failback = input.resources.get(sid).is_none_or(|r| r.config.failback);
             let load = self.load_for_selection(input, sid, false, out);
-            let selected = select_service_node(
-                &self.usage,
+            let record = self.ms.service_status[sid].clone();
+            let (selected, decision) = self.select_recorded(
+                input,
+                sid,
                 load.as_ref(),
-                input.node_affinity.get(sid),
                 &partners,
                 failback,
-                &self.ms.service_status[sid],
+                &record,
                 Preference::BestScore,
+                DecisionReason::RebalanceOnStart,
             );
             if let Some(target) = &selected {
                 let which = if *target == node { "current" } else { "new" };
-                out.info(format!(
-                    "service {sid}: re-balance selected {which} node {target} for startup"
-                ));
+                let message =
+                    format!("service {sid}: re-balance selected {which} node {target} for startup");
+                // Only a start elsewhere is worth a history entry.
+                if *target != node {
+                    out.event(
+                        HaEvent::new(self.now_ms, EventKind::Relocate, message.clone())
+                            .sid(sid)
+                            .change(&node, target)
+                            .decision(decision),
+                    );
+                }
+                out.info(message);
             }
             // Later services of this pass see where this one starts.
             let start_on = selected.clone().unwrap_or_else(|| node.clone());

@@ -196,6 +196,7 @@ impl Manager {
         }
         self.reported_unguarded.remove(node);
         let msg = format!("fencing: acknowledged - got agent lock for node '{node}'");
+        out.event(HaEvent::new(self.now_ms, EventKind::Fenced, msg.clone()).node(node));
         out.info(msg.clone());
         self.set_node_state(out, node, NodeState::Unknown);
         out.log(Level::Email, format!("SUCCEED: {msg}"));
@@ -434,6 +435,25 @@ impl Manager {
         );
         match selected {
             Some(target) if target != node => {
+                // The move is worth explaining: the same selection again,
+                // traced (nothing changed in between).
+                let reason = if try_next {
+                    DecisionReason::StartFailure
+                } else {
+                    DecisionReason::Rebalance
+                };
+                let record = self.ms.service_status[sid].clone();
+                let (again, decision) = self.select_recorded(
+                    input,
+                    sid,
+                    load.as_ref(),
+                    &partners,
+                    conf.config.failback,
+                    &record,
+                    pref,
+                    reason,
+                );
+                debug_assert_eq!(again.as_ref(), Some(&target), "selection is deterministic");
                 self.add_usage(&target, load.as_ref());
                 if let Some(sd) = self.ms.service_status.get_mut(sid) {
                     if let Some(fallback) = sd.maintenance_node.clone() {
@@ -450,10 +470,24 @@ impl Manager {
                         }
                     }
                 }
-                if sid.kind() == "vm" {
-                    out.info(format!(
-                        "migrate service '{sid}' to node '{target}' (running)"
-                    ));
+                let kind = if sid.kind() == "vm" {
+                    EventKind::Migrate
+                } else {
+                    EventKind::Relocate
+                };
+                let message = if kind == EventKind::Migrate {
+                    format!("migrate service '{sid}' to node '{target}' (running)")
+                } else {
+                    format!("relocate service '{sid}' to node '{target}'")
+                };
+                out.event(
+                    HaEvent::new(self.now_ms, kind, message.clone())
+                        .sid(sid)
+                        .change(&node, &target)
+                        .decision(decision),
+                );
+                out.info(message);
+                if kind == EventKind::Migrate {
                     self.change_state(
                         out,
                         sid,
@@ -463,7 +497,6 @@ impl Manager {
                         None,
                     );
                 } else {
-                    out.info(format!("relocate service '{sid}' to node '{target}'"));
                     self.change_state(
                         out,
                         sid,
@@ -593,27 +626,33 @@ impl Manager {
         let failback = input.resources.get(sid).is_none_or(|r| r.config.failback);
         let partners = self.partners(input, sid);
         let load = self.load_for_selection(input, sid, false, out);
-        let selected = select_service_node(
-            &self.usage,
+        let record = self.ms.service_status[sid].clone();
+        let (selected, decision) = self.select_recorded(
+            input,
+            sid,
             load.as_ref(),
-            input.node_affinity.get(sid),
             &partners,
             failback,
-            &self.ms.service_status[sid],
+            &record,
             Preference::BestScore,
+            DecisionReason::Recovery,
         );
         let req = requested(input, sid);
         match selected {
             Some(to) => {
-                if to == fenced {
-                    out.info(format!(
-                        "recover service '{sid}' to previous failed and fenced node '{fenced}' again"
-                    ));
+                self.reported_unrecoverable.remove(sid);
+                let message = if to == fenced {
+                    format!("recover service '{sid}' to previous failed and fenced node '{fenced}' again")
                 } else {
-                    out.info(format!(
-                        "recover service '{sid}' from fenced node '{fenced}' to node '{to}'"
-                    ));
-                }
+                    format!("recover service '{sid}' from fenced node '{fenced}' to node '{to}'")
+                };
+                out.event(
+                    HaEvent::new(self.now_ms, EventKind::Recovery, message.clone())
+                        .sid(sid)
+                        .change(&fenced, &to)
+                        .decision(decision),
+                );
+                out.info(message);
                 if let Some(lock) = input.guest_locks.get(sid) {
                     if REMOVABLE_LOCKS.contains(&lock.as_str()) {
                         out.act(CrmAction::RemoveGuestLock(sid.clone()));
@@ -641,10 +680,18 @@ impl Manager {
                 self.change_state(out, sid, new, Some(to), None, None);
             }
             None => {
-                out.log(
-                    Level::Err,
-                    format!("recovering service '{sid}' from fenced node '{fenced}' failed, no recovery node found"),
-                );
+                let message = format!("recovering service '{sid}' from fenced node '{fenced}' failed, no recovery node found");
+                // Logged every round (as Proxmox does), recorded once
+                // until the service is recovered.
+                if self.reported_unrecoverable.insert(sid.clone()) {
+                    out.event(
+                        HaEvent::new(self.now_ms, EventKind::Error, message.clone())
+                            .sid(sid)
+                            .node(&fenced)
+                            .decision(decision),
+                    );
+                }
+                out.log(Level::Err, message);
                 if req == RequestedState::Disabled {
                     if let Some(sd) = self.ms.service_status.get_mut(sid) {
                         sd.failed_nodes = None;
