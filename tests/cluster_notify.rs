@@ -171,16 +171,16 @@ fn each_fence_is_sent_once_by_the_leader_across_a_leader_kill() {
         ),
     )
     .expect("hook");
-    std::fs::set_permissions(
-        &hook,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
     let url = format!("http://127.0.0.1:{}/hook", rx.port);
 
     // Bad input names the field and changes nothing.
     let bad = c
-        .cli(0, &["notify", "target", "add", "bad", "--webhook", "ftp://x"])
+        .cli(
+            0,
+            &["notify", "target", "add", "bad", "--webhook", "ftp://x"],
+        )
         .expect("cli");
     assert_ne!(bad.code, 0);
     assert!(bad.stderr.contains("field 'webhook'"), "{}", bad.stderr);
@@ -228,7 +228,10 @@ fn each_fence_is_sent_once_by_the_leader_across_a_leader_kill() {
         ],
     );
     let dup = c
-        .cli(2, &["notify", "target", "add", "hook", "--exec", "/bin/true"])
+        .cli(
+            2,
+            &["notify", "target", "add", "hook", "--exec", "/bin/true"],
+        )
         .expect("cli");
     assert_ne!(dup.code, 0);
     assert!(dup.stderr.contains("exists already"), "{}", dup.stderr);
@@ -250,9 +253,7 @@ fn each_fence_is_sent_once_by_the_leader_across_a_leader_kill() {
         .send()
         .expect("answer");
     assert_eq!(denied.status().as_u16(), 403);
-    let rows: Vec<Value> = c
-        .cli_json(2, &["notify", "target", "list"])
-        .expect("list");
+    let rows: Vec<Value> = c.cli_json(2, &["notify", "target", "list"]).expect("list");
     assert_eq!(rows.len(), 2);
 
     // `notify test` goes through the real path and says what happened.
@@ -270,7 +271,11 @@ fn each_fence_is_sent_once_by_the_leader_across_a_leader_kill() {
     let mut on = wait_running_once(&c, m, Duration::from_secs(60));
     if on == leader {
         let to = (leader + 1) % 3;
-        cli_ok(&c, leader, &["migrate", "exec:svc", &c.nodes[to].name.clone()]);
+        cli_ok(
+            &c,
+            leader,
+            &["migrate", "exec:svc", &c.nodes[to].name.clone()],
+        );
         on = wait_until(Duration::from_secs(60), "the service on a follower", || {
             let pids = ha_manager::local_cluster::procs::marker_pids(m);
             (pids.len() == 1 && c.node_of_pid(pids[0]) == Some(to)).then_some(to)
@@ -297,8 +302,18 @@ fn each_fence_is_sent_once_by_the_leader_across_a_leader_kill() {
     .unwrap_or_else(|e| panic!("{e}: received {:?}", rx.all()));
     // Late duplicates would show up within a few polls.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(rx.accepted(fence_of(&victim_name)).len(), 1, "{:?}", rx.all());
-    assert_eq!(rx.accepted(fenced_of(&victim_name)).len(), 1, "{:?}", rx.all());
+    assert_eq!(
+        rx.accepted(fence_of(&victim_name)).len(),
+        1,
+        "{:?}",
+        rx.all()
+    );
+    assert_eq!(
+        rx.accepted(fenced_of(&victim_name)).len(),
+        1,
+        "{:?}",
+        rx.all()
+    );
     let all = rx.all();
     let failed: Vec<&Received> = all.iter().filter(|r| r.answered == 500).collect();
     assert_eq!(failed.len(), 1, "{all:?}");
@@ -332,37 +347,51 @@ fn each_fence_is_sent_once_by_the_leader_across_a_leader_kill() {
     })
     .expect("the exec hook ran");
     assert!(env.contains("HA_EVENT_KIND=node_state"), "{env}");
-    assert!(env.contains(&format!("HA_EVENT_NODE={victim_name}")), "{env}");
+    assert!(
+        env.contains(&format!("HA_EVENT_NODE={victim_name}")),
+        "{env}"
+    );
     assert!(env.contains("HA_EVENT_TO=fence"), "{env}");
     assert!(env.contains(&format!("HA_EVENT_SEQ={fence_seq}")), "{env}");
     assert!(env.contains("HA_EVENT_JSON={"), "{env}");
 
     // The node comes back; then the leader dies.
     c.start_node(victim).expect("node restarts");
-    let other = (0..3).find(|i| *i != leader && *i != victim).expect("third");
+    let other = (0..3)
+        .find(|i| *i != leader && *i != victim)
+        .expect("third");
     wait_until(Duration::from_secs(60), "the node back online", || {
         let st = c.status(other).ok()?;
         st.iter()
             .any(|e| {
                 e.kind == "node"
                     && e.node.as_deref() == Some(victim_name.as_str())
-                    && e.status.starts_with("online")
+                    && e.node_state.as_deref() == Some("online")
             })
             .then_some(())
     })
     .expect("node rejoins");
     c.signal_daemon(leader, Signal::SIGKILL)
         .expect("kill leader");
-    wait_until(Duration::from_secs(60), "the old leader's fence event", || {
-        let fence = !rx.accepted(fence_of(&leader_name)).is_empty();
-        let fenced = !rx.accepted(fenced_of(&leader_name)).is_empty();
-        (fence && fenced).then_some(())
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "the old leader's fence event",
+        || {
+            let fence = !rx.accepted(fence_of(&leader_name)).is_empty();
+            let fenced = !rx.accepted(fenced_of(&leader_name)).is_empty();
+            (fence && fenced).then_some(())
+        },
+    )
     .unwrap_or_else(|e| panic!("{e}: received {:?}", rx.all()));
     std::thread::sleep(Duration::from_secs(2));
     let fences = rx.accepted(fence_of(&leader_name));
     assert_eq!(fences.len(), 1, "{:?}", rx.all());
     assert_ne!(fences[0].sender, leader_name);
     assert!(fences[0].signed());
-    assert_eq!(rx.accepted(fenced_of(&leader_name)).len(), 1, "{:?}", rx.all());
+    assert_eq!(
+        rx.accepted(fenced_of(&leader_name)).len(),
+        1,
+        "{:?}",
+        rx.all()
+    );
 }

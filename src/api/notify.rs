@@ -22,8 +22,8 @@ use super::extract::{ApiJson, ApiPath};
 use super::tokens::Caller;
 use super::ApiState;
 use crate::notify::config::{
-    check_name, cursor_doc, parse_doc, NewTarget, NotifyDoc, Sink, TargetView, FORMAT,
-    MAX_TARGETS, NOTIFY_DOC,
+    check_name, cursor_doc, parse_doc, NewTarget, NotifyDoc, Sink, TargetView, FORMAT, MAX_TARGETS,
+    NOTIFY_DOC,
 };
 use crate::notify::plan::Attempt;
 
@@ -78,8 +78,11 @@ pub async fn add(
             ));
         }
         if let Some(pem) = ca_pem {
-            crate::daemon::notify_send::webhook_client(Some(pem), std::time::Duration::from_secs(1))
-                .map_err(|e| ApiError::field("ca_pem", format!("field 'ca_pem': {e}")))?;
+            crate::daemon::notify_send::webhook_client(
+                Some(pem),
+                std::time::Duration::from_secs(1),
+            )
+            .map_err(|e| ApiError::field("ca_pem", format!("field 'ca_pem': {e}")))?;
         }
     }
     if doc.targets.contains_key(&name) {
@@ -117,8 +120,10 @@ pub async fn remove(
     check_name(&name).map_err(|e| ApiError::field("name", e))?;
     let (mut doc, version) = read_doc(&st).await?;
     if doc.targets.remove(&name).is_none() {
-        return Err(ApiError::field("name", format!("field 'name': no target '{name}'"))
-            .with_status(StatusCode::NOT_FOUND));
+        return Err(
+            ApiError::field("name", format!("field 'name': no target '{name}'"))
+                .with_status(StatusCode::NOT_FOUND),
+        );
     }
     write_doc(&st, &doc, version).await?;
     // A target added again under this name starts at its own start, so a
@@ -162,7 +167,8 @@ pub async fn test(
     let (doc, _) = read_doc(&st).await?;
     let chosen: Vec<(String, crate::notify::config::Target)> = match &req.target {
         Some(name) => {
-            check_name(name).map_err(|e| ApiError::field("target", e.replace("'name'", "'target'")))?;
+            check_name(name)
+                .map_err(|e| ApiError::field("target", e.replace("'name'", "'target'")))?;
             let t = doc.targets.get(name).ok_or_else(|| {
                 ApiError::field("target", format!("field 'target': no target '{name}'"))
                     .with_status(StatusCode::NOT_FOUND)
@@ -188,7 +194,9 @@ pub async fn test(
     }
     let mut results = Vec::new();
     while let Some(done) = sends.join_next().await {
-        let Ok((i, name, attempt)) = done else { continue };
+        let Ok((i, name, attempt)) = done else {
+            continue;
+        };
         let (outcome, detail) = match attempt {
             Attempt::Delivered => ("delivered", String::new()),
             Attempt::Retry(d) => ("failed", d),

@@ -271,7 +271,10 @@ mod tests {
         ev.kind = "slow".into();
         let started = std::time::Instant::now();
         let result = rt.block_on(deliver("pager", &target, &ev, "node1"));
-        assert!(matches!(result, Attempt::Retry(ref m) if m.contains("killed")), "{result:?}");
+        assert!(
+            matches!(result, Attempt::Retry(ref m) if m.contains("killed")),
+            "{result:?}"
+        );
         assert!(started.elapsed() < Duration::from_secs(20));
         let missing = exec_target("/nonexistent/hook", 2);
         assert!(matches!(

@@ -22,8 +22,8 @@ use raft::{ClusterStore, Command, DocKey, Outcome};
 use tokio::task::JoinSet;
 
 use super::crm_task::unix_ms;
-use crate::notify::config::{cursor_doc, parse_doc, Cursor, Target, NOTIFY_DOC};
 use crate::crm::history::HaEvent;
+use crate::notify::config::{cursor_doc, parse_doc, Cursor, Target, NOTIFY_DOC};
 use crate::notify::event::Notice;
 use crate::notify::plan::{Attempt, Step, TargetProgress, BACKOFF};
 

@@ -119,7 +119,10 @@ pub fn run(command: NotifyCommand) -> anyhow::Result<()> {
             }
             let failed = results.iter().filter(|r| r.outcome != "delivered").count();
             if failed > 0 {
-                anyhow::bail!("{failed} of {} targets did not take the test event", results.len());
+                anyhow::bail!(
+                    "{failed} of {} targets did not take the test event",
+                    results.len()
+                );
             }
             Ok(())
         }
@@ -217,7 +220,15 @@ fn table(rows: &[TargetView]) -> String {
         })
         .collect();
     super::output::table(
-        &["name", "type", "destination", "events", "timeout", "signed", "ca file"],
+        &[
+            "name",
+            "type",
+            "destination",
+            "events",
+            "timeout",
+            "signed",
+            "ca file",
+        ],
         &cells,
     )
 }

@@ -347,8 +347,9 @@ impl NewTarget {
                     if !is_https(url) {
                         return Err(FieldError {
                             field: "ca_pem",
-                            message: "field 'ca_pem': a CA file is used only by an https:// webhook"
-                                .into(),
+                            message:
+                                "field 'ca_pem': a CA file is used only by an https:// webhook"
+                                    .into(),
                         });
                     }
                     if pem.trim().is_empty() || pem.len() > 256 * 1024 {
@@ -379,8 +380,7 @@ impl NewTarget {
             (Some(_), Some(_)) => {
                 return Err(FieldError {
                     field: "exec",
-                    message: "field 'exec': a target is a webhook or an exec hook, not both"
-                        .into(),
+                    message: "field 'exec': a target is a webhook or an exec hook, not both".into(),
                 })
             }
             (None, None) => {

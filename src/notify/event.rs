@@ -177,8 +177,12 @@ mod tests {
 
     #[test]
     fn a_notice_has_the_history_event_json() {
-        let ev = HaEvent::new(1_000, crate::crm::history::EventKind::Fenced, "lease taken over")
-            .node("node2");
+        let ev = HaEvent::new(
+            1_000,
+            crate::crm::history::EventKind::Fenced,
+            "lease taken over",
+        )
+        .node("node2");
         let notice = Notice::of(&ev);
         assert_eq!(
             serde_json::to_value(&notice).unwrap(),

@@ -198,7 +198,9 @@ impl TargetProgress {
 
     /// The event to send now, if one is queued and its retry time came.
     pub fn due(&self, now_ms: u64) -> Option<&HaEvent> {
-        self.queue.front().filter(|_| now_ms >= self.next_attempt_ms)
+        self.queue
+            .front()
+            .filter(|_| now_ms >= self.next_attempt_ms)
     }
 
     /// When the head of the queue may be tried, if anything is queued.
@@ -230,7 +232,8 @@ impl TargetProgress {
             }
             Attempt::Retry(_) => {
                 self.failures = self.failures.saturating_add(1);
-                self.next_attempt_ms = now_ms.saturating_add(retry_delay_ms(self.failures, backoff));
+                self.next_attempt_ms =
+                    now_ms.saturating_add(retry_delay_ms(self.failures, backoff));
                 Step::RetryAt {
                     seq,
                     at_ms: self.next_attempt_ms,
@@ -295,7 +298,10 @@ mod tests {
             assert!(matches!(http_outcome(retry), Attempt::Retry(_)), "{retry}");
         }
         for reject in [301, 400, 401, 404] {
-            assert!(matches!(http_outcome(reject), Attempt::Rejected(_)), "{reject}");
+            assert!(
+                matches!(http_outcome(reject), Attempt::Rejected(_)),
+                "{reject}"
+            );
         }
     }
 
@@ -382,7 +388,10 @@ mod tests {
             }
         );
         // A stale result for another seq changes nothing.
-        assert_eq!(p.record(3100, 7, &Attempt::Delivered, BACKOFF), Step::Nothing);
+        assert_eq!(
+            p.record(3100, 7, &Attempt::Delivered, BACKOFF),
+            Step::Nothing
+        );
     }
 
     #[test]
