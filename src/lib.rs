@@ -19,6 +19,7 @@ pub mod local_cluster;
 pub mod lrm;
 #[cfg(feature = "node")]
 pub mod node_cli;
+pub mod notify;
 pub mod sim;
 #[cfg(feature = "node")]
 pub mod sim_web;

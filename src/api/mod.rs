@@ -35,6 +35,7 @@ pub mod import;
 pub mod join_tokens;
 pub mod members;
 pub mod node_certs;
+pub mod notify;
 pub mod openapi;
 pub mod resources;
 pub mod rules;
@@ -200,6 +201,9 @@ fn protected_routes() -> OpenApiRouter<ApiState> {
             rules::update_rule,
             rules::remove_rule
         ))
+        .routes(routes!(notify::list, notify::add))
+        .routes(routes!(notify::remove))
+        .routes(routes!(notify::test))
         .routes(routes!(history::list))
         .routes(routes!(history::explain))
         .routes(routes!(status::status_current))

@@ -53,6 +53,7 @@ pub const JOIN_TOKEN: &str = "join_token";
         (name = "rules", description = "Node- and resource-affinity rules (rules.cfg)"),
         (name = "crs", description = "Cluster resource scheduling options and usage"),
         (name = "status", description = "What `ha-manager status` shows"),
+        (name = "notify", description = "Notification targets (webhook, exec hook) and the test event"),
         (name = "history", description = "The CRM's event history and why a service is on its node"),
         (name = "config", description = "Import and backup of the configuration"),
         (name = "meta", description = "This document"),

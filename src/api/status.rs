@@ -267,6 +267,39 @@ pub async fn metrics(State(st): State<ApiState>) -> impl IntoResponse {
         "ha_node_usage_reports_total {}",
         crate::daemon::usage_task::REPORTS_WRITTEN.load(std::sync::atomic::Ordering::Relaxed)
     );
+    {
+        use crate::daemon::notify_task::{DELIVERED, FAILED_ATTEMPTS, LOST, REJECTED};
+        for (name, help, counter) in [
+            (
+                "ha_notify_delivered_total",
+                "Notifications this node delivered.",
+                &DELIVERED,
+            ),
+            (
+                "ha_notify_failed_attempts_total",
+                "Notification attempts of this node that failed (retried later).",
+                &FAILED_ATTEMPTS,
+            ),
+            (
+                "ha_notify_rejected_total",
+                "Notifications a receiver refused for good (4xx), skipped.",
+                &REJECTED,
+            ),
+            (
+                "ha_notify_lost_total",
+                "History events dropped (history cap) before a target got them.",
+                &LOST,
+            ),
+        ] {
+            let _ = writeln!(m, "# HELP {name} {help}");
+            let _ = writeln!(m, "# TYPE {name} counter");
+            let _ = writeln!(
+                m,
+                "{name} {}",
+                counter.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m)
 }
 

@@ -1,6 +1,6 @@
 //! The HA loop of a node: the lease task (agent lease renewals), the
-//! watchdog thread, the CRM (active only on the Raft leader), the LRM and
-//! the usage reporter, each on its own, so a slow store call or a hung watchdog-mux in one
+//! watchdog thread, the CRM and the notification sender (both active only
+//! on the Raft leader), the LRM and the usage reporter, each on its own, so a slow store call or a hung watchdog-mux in one
 //! never delays the others.
 
 use std::sync::Arc;
@@ -57,6 +57,11 @@ pub async fn run(
     let crm = tokio::spawn(crm_task::run(config.clone(), state.clone()));
     let usage = tokio::spawn(usage_task::run(config.clone(), state.store.clone()));
     let ca = tokio::spawn(super::ca_task::run(state.clone()));
+    // Sends only while this node leads, like the CRM.
+    let notify = tokio::spawn(super::notify_task::run(
+        state.store.clone(),
+        config.node.clone(),
+    ));
     let watcher = tokio::spawn(lrm_task::wake_on_manager_status(
         state.store.clone(),
         wake.clone(),
@@ -71,7 +76,7 @@ pub async fn run(
         },
         shutdown,
     ));
-    let _guard = AbortOnDrop(vec![lease_task, crm, watcher, usage, ca]);
+    let _guard = AbortOnDrop(vec![lease_task, crm, watcher, usage, ca, notify]);
     if lrm.await.is_err() {
         return Ok(());
     }

@@ -15,6 +15,8 @@ pub mod http_server;
 pub mod lifecycle;
 pub mod lrm_task;
 pub mod no_cluster_yet;
+pub mod notify_send;
+pub mod notify_task;
 pub mod shutdown;
 pub mod snapshot;
 pub mod tls_files;

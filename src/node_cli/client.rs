@@ -183,6 +183,14 @@ pub mod routes {
         HISTORY = Get "/history";
         /// Why a service is on its node.
         EXPLAIN = Get "/explain/{sid}";
+        /// List notification targets.
+        NOTIFY_TARGETS = Get "/notify/targets";
+        /// Add a notification target.
+        NOTIFY_TARGET_ADD = Post "/notify/targets";
+        /// Remove a notification target.
+        NOTIFY_TARGET_REMOVE = Delete "/notify/targets/{name}";
+        /// Send a test event.
+        NOTIFY_TEST = Post "/notify/test";
     }
 }
 

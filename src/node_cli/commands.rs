@@ -403,6 +403,13 @@ pub enum NodeCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Notifications: webhook and exec hook targets for fence,
+    /// recovery, error and node events (target add|list|remove, test).
+    Notify {
+        /// Sub-command.
+        #[command(subcommand)]
+        command: super::NotifyCommand,
+    },
     /// Create a resource.
     Add {
         /// SID (`exec:web`, `systemd:nginx`, `ocf:vip`).

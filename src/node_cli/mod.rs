@@ -10,6 +10,7 @@ mod crs;
 mod history;
 mod import;
 mod join_tokens;
+mod notify;
 pub mod output;
 mod rules;
 pub mod status;
@@ -19,6 +20,7 @@ use serde_json::json;
 
 pub use ca::CaCommand;
 pub use join_tokens::JoinTokenCommand;
+pub use notify::NotifyCommand;
 
 pub use commands::{
     ClusterCommand, ConfigArg, CrmCommand, CrsCommand, GroupOptions, NodeCommand, OutputFormat,
@@ -97,6 +99,7 @@ fn execute(command: NodeCommand) -> anyhow::Result<()> {
         }
         NodeCommand::Cluster { command } => cluster(command),
         NodeCommand::Token { command } => tokens::run(command),
+        NodeCommand::Notify { command } => notify::run(command),
         NodeCommand::Add {
             sid,
             options,
