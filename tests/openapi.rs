@@ -247,6 +247,55 @@ fn the_cli_requests_only_documented_routes() {
     }
 }
 
+/// The dashboard's requests (`api('METHOD', path, ...)` in
+/// `src/web/assets/app.js`): each names a documented route. A `${...}`
+/// segment of a template literal stands for any one segment; a query
+/// added with `+ q` or `?` is not part of the route.
+#[test]
+fn the_dashboard_requests_only_documented_routes() {
+    let doc = generated_value();
+    let js = include_str!("../src/web/assets/app.js");
+    let documented: Vec<(String, Vec<String>)> = operations(&doc)
+        .into_iter()
+        .map(|(path, method, _)| {
+            let segs = path
+                .trim_start_matches("/api/v1")
+                .split('/')
+                .map(str::to_string)
+                .collect();
+            (method, segs)
+        })
+        .collect();
+    let mut calls = 0;
+    for (i, _) in js.match_indices("api('") {
+        let rest = &js[i + 5..];
+        let Some((method, rest)) = rest.split_once('\'') else {
+            continue;
+        };
+        let rest = rest.trim_start_matches(',').trim_start();
+        let quote = rest.chars().next().expect("a path argument");
+        let Some(end) = rest[1..].find(quote) else {
+            panic!("unterminated path after api('{method}'")
+        };
+        let path = &rest[1..=end];
+        let path = path.split('?').next().unwrap_or(path);
+        calls += 1;
+        let wanted: Vec<&str> = path.split('/').collect();
+        let found = documented.iter().any(|(m, segs)| {
+            *m == method.to_lowercase()
+                && segs.len() == wanted.len()
+                && segs.iter().zip(&wanted).all(|(doc_seg, js_seg)| {
+                    doc_seg == js_seg || (js_seg.starts_with("${") && js_seg.ends_with('}'))
+                })
+        });
+        assert!(
+            found,
+            "the dashboard requests {method} /api/v1{path}, which the OpenAPI document does not list"
+        );
+    }
+    assert!(calls >= 15, "only {calls} api() calls found in app.js");
+}
+
 #[test]
 fn a_live_node_serves_every_documented_get_route_and_the_document() {
     let c = common::start(1);
